@@ -1,0 +1,57 @@
+"""PromptStream's Python SDK: run versioned prompts and A/B experiments, and track what users do with the output.
+
+Example::
+
+    from promptstream import PromptStreamClient
+
+    client = PromptStreamClient(api_key="ps_...")
+    run = client.run_prompt("PROMPT_ID", {"text": "Hi"}, external_user_id="user_123")
+    client.track_conversion(run.run_id, run.experiment_id)
+"""
+
+from ._client import PromptStreamClient
+from ._config import AgentConfig
+from ._errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    ArgumentTypeError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    InvalidArgumentError,
+    InvalidResponseError,
+    NotFoundError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    PromptNotFoundError,
+    PromptStreamError,
+    RateLimitError,
+    ServerError,
+)
+from ._models import DeliveryStats, RunResponse
+from ._version import __version__
+
+__all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AgentConfig",
+    "ArgumentTypeError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigurationError",
+    "DeliveryStats",
+    "InvalidArgumentError",
+    "InvalidResponseError",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "PermissionDeniedError",
+    "PromptNotFoundError",
+    "PromptStreamClient",
+    "PromptStreamError",
+    "RateLimitError",
+    "RunResponse",
+    "ServerError",
+    "__version__",
+]

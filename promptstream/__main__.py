@@ -1,0 +1,3 @@
+from promptstream.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,374 @@
+"""``PromptStreamClient``: synchronous prompt runs and fire-and-forget event tracking."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+from urllib.parse import quote
+
+import httpx
+import msgspec
+
+from ._config import (
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT,
+    ENV_DISABLED,
+    AgentConfig,
+    env_flag,
+    resolve_api_key,
+    resolve_base_url,
+)
+from ._errors import APIConnectionError, ConfigurationError, InvalidResponseError
+from ._http import HttpTransport, error_from_response
+from ._ids import new_idempotency_key, rfc3339_ms, uuid7
+from ._models import DeliveryStats, Event, RunRequest, RunResponse
+from ._retry import RetrySchedule, parse_retry_after
+from ._validation import (
+    check_bool,
+    check_id,
+    check_inputs,
+    check_label,
+    check_number,
+    check_optional_id,
+    check_optional_label,
+    encode_metadata,
+)
+from .agent import TrackingAgent, spool_file_path
+
+__all__ = ["PromptStreamClient"]
+
+_encode = msgspec.json.Encoder().encode
+_decode_run = msgspec.json.Decoder(RunResponse).decode
+_RETRYABLE_RUN_STATUS = frozenset({429, 502, 503, 504})
+# A Retry-After longer than this is not slept through inside run_prompt: the caller gets RateLimitError at once.
+_MAX_RETRY_AFTER = 60.0
+
+
+class PromptStreamClient:
+    """The PromptStream client: run prompts synchronously; track events without waiting.
+
+    Example::
+
+        from promptstream import PromptStreamClient
+
+        with PromptStreamClient(api_key="ps_...") as client:
+            run = client.run_prompt("PROMPT_ID", {"text": "Hi"}, external_user_id="user_123")
+            client.track_click(run.run_id, run.experiment_id, label="copy")
+
+    ``track_*`` validate their arguments, put the event on an in-memory queue and return its ``event_id``; a
+    background agent spools events to a local SQLite file and delivers them (docs/delivery.md). The key comes from
+    ``api_key`` or ``PROMPTSTREAM_API_KEY``; the server from ``base_url`` or ``PROMPTSTREAM_BASE_URL``.
+    Constructing a client does no I/O.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        disabled: bool | None = None,
+        spool: bool = True,
+        spool_dir: str | os.PathLike[str] | None = None,
+        max_spool_bytes: int = AgentConfig.max_spool_bytes,
+        max_queue_size: int = AgentConfig.max_queue_size,
+        flush_interval: float = AgentConfig.flush_interval,
+        batch_max_events: int = AgentConfig.batch_max_events,
+        shutdown_timeout: float = AgentConfig.shutdown_timeout,
+        encoding: Literal["json", "msgpack"] = "json",
+        durable: bool = False,
+        on_error: Any = None,
+        agent_config: AgentConfig | None = None,
+    ) -> None:
+        self._api_key = resolve_api_key(api_key)
+        self.base_url = resolve_base_url(base_url)
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise ConfigurationError(f"max_retries must be an int >= 0, got {max_retries!r}")
+        self.max_retries = max_retries
+        self.timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+        if on_error is not None and not callable(on_error):
+            raise ConfigurationError("on_error must be callable")
+        self.disabled = env_flag(ENV_DISABLED) if disabled is None else bool(disabled)
+        config = agent_config or AgentConfig(
+            spool=spool,
+            spool_dir=Path(spool_dir) if spool_dir is not None else None,
+            max_spool_bytes=max_spool_bytes,
+            max_queue_size=max_queue_size,
+            flush_interval=flush_interval,
+            batch_max_events=batch_max_events,
+            shutdown_timeout=shutdown_timeout,
+            encoding=encoding,
+            durable=durable,
+        )
+        self._transport = HttpTransport(self.base_url, self._api_key, self.timeout)
+        self._agent: TrackingAgent | None = None
+        if not self.disabled:
+            self._agent = TrackingAgent(
+                config,
+                self._transport,
+                spool_path=spool_file_path(config, self.base_url, self._api_key),
+                on_error=on_error,
+            )
+
+    def __repr__(self) -> str:
+        return f"PromptStreamClient(base_url={self.base_url!r}, disabled={self.disabled})"
+
+    # -- prompts --------------------------------------------------------------------------------------------------
+
+    def run_prompt(
+        self,
+        prompt_id: str,
+        inputs: Mapping[str, Any],
+        external_user_id: str | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> RunResponse:
+        """Run a prompt in its live experiment and return the variant served and its output.
+
+        Transient failures (connection errors, timeouts, 429, 502, 503, 504) are retried up to ``max_retries``
+        times with exponential backoff, honouring ``Retry-After``; every attempt carries the same
+        ``Idempotency-Key``, so a retry never creates a second run.
+
+        Example::
+
+            resp = client.run_prompt("PROMPT_ID", {"text": "Hi"}, external_user_id="user_123")
+            print(resp.output)
+
+        Raises ``AuthenticationError``, ``PromptNotFoundError``, ``BadRequestError`` (e.g. a missing template
+        input), ``RateLimitError``, ``ServerError``, ``APIConnectionError`` / ``APITimeoutError``.
+        """
+        prompt_id = check_id("prompt_id", prompt_id)
+        body = _encode(
+            RunRequest(
+                inputs=check_inputs(dict(inputs) if isinstance(inputs, Mapping) else inputs),
+                external_user_id=check_optional_id("external_user_id", external_user_id),
+            )
+        )
+        key = new_idempotency_key() if idempotency_key is None else check_id("idempotency_key", idempotency_key)
+        response = self._post_with_retries(
+            f"/v1/prompts/{quote(prompt_id, safe='')}/runs",
+            body,
+            {"Content-Type": "application/json", "Idempotency-Key": key},
+        )
+        try:
+            return _decode_run(response.content)
+        except msgspec.DecodeError as exc:
+            raise InvalidResponseError(
+                f"run response does not match the protocol: {exc}",
+                status_code=response.status_code,
+                request_id=response.headers.get("x-request-id"),
+            ) from None
+
+    def _post_with_retries(self, path: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
+        schedule = RetrySchedule(first=0.5, cap=8.0)
+        while True:
+            try:
+                response = self._transport.request("POST", path, content=body, headers=headers)
+            except APIConnectionError:
+                if schedule.attempts >= self.max_retries:
+                    raise
+                time.sleep(schedule.next_delay())
+                continue
+            if response.status_code < 400:
+                return response
+            error = error_from_response(response)
+            retryable = response.status_code in _RETRYABLE_RUN_STATUS
+            retry_after = parse_retry_after(response.headers.get("retry-after"))
+            if (
+                not retryable
+                or schedule.attempts >= self.max_retries
+                or (retry_after is not None and retry_after > _MAX_RETRY_AFTER)
+            ):
+                raise error
+            time.sleep(schedule.next_delay(retry_after))
+
+    # -- tracking -------------------------------------------------------------------------------------------------
+
+    def track_click(
+        self,
+        prompt_run_id: str,
+        experiment_id: str,
+        label: str,
+        external_user_id: str | None = None,
+        source: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> str:
+        """Record a click on something the run produced. Returns the event's id.
+
+        Example::
+
+            client.track_click(run.run_id, run.experiment_id, label="copy", metadata={"position": 1})
+        """
+        return self._track(
+            "click",
+            prompt_run_id,
+            experiment_id,
+            external_user_id,
+            label=check_label("label", label),
+            source=check_optional_label("source", source),
+            metadata=encode_metadata(metadata),
+        )
+
+    def track_conversion(
+        self,
+        prompt_run_id: str,
+        experiment_id: str,
+        label: str = "conversion",
+        external_user_id: str | None = None,
+        source: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> str:
+        """Record that the user converted after the run (signed up, bought, ...). Returns the event's id.
+
+        Example::
+
+            client.track_conversion(run.run_id, run.experiment_id, label="purchase", metadata={"value": 42})
+        """
+        return self._track(
+            "conversion",
+            prompt_run_id,
+            experiment_id,
+            external_user_id,
+            label=check_label("label", label),
+            source=check_optional_label("source", source),
+            metadata=encode_metadata(metadata),
+        )
+
+    def track_feedback(
+        self,
+        prompt_run_id: str,
+        experiment_id: str,
+        thumbs_up: bool,
+        external_user_id: str | None = None,
+        source: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> str:
+        """Record thumbs-up (True) or thumbs-down (False) feedback on the run. Returns the event's id.
+
+        Example::
+
+            client.track_feedback(run.run_id, run.experiment_id, thumbs_up=True)
+        """
+        return self._track(
+            "feedback",
+            prompt_run_id,
+            experiment_id,
+            external_user_id,
+            thumbs_up=check_bool("thumbs_up", thumbs_up),
+            source=check_optional_label("source", source),
+            metadata=encode_metadata(metadata),
+        )
+
+    def track_rating(
+        self, prompt_run_id: str, experiment_id: str, rating: float, external_user_id: str | None = None
+    ) -> str:
+        """Record a numeric rating of the run (any finite number; your scale). Returns the event's id.
+
+        Example::
+
+            client.track_rating(run.run_id, run.experiment_id, rating=4.5)
+        """
+        return self._track(
+            "rating", prompt_run_id, experiment_id, external_user_id, rating=check_number("rating", rating)
+        )
+
+    def track_engagement(
+        self,
+        prompt_run_id: str,
+        experiment_id: str,
+        engagement_score: float,
+        external_user_id: str | None = None,
+    ) -> str:
+        """Record an engagement score for the run (e.g. seconds read; any finite number). Returns the event's id.
+
+        Example::
+
+            client.track_engagement(run.run_id, run.experiment_id, engagement_score=37.5)
+        """
+        return self._track(
+            "engagement",
+            prompt_run_id,
+            experiment_id,
+            external_user_id,
+            engagement_score=check_number("engagement_score", engagement_score),
+        )
+
+    def _track(
+        self,
+        event_type: Literal["click", "conversion", "feedback", "rating", "engagement"],
+        prompt_run_id: str,
+        experiment_id: str,
+        external_user_id: str | None,
+        *,
+        label: str | None = None,
+        source: str | None = None,
+        metadata: msgspec.Raw | None = None,
+        thumbs_up: bool | None = None,
+        rating: float | None = None,
+        engagement_score: float | None = None,
+    ) -> str:
+        now_ms = time.time_ns() // 1_000_000
+        event = Event(
+            event_id=uuid7(now_ms),
+            type=event_type,
+            prompt_run_id=check_id("prompt_run_id", prompt_run_id),
+            experiment_id=check_id("experiment_id", experiment_id),
+            timestamp=rfc3339_ms(now_ms),
+            external_user_id=check_optional_id("external_user_id", external_user_id),
+            label=label,
+            source=source,
+            metadata=metadata,
+            thumbs_up=thumbs_up,
+            rating=rating,
+            engagement_score=engagement_score,
+        )
+        if self._agent is not None:
+            self._agent.enqueue(event)
+        return event.event_id
+
+    # -- delivery control -----------------------------------------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every event tracked before this call is acknowledged by the server.
+
+        Returns True when it was, False when ``timeout`` (default 10 s) passed first; the events stay spooled
+        and are delivered later. Never raises for network or server problems.
+
+        Example::
+
+            if not client.flush(timeout=5):
+                print("still delivering:", client.stats().pending)
+        """
+        return True if self._agent is None else self._agent.flush(timeout)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Flush for up to ``timeout`` (default ``shutdown_timeout``), stop the agent and close connections.
+
+        Events not yet delivered stay in the spool and go out the next time a client for the same server and key
+        starts. Calling ``close`` twice is harmless.
+        """
+        if self._agent is not None:
+            self._agent.close(timeout)
+        self._transport.close()
+
+    def stats(self) -> DeliveryStats:
+        """A snapshot of the tracking agent's counters (see ``DeliveryStats``).
+
+        Example::
+
+            print(client.stats().sent, "events delivered")
+        """
+        return DeliveryStats() if self._agent is None else self._agent.stats()
+
+    def __enter__(self) -> PromptStreamClient:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

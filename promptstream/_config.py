@@ -1,0 +1,100 @@
+"""Defaults and environment variables, in one place (docs/configuration.md lists them)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Literal
+
+import httpx
+
+from ._errors import ConfigurationError
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_TIMEOUT",
+    "AgentConfig",
+    "env_flag",
+    "resolve_api_key",
+    "resolve_base_url",
+]
+
+DEFAULT_BASE_URL = "http://127.0.0.1:8700"
+# Explicit on every phase: a hung server must never hang the caller (or the atexit hook) for ever.
+DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+DEFAULT_MAX_RETRIES = 2
+
+ENV_API_KEY = "PROMPTSTREAM_API_KEY"
+ENV_BASE_URL = "PROMPTSTREAM_BASE_URL"
+ENV_SPOOL_DIR = "PROMPTSTREAM_SPOOL_DIR"
+ENV_DISABLED = "PROMPTSTREAM_DISABLED"
+
+
+def resolve_api_key(api_key: str | None) -> str:
+    key = api_key if api_key is not None else os.environ.get(ENV_API_KEY)
+    if not key:
+        raise ConfigurationError(f"no API key: pass api_key=... or set the {ENV_API_KEY} environment variable")
+    if not isinstance(key, str) or key != key.strip() or any(c in key for c in "\r\n"):
+        raise ConfigurationError("api_key must be a non-empty string without whitespace at its ends")
+    return key
+
+
+def resolve_base_url(base_url: str | None) -> str:
+    url = base_url or os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL
+    parsed = httpx.URL(url)
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ConfigurationError(f"base_url must be an http(s) URL, got {url!r}")
+    return url.rstrip("/")
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentConfig:
+    """Every knob of the tracking agent, with its documented default."""
+
+    # The in-memory queue holds what the spooler has not written yet (at most ~50 ms of traffic normally);
+    # 100k events is ~2 s of an extreme burst and ~30 MiB at worst. Beyond it, new events are dropped and counted.
+    max_queue_size: int = 100_000
+    # How often the spooler moves the queue into the spool: the window a crash (kill -9) can lose.
+    spool_interval: float = 0.05
+    # How long the sender waits for more events before sending a partial batch.
+    flush_interval: float = 0.5
+    batch_max_events: int = 1000
+    batch_max_bytes: int = 1024 * 1024
+    gzip_threshold_bytes: int = 16 * 1024
+    encoding: Literal["json", "msgpack"] = "json"
+    spool: bool = True
+    spool_dir: Path | None = None
+    max_spool_bytes: int = 128 * 1024 * 1024
+    # A claimed batch belongs to its process for this long; a crashed process's claims are taken over sooner,
+    # as soon as its pid is seen dead.
+    lease_seconds: float = 60.0
+    shutdown_timeout: float = 2.0
+    max_backoff: float = 60.0
+    # When the server rejects the API key (401/403) delivery pauses this long before trying again.
+    auth_pause: float = 60.0
+    durable: bool = False
+
+    def __post_init__(self) -> None:
+        positive = {
+            "max_queue_size": self.max_queue_size,
+            "spool_interval": self.spool_interval,
+            "flush_interval": self.flush_interval,
+            "batch_max_events": self.batch_max_events,
+            "batch_max_bytes": self.batch_max_bytes,
+            "max_spool_bytes": self.max_spool_bytes,
+            "lease_seconds": self.lease_seconds,
+            "max_backoff": self.max_backoff,
+            "auth_pause": self.auth_pause,
+        }
+        for name, value in positive.items():
+            if not value > 0:
+                raise ConfigurationError(f"{name} must be > 0, got {value!r}")
+        if self.shutdown_timeout < 0:
+            raise ConfigurationError(f"shutdown_timeout must be >= 0, got {self.shutdown_timeout!r}")
+        if self.encoding not in ("json", "msgpack"):
+            raise ConfigurationError(f"encoding must be 'json' or 'msgpack', got {self.encoding!r}")

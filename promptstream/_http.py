@@ -1,0 +1,128 @@
+"""HTTP plumbing shared by the synchronous API and the background sender: one pooled httpx.Client per process,
+the headers every request carries, and the mapping from error responses to the exception tree."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+import httpx
+import msgspec
+
+from ._errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    NotFoundError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    PromptNotFoundError,
+    RateLimitError,
+    ServerError,
+)
+from ._models import ErrorEnvelope
+from ._retry import parse_retry_after
+from ._version import __version__
+
+__all__ = ["HttpTransport", "error_from_response"]
+
+USER_AGENT = f"promptstream-python/{__version__}"
+_error_decoder = msgspec.json.Decoder(ErrorEnvelope)
+
+
+class HttpTransport:
+    """Owns the process's httpx.Client. After ``fork()`` the child never touches the parent's client (its sockets
+    and TLS state belong to the parent); it builds its own on first use and leaves the inherited one unclosed."""
+
+    def __init__(self, base_url: str, api_key: str, timeout: httpx.Timeout) -> None:
+        self.base_url = base_url
+        self.timeout = timeout
+        self._headers = {"Authorization": f"Bearer {api_key}", "User-Agent": USER_AGENT}
+        self._client: httpx.Client | None = None
+        self._client_pid = 0
+        self._lock = threading.Lock()
+        self._inherited: list[httpx.Client] = []  # kept referenced so the GC never closes a parent's socket
+
+    def __repr__(self) -> str:
+        return f"HttpTransport(base_url={self.base_url!r})"
+
+    def _get_client(self) -> httpx.Client:
+        pid = os.getpid()
+        client = self._client
+        if client is not None and self._client_pid == pid:
+            return client
+        with self._lock:
+            if self._client is not None and self._client_pid != pid:
+                self._inherited.append(self._client)
+                self._client = None
+            if self._client is None:
+                self._client = httpx.Client(
+                    base_url=self.base_url,
+                    headers=self._headers,
+                    timeout=self.timeout,
+                    limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
+                )
+                self._client_pid = pid
+            return self._client
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: httpx.Timeout | None = None,
+    ) -> httpx.Response:
+        """Send one request; transport failures become APIConnectionError / APITimeoutError."""
+        client = self._get_client()
+        try:
+            return client.request(
+                method,
+                path,
+                content=content,
+                headers=headers,
+                timeout=timeout if timeout is not None else self.timeout,
+            )
+        except httpx.TimeoutException as exc:
+            raise APITimeoutError(f"request timed out: {type(exc).__name__}") from exc
+        except httpx.TransportError as exc:
+            raise APIConnectionError(f"connection failed: {type(exc).__name__}: {exc}") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None and self._client_pid == os.getpid():
+                self._client.close()
+            self._client = None
+
+
+_STATUS_ERRORS: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    413: PayloadTooLargeError,
+    422: BadRequestError,
+}
+
+
+def error_from_response(response: httpx.Response) -> APIStatusError:
+    """The exception for an error response, with the server's message, error type and request id."""
+    status = response.status_code
+    request_id = response.headers.get("x-request-id")
+    try:
+        body = _error_decoder.decode(response.content).error
+        message, error_type = body.message, body.type
+    except msgspec.DecodeError:
+        message, error_type = response.reason_phrase or "error", None
+    kwargs: dict[str, Any] = {"status_code": status, "request_id": request_id, "error_type": error_type}
+    if status == 429:
+        return RateLimitError(message, retry_after=parse_retry_after(response.headers.get("retry-after")), **kwargs)
+    if status == 404 and error_type == "prompt_not_found":
+        return PromptNotFoundError(message, **kwargs)
+    if status >= 500:
+        return ServerError(message, **kwargs)
+    return _STATUS_ERRORS.get(status, APIStatusError)(message, **kwargs)

@@ -1,0 +1,53 @@
+"""The in-memory queue between ``track_*`` and the spooler."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Sequence
+from typing import Generic, TypeVar
+
+__all__ = ["EventQueue"]
+
+T = TypeVar("T")
+
+
+class EventQueue(Generic[T]):
+    """A bounded FIFO whose ``put`` takes no lock: deque.append and len are atomic under the GIL, so a caller never
+    waits for the spooler (or for anything the sender does). The bound is therefore approximate by at most one item
+    per concurrently-putting thread. A full queue refuses new items (they are counted), keeping what it has."""
+
+    def __init__(self, max_size: int) -> None:
+        self.max_size = max_size
+        self._items: deque[T] = deque()
+        self._drop_lock = threading.Lock()  # only the rare drop path counts under a lock, for an exact count
+        self.dropped = 0
+        self.taken = 0  # by the single consumer; exact
+
+    def put(self, item: T) -> bool:
+        if len(self._items) >= self.max_size:
+            with self._drop_lock:
+                self.dropped += 1
+            return False
+        self._items.append(item)
+        return True
+
+    def take(self, limit: int) -> list[T]:
+        """Up to ``limit`` items, oldest first. One consumer at a time (the caller serialises)."""
+        items: list[T] = []
+        popleft = self._items.popleft
+        try:
+            for _ in range(limit):
+                items.append(popleft())
+        except IndexError:
+            pass
+        self.taken += len(items)
+        return items
+
+    def give_back(self, items: Sequence[T]) -> None:
+        """Return items that could not be spooled to the front, in their order, to be tried again."""
+        self._items.extendleft(reversed(items))
+        self.taken -= len(items)
+
+    def __len__(self) -> int:
+        return len(self._items)

@@ -1,0 +1,640 @@
+"""The spool: where accepted events wait, durably, until the server acknowledges them. All SQL lives here.
+
+Two implementations of one interface: ``SqliteSpool`` (a WAL-mode SQLite file, shared safely by every process of
+the same (base URL, API key) pair) and ``MemorySpool`` (the same semantics in memory, for ``spool=False`` or when
+the disk cannot be used).
+
+Life of an event: ``append`` gives it a ``seq``; ``claim`` puts the oldest unclaimed events into a *batch* whose id
+is the request's Idempotency-Key and whose ``sent_at`` is fixed, and leases it to one process; ``ack`` deletes the
+batch and its events after a 2xx (moving events the server rejected to the dead-letter table); ``split`` halves a
+batch the server refused as a whole; ``release`` gives the lease back without sending. A batch whose lease expired,
+or whose owner process is dead, is taken over *as it is* by the next claim, so its retry is byte-identical.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import fcntl
+import logging
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+__all__ = [
+    "AppendResult",
+    "ClaimedBatch",
+    "MemorySpool",
+    "Spool",
+    "SpoolCorruptError",
+    "SpoolCounts",
+    "SpoolUnavailableError",
+    "SqliteSpool",
+    "owner_token",
+    "quarantine_spool",
+]
+
+logger = logging.getLogger("promptstream")
+
+APPLICATION_ID = 0x50535450  # "PSTP": marks the file as ours; anything else in our path is quarantined
+SCHEMA_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class AppendResult:
+    stored: int
+    dropped: int  # refused because the spool is full (newest first: what is already spooled is kept)
+    last_seq: int  # the highest seq given to this call's events (0 when none were stored)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClaimedBatch:
+    batch_id: str  # also the request's Idempotency-Key
+    sent_at: str
+    seqs: tuple[int, ...]
+    payloads: tuple[bytes, ...]
+    attempts: int  # earlier attempts at this batch, by any process
+
+    @property
+    def size(self) -> int:
+        return sum(len(p) for p in self.payloads)
+
+
+@dataclasses.dataclass(frozen=True)
+class SpoolCounts:
+    pending: int
+    pending_bytes: int
+    dead_lettered: int
+    oldest_created_ms: int | None
+
+
+class SpoolCorruptError(Exception):
+    """The spool file is not a spool we can use (corrupt, foreign or newer); it is quarantined."""
+
+
+class SpoolUnavailableError(Exception):
+    """The spool cannot be used right now (locked, disk full or I/O error); the caller keeps its events."""
+
+
+class Spool(Protocol):
+    path: str | None
+
+    def append(self, rows: Sequence[tuple[int, bytes]]) -> AppendResult: ...
+    def claim(self, max_events: int, max_bytes: int, sent_at: str) -> ClaimedBatch | None: ...
+    def renew(self, batch: ClaimedBatch) -> bool: ...
+    def ack(self, batch: ClaimedBatch, rejected: Sequence[tuple[int, str]]) -> None: ...
+    def split(self, batch: ClaimedBatch) -> list[ClaimedBatch]: ...
+    def dead_letter(self, batch: ClaimedBatch, reason: str) -> None: ...
+    def release(self, batch: ClaimedBatch) -> None: ...
+    def has_pending_through(self, seq: int) -> bool: ...
+    def counts(self) -> SpoolCounts: ...
+    def compact_if_empty(self) -> None: ...
+    def close(self) -> None: ...
+
+
+def owner_token() -> str:
+    """Identifies one agent in one process: ``<pid>:<random>``. The pid lets others see when the owner died."""
+    return f"{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+def _owner_is_dead(owner: str | None) -> bool:
+    if not owner:
+        return True
+    pid_text, _, _ = owner.partition(":")
+    try:
+        pid = int(pid_text)
+    except ValueError:
+        return True
+    if pid == os.getpid():
+        return False  # another agent of this process; it releases its own leases on close
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+# Pragmas, chosen deliberately:
+# - WAL: the writer (spooler) and the sender, and other processes, never block each other's reads.
+# - synchronous=NORMAL: a commit survives a crash of the process (kill -9); only a power cut can lose the last
+#   commits. durable=True switches to FULL (an fsync per commit) for those who need power-cut safety.
+# - busy_timeout: another process holding the write lock is waited for, not reported as "database is locked".
+#   Every write transaction starts with BEGIN IMMEDIATE, because a read that upgrades to a write gets SQLITE_BUSY
+#   at once, without waiting.
+# - journal_size_limit + wal_checkpoint(TRUNCATE) when the spool drains: the -wal file does not stay large.
+# - auto_vacuum=INCREMENTAL (set before the first table): free pages can be returned to the OS after a backlog.
+# - temp_store=MEMORY: a small TMPDIR cannot fail our sorts.
+# - max_page_count: a hard ceiling behind our own byte accounting, so a runaway file fails with SQLITE_FULL.
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- AUTOINCREMENT: a seq is never reused, so order is total
+    created_ms INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    payload BLOB NOT NULL,                  -- the event, encoded once in JSON; a batch body joins these bytes
+    batch_id TEXT                           -- NULL until claimed
+);
+CREATE INDEX IF NOT EXISTS events_by_batch ON events(batch_id, seq);
+CREATE TABLE IF NOT EXISTS batches (
+    id TEXT PRIMARY KEY,                    -- the Idempotency-Key of every attempt at this batch
+    sent_at TEXT NOT NULL,                  -- fixed at first claim so that retries are byte-identical
+    bytes INTEGER NOT NULL,
+    lease_owner TEXT,
+    lease_until_ms INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    seq INTEGER PRIMARY KEY,
+    created_ms INTEGER NOT NULL,
+    payload BLOB NOT NULL,
+    reason TEXT NOT NULL,
+    dead_at_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta VALUES ('pending_bytes', 0);
+"""
+
+_PAGE_OVERHEAD_FACTOR = 3  # rows, index entries and free pages on top of the payload bytes
+
+
+def _error_text(exc: BaseException) -> str:
+    return str(exc).lower()
+
+
+def _is_transient(exc: sqlite3.Error) -> bool:
+    """Locked, busy, full or an I/O error: the data is fine, the moment is not."""
+    text = _error_text(exc)
+    return isinstance(exc, sqlite3.OperationalError) and any(
+        marker in text for marker in ("locked", "busy", "full", "disk i/o", "unable to open", "readonly")
+    )
+
+
+def _is_full(exc: sqlite3.Error) -> bool:
+    return "full" in _error_text(exc)
+
+
+class SqliteSpool:
+    """The durable spool. Thread-safe: one connection guarded by one lock, held only for a short transaction."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        owner: str,
+        max_bytes: int,
+        lease_seconds: float,
+        durable: bool = False,
+    ) -> None:
+        self.path: str | None = str(path)
+        self._path = path
+        self._owner = owner
+        self._max_bytes = max_bytes
+        self._lease_ms = int(lease_seconds * 1000)
+        self._lock = threading.Lock()
+        self.quarantined: list[str] = []
+        _prepare_directory(path.parent)
+        self._db = self._open_or_quarantine(durable)
+
+    # -- opening --------------------------------------------------------------------------------------------------
+
+    def _open_or_quarantine(self, durable: bool) -> sqlite3.Connection:
+        with _file_lock(self._path):
+            try:
+                return self._open(durable)
+            except SpoolCorruptError as exc:
+                reason = str(exc)
+            except sqlite3.DatabaseError as exc:
+                if isinstance(exc, sqlite3.OperationalError) and _is_transient(exc):
+                    raise SpoolUnavailableError(str(exc)) from exc
+                reason = f"{type(exc).__name__}: {exc}"
+            moved = _quarantine(self._path)
+            self.quarantined.append(reason)
+            logger.warning("promptstream spool %s was unusable (%s); moved aside as %s", self._path, reason, moved)
+            return self._open(durable)
+
+    def _open(self, durable: bool) -> sqlite3.Connection:
+        fresh = not self._path.exists() or self._path.stat().st_size == 0
+        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.close(fd)
+        db = sqlite3.connect(self._path, timeout=5.0, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute("PRAGMA busy_timeout=5000")
+            app_id = db.execute("PRAGMA application_id").fetchone()[0]
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+            if app_id != APPLICATION_ID and not (app_id == 0 and tables == 0):
+                raise SpoolCorruptError(f"not a PromptStream spool (application_id={app_id})")
+            if version > SCHEMA_VERSION:
+                raise SpoolCorruptError(f"spool schema {version} is newer than this SDK's {SCHEMA_VERSION}")
+            if not fresh and app_id == APPLICATION_ID:
+                check = db.execute("PRAGMA quick_check").fetchone()[0]
+                if check != "ok":
+                    raise SpoolCorruptError(f"quick_check failed: {check}")
+            if tables == 0:
+                db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise SpoolUnavailableError(f"WAL mode is not available here (got {mode!r})")
+            db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            db.execute("PRAGMA journal_size_limit=4194304")
+            db.execute("PRAGMA temp_store=MEMORY")
+            page_size = db.execute("PRAGMA page_size").fetchone()[0]
+            max_pages = (self._max_bytes * _PAGE_OVERHEAD_FACTOR + 8 * 1024 * 1024) // page_size
+            db.execute(f"PRAGMA max_page_count={int(max_pages)}")
+            # executescript() would COMMIT an open transaction first, so the script carries its own; the file
+            # lock we hold keeps two processes from initialising the same file at once.
+            try:
+                db.executescript(
+                    "BEGIN IMMEDIATE;"
+                    + _SCHEMA
+                    + f"PRAGMA application_id={APPLICATION_ID}; PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
+                )
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            for suffix in ("", "-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.chmod(f"{self._path}{suffix}", 0o600)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    # -- the transaction every write uses -------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE .. COMMIT under the lock; any error rolls back explicitly (SQLITE_FULL can leave a
+        transaction open) and surfaces as SpoolUnavailableError (transient) or SpoolCorruptError."""
+        with self._lock:
+            db = self._db
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                yield db
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        db.execute("ROLLBACK")
+                if _is_transient(exc):
+                    raise SpoolUnavailableError(str(exc)) from exc
+                raise SpoolCorruptError(str(exc)) from exc
+            except BaseException:
+                if db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        db.execute("ROLLBACK")
+                raise
+
+    def _read(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.Error as exc:
+                if _is_transient(exc):
+                    raise SpoolUnavailableError(str(exc)) from exc
+                raise SpoolCorruptError(str(exc)) from exc
+
+    # -- the interface --------------------------------------------------------------------------------------------
+
+    def append(self, rows: Sequence[tuple[int, bytes]]) -> AppendResult:
+        if not rows:
+            return AppendResult(0, 0, 0)
+        try:
+            with self._write() as db:
+                used = db.execute("SELECT value FROM meta WHERE key = 'pending_bytes'").fetchone()[0]
+                room = self._max_bytes - used
+                accepted: list[tuple[int, bytes]] = []
+                total = 0
+                for created_ms, payload in rows:
+                    if total + len(payload) > room:
+                        break
+                    total += len(payload)
+                    accepted.append((created_ms, payload))
+                if accepted:
+                    db.executemany(
+                        "INSERT INTO events (created_ms, size, payload) VALUES (?, ?, ?)",
+                        [(created_ms, len(payload), payload) for created_ms, payload in accepted],
+                    )
+                    db.execute("UPDATE meta SET value = value + ? WHERE key = 'pending_bytes'", (total,))
+                last_seq = db.execute("SELECT last_insert_rowid()").fetchone()[0] if accepted else 0
+        except SpoolUnavailableError as exc:
+            if isinstance(exc.__cause__, sqlite3.Error) and _is_full(exc.__cause__):
+                # the disk (or max_page_count) is full: the same policy as our own cap, newest dropped
+                return AppendResult(0, len(rows), 0)
+            raise
+        return AppendResult(len(accepted), len(rows) - len(accepted), int(last_seq))
+
+    def claim(self, max_events: int, max_bytes: int, sent_at: str) -> ClaimedBatch | None:
+        now = _now_ms()
+        with self._write() as db:
+            taken = self._take_over_abandoned(db, now)
+            if taken is not None:
+                return taken
+            rows = db.execute(
+                "SELECT seq, payload FROM events WHERE batch_id IS NULL ORDER BY seq LIMIT ?", (max_events,)
+            ).fetchall()
+            if not rows:
+                return None
+            chosen: list[tuple[int, bytes]] = []
+            total = 0
+            for seq, payload in rows:
+                if chosen and total + len(payload) > max_bytes:
+                    break
+                chosen.append((seq, payload))
+                total += len(payload)
+            batch_id = str(uuid.uuid4())
+            db.execute(
+                "INSERT INTO batches (id, sent_at, bytes, lease_owner, lease_until_ms) VALUES (?, ?, ?, ?, ?)",
+                (batch_id, sent_at, total, self._owner, now + self._lease_ms),
+            )
+            db.execute(
+                "UPDATE events SET batch_id = ? WHERE batch_id IS NULL AND seq BETWEEN ? AND ?",
+                (batch_id, chosen[0][0], chosen[-1][0]),
+            )
+            return ClaimedBatch(batch_id, sent_at, tuple(s for s, _ in chosen), tuple(bytes(p) for _, p in chosen), 0)
+
+    def _take_over_abandoned(self, db: sqlite3.Connection, now: int) -> ClaimedBatch | None:
+        candidates = db.execute(
+            "SELECT id, sent_at, lease_owner, lease_until_ms, attempts FROM batches"
+            " WHERE lease_owner IS NOT ? ORDER BY rowid",
+            (self._owner,),
+        ).fetchall()
+        for batch_id, sent_at, owner, lease_until, attempts in candidates:
+            if lease_until > now and not _owner_is_dead(owner):
+                continue
+            db.execute(
+                "UPDATE batches SET lease_owner = ?, lease_until_ms = ? WHERE id = ?",
+                (self._owner, now + self._lease_ms, batch_id),
+            )
+            rows = db.execute("SELECT seq, payload FROM events WHERE batch_id = ? ORDER BY seq", (batch_id,)).fetchall()
+            if not rows:  # acknowledged events already gone; nothing left to send
+                db.execute("DELETE FROM batches WHERE id = ?", (batch_id,))
+                continue
+            return ClaimedBatch(
+                batch_id, sent_at, tuple(s for s, _ in rows), tuple(bytes(p) for _, p in rows), attempts
+            )
+        return None
+
+    def renew(self, batch: ClaimedBatch) -> bool:
+        """Extend our lease before an attempt; False when another process has taken the batch over."""
+        with self._write() as db:
+            cursor = db.execute(
+                "UPDATE batches SET lease_until_ms = ?, attempts = attempts + 1 WHERE id = ? AND lease_owner = ?",
+                (_now_ms() + self._lease_ms, batch.batch_id, self._owner),
+            )
+            return cursor.rowcount == 1
+
+    def ack(self, batch: ClaimedBatch, rejected: Sequence[tuple[int, str]]) -> None:
+        now = _now_ms()
+        with self._write() as db:
+            for index, reason in rejected:
+                if 0 <= index < len(batch.seqs):
+                    db.execute(
+                        "INSERT OR REPLACE INTO dead_letters SELECT seq, created_ms, payload, ?, ? FROM events"
+                        " WHERE seq = ?",
+                        (reason, now, batch.seqs[index]),
+                    )
+            self._delete_batch(db, batch.batch_id)
+
+    def dead_letter(self, batch: ClaimedBatch, reason: str) -> None:
+        now = _now_ms()
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO dead_letters SELECT seq, created_ms, payload, ?, ? FROM events"
+                " WHERE batch_id = ?",
+                (reason, now, batch.batch_id),
+            )
+            self._delete_batch(db, batch.batch_id)
+
+    def _delete_batch(self, db: sqlite3.Connection, batch_id: str) -> None:
+        freed = db.execute("SELECT total(size) FROM events WHERE batch_id = ?", (batch_id,)).fetchone()[0]
+        db.execute("DELETE FROM events WHERE batch_id = ?", (batch_id,))
+        db.execute("DELETE FROM batches WHERE id = ?", (batch_id,))
+        db.execute("UPDATE meta SET value = max(0, value - ?) WHERE key = 'pending_bytes'", (int(freed),))
+
+    def split(self, batch: ClaimedBatch) -> list[ClaimedBatch]:
+        """Replace a batch refused as a whole (413, 400, 422) by two halves with new keys, both leased to us."""
+        half = max(1, len(batch.seqs) // 2)
+        parts = [(batch.seqs[:half], batch.payloads[:half]), (batch.seqs[half:], batch.payloads[half:])]
+        now = _now_ms()
+        result: list[ClaimedBatch] = []
+        with self._write() as db:
+            db.execute("DELETE FROM batches WHERE id = ?", (batch.batch_id,))
+            for seqs, payloads in parts:
+                if not seqs:
+                    continue
+                batch_id = str(uuid.uuid4())
+                db.execute(
+                    "INSERT INTO batches (id, sent_at, bytes, lease_owner, lease_until_ms) VALUES (?, ?, ?, ?, ?)",
+                    (
+                        batch_id,
+                        batch.sent_at,
+                        sum(len(p) for p in payloads),
+                        self._owner,
+                        now + self._lease_ms,
+                    ),
+                )
+                db.execute(
+                    "UPDATE events SET batch_id = ? WHERE batch_id = ? AND seq BETWEEN ? AND ?",
+                    (batch_id, batch.batch_id, seqs[0], seqs[-1]),
+                )
+                result.append(ClaimedBatch(batch_id, batch.sent_at, seqs, payloads, 0))
+        return result
+
+    def release(self, batch: ClaimedBatch) -> None:
+        """Give the lease back (on close) so another process can send the batch at once, with the same key."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE batches SET lease_until_ms = 0 WHERE id = ? AND lease_owner = ?",
+                (batch.batch_id, self._owner),
+            )
+
+    def has_pending_through(self, seq: int) -> bool:
+        return bool(self._read("SELECT EXISTS (SELECT 1 FROM events WHERE seq <= ?)", (seq,))[0][0])
+
+    def counts(self) -> SpoolCounts:
+        ((pending, oldest),) = self._read("SELECT count(*), min(created_ms) FROM events")
+        ((pending_bytes,),) = self._read("SELECT value FROM meta WHERE key = 'pending_bytes'")
+        ((dead,),) = self._read("SELECT count(*) FROM dead_letters")
+        return SpoolCounts(int(pending), int(pending_bytes), int(dead), None if oldest is None else int(oldest))
+
+    def compact_if_empty(self) -> None:
+        """After a backlog drains: truncate the WAL and give free pages back, so an idle spool is small."""
+        with self._lock:
+            try:
+                if self._db.execute("SELECT EXISTS (SELECT 1 FROM events)").fetchone()[0]:
+                    return
+                self._db.execute("PRAGMA incremental_vacuum")
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:
+                logger.debug("spool compaction skipped: %s", exc)
+
+    def integrity_ok(self) -> bool:
+        with self._lock:
+            return bool(self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
+
+    def close(self) -> None:
+        with self._lock, contextlib.suppress(sqlite3.Error):
+            self._db.close()
+
+
+def _prepare_directory(directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # mkdir's mode is filtered by the umask and ignored for an existing directory: make it owner-only explicitly
+    if directory.stat().st_mode & 0o077:
+        os.chmod(directory, 0o700)
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An advisory lock beside the spool, so two processes never quarantine or initialise it at once."""
+    fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + 10.0
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() > deadline:
+                    raise SpoolUnavailableError(f"cannot lock {path}.lock: {exc}") from exc
+                threading.Event().wait(0.01)
+        yield
+    finally:
+        os.close(fd)
+
+
+def quarantine_spool(path: Path) -> str:
+    """Move a spool that failed at run time aside, under the same lock as the check at open."""
+    with _file_lock(path):
+        return _quarantine(path)
+
+
+def _quarantine(path: Path) -> str:
+    """Move the database and its -wal/-shm aside together (a -wal must never meet another database)."""
+    stamp = time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
+    target = f"{path}.corrupt-{stamp}"
+    for suffix in ("-wal", "-shm", ""):
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(f"{path}{suffix}", f"{target}{suffix}")
+    return target
+
+
+class MemorySpool:
+    """The spool's semantics without a disk: for ``spool=False`` and as the fallback when the disk fails. Events
+    here survive network outages but not the process. Bounded by the same byte cap."""
+
+    path: str | None = None
+
+    def __init__(self, *, max_bytes: int) -> None:
+        self._max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._unclaimed: deque[tuple[int, int, bytes]] = deque()  # (seq, created_ms, payload)
+        self._batches: dict[str, tuple[ClaimedBatch, list[int]]] = {}
+        self._created: dict[int, int] = {}
+        self._dead: list[tuple[int, bytes, str]] = []
+        self._next_seq = 1
+        self._bytes = 0
+
+    def append(self, rows: Sequence[tuple[int, bytes]]) -> AppendResult:
+        with self._lock:
+            stored = 0
+            for created_ms, payload in rows:
+                if self._bytes + len(payload) > self._max_bytes:
+                    break
+                self._unclaimed.append((self._next_seq, created_ms, payload))
+                self._created[self._next_seq] = created_ms
+                self._next_seq += 1
+                self._bytes += len(payload)
+                stored += 1
+            return AppendResult(stored, len(rows) - stored, self._next_seq - 1 if stored else 0)
+
+    def claim(self, max_events: int, max_bytes: int, sent_at: str) -> ClaimedBatch | None:
+        with self._lock:
+            if not self._unclaimed:
+                return None
+            chosen: list[tuple[int, int, bytes]] = []
+            total = 0
+            while self._unclaimed and len(chosen) < max_events:
+                size = len(self._unclaimed[0][2])
+                if chosen and total + size > max_bytes:
+                    break
+                chosen.append(self._unclaimed.popleft())
+                total += size
+            batch = ClaimedBatch(
+                str(uuid.uuid4()), sent_at, tuple(c[0] for c in chosen), tuple(c[2] for c in chosen), 0
+            )
+            self._batches[batch.batch_id] = (batch, [0])
+            return batch
+
+    def renew(self, batch: ClaimedBatch) -> bool:
+        with self._lock:
+            return batch.batch_id in self._batches
+
+    def _forget(self, batch: ClaimedBatch) -> None:
+        if self._batches.pop(batch.batch_id, None) is not None:
+            self._bytes -= batch.size
+            for seq in batch.seqs:
+                self._created.pop(seq, None)
+
+    def ack(self, batch: ClaimedBatch, rejected: Sequence[tuple[int, str]]) -> None:
+        with self._lock:
+            for index, reason in rejected:
+                if 0 <= index < len(batch.seqs):
+                    self._dead.append((batch.seqs[index], batch.payloads[index], reason))
+            self._forget(batch)
+
+    def dead_letter(self, batch: ClaimedBatch, reason: str) -> None:
+        with self._lock:
+            self._dead.extend((seq, payload, reason) for seq, payload in zip(batch.seqs, batch.payloads, strict=True))
+            self._forget(batch)
+
+    def split(self, batch: ClaimedBatch) -> list[ClaimedBatch]:
+        half = max(1, len(batch.seqs) // 2)
+        with self._lock:
+            self._batches.pop(batch.batch_id, None)
+            parts = []
+            for seqs, payloads in (
+                (batch.seqs[:half], batch.payloads[:half]),
+                (batch.seqs[half:], batch.payloads[half:]),
+            ):
+                if seqs:
+                    part = ClaimedBatch(str(uuid.uuid4()), batch.sent_at, seqs, payloads, 0)
+                    self._batches[part.batch_id] = (part, [0])
+                    parts.append(part)
+            return parts
+
+    def release(self, batch: ClaimedBatch) -> None:
+        """Memory has no other process to hand the batch to: put its events back at the front, in order."""
+        with self._lock:
+            if self._batches.pop(batch.batch_id, None) is not None:
+                for seq, payload in reversed(list(zip(batch.seqs, batch.payloads, strict=True))):
+                    self._unclaimed.appendleft((seq, self._created.get(seq, 0), payload))
+
+    def has_pending_through(self, seq: int) -> bool:
+        with self._lock:
+            return bool(self._created) and min(self._created) <= seq
+
+    def counts(self) -> SpoolCounts:
+        with self._lock:
+            oldest = min(self._created.values()) if self._created else None
+            return SpoolCounts(len(self._created), self._bytes, len(self._dead), oldest)
+
+    def compact_if_empty(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None

@@ -1,0 +1,23 @@
+"""The PromptStream reference server: protocol v1 (docs/protocol.md) backed by SQLite.
+
+Needs the ``server`` extra (``pip install 'promptstream[server]'``). The SDK core never imports this package.
+"""
+
+from ._app import DEFAULT_MAX_BODY_BYTES, create_app
+from ._runner import ServerThread, default_data_dir, resolve_server_keys, serve
+from ._store import ModelProvider, Store, StoreError, TemplateProvider, assign_bucket, pick_variant
+
+__all__ = [
+    "DEFAULT_MAX_BODY_BYTES",
+    "ModelProvider",
+    "ServerThread",
+    "Store",
+    "StoreError",
+    "TemplateProvider",
+    "assign_bucket",
+    "create_app",
+    "default_data_dir",
+    "pick_variant",
+    "resolve_server_keys",
+    "serve",
+]

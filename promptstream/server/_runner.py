@@ -1,0 +1,145 @@
+"""Running the reference server: in the foreground for ``promptstream serve``, or on a background thread with a
+free loopback port for tests and the demo."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+import platformdirs
+import uvicorn
+
+from ._app import DEFAULT_MAX_BODY_BYTES, create_app
+from ._store import Store
+
+ENV_SERVER_API_KEYS = "PROMPTSTREAM_SERVER_API_KEYS"
+logger = logging.getLogger("promptstream.server")
+
+
+def default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("promptstream"))
+
+
+def resolve_server_keys(keys: Sequence[str], data_dir: Path) -> tuple[list[str], bool]:
+    """Keys from the command line, else the environment, else a dev key generated once and kept in the data dir.
+    Returns the keys and whether a dev key was generated now."""
+    if keys:
+        return list(keys), False
+    from_env = [k.strip() for k in os.environ.get(ENV_SERVER_API_KEYS, "").split(",") if k.strip()]
+    if from_env:
+        return from_env, False
+    key_file = data_dir / "dev-api-key"
+    if key_file.exists():
+        return [key_file.read_text().strip()], False
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key = "ps_dev_" + secrets.token_urlsafe(24)
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key + "\n")
+    return [key], True
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+class ServerThread:
+    """A reference server on a background thread: ``with ServerThread(store, ["key"]) as server: server.url``.
+
+    ``stop()`` and ``start()`` again on the same port simulate an outage.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        api_keys: Sequence[str],
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        rate_limit: float | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ) -> None:
+        self.store = store
+        self.host = host
+        self.port = port
+        self._app = create_app(store, api_keys, rate_limit=rate_limit, max_body_bytes=max_body_bytes)
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> ServerThread:
+        sock = bind_socket(self.host, self.port)
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(self._app, log_level="warning", lifespan="off", access_log=False)
+        server = uvicorn.Server(config)
+        self._server = server
+        thread = threading.Thread(
+            target=server.run,
+            kwargs={"sockets": [sock]},
+            name=f"promptstream-server-{self.port}",
+            daemon=True,
+        )
+        self._thread = thread
+        thread.start()
+        started = threading.Event()
+        # uvicorn sets `started` from its own loop; poll it with a deadline rather than sleeping blindly
+        for _ in range(int(timeout / 0.01)):
+            if server.started or not thread.is_alive():
+                started.set()
+                break
+            started.wait(0.01)
+        if not server.started:
+            raise RuntimeError("reference server did not start")
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._server = None
+        self._thread = None
+
+    def __enter__(self) -> ServerThread:
+        return self.start() if self._thread is None else self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def serve(
+    *,
+    host: str,
+    port: int,
+    db: str,
+    api_keys: Sequence[str],
+    rate_limit: float | None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+) -> None:
+    """Run the server in the foreground until interrupted (``promptstream serve``)."""
+    store = Store(db)
+    try:
+        app = create_app(store, api_keys, rate_limit=rate_limit, max_body_bytes=max_body_bytes)
+        config = uvicorn.Config(app, host=host, port=port, log_level="info", access_log=False, lifespan="off")
+        uvicorn.Server(config).run()
+    finally:
+        with contextlib.suppress(Exception):
+            store.close()

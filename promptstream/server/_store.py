@@ -1,0 +1,568 @@
+"""The reference server's storage: prompts, versions, experiments, runs, events and idempotency records in SQLite.
+
+Every public method is one transaction under one lock: the server is a reference, so correctness and clarity come
+before concurrency, and SQLite is fast enough that a single writer keeps up with the SDK's benchmarks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import re
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from ._wire import BatchResult, EventBody, Rejection, VariantSpec
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS prompts (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS prompt_versions (
+    prompt_id TEXT NOT NULL REFERENCES prompts(id), version INTEGER NOT NULL, template TEXT NOT NULL,
+    inputs TEXT NOT NULL, created_at REAL NOT NULL, PRIMARY KEY (prompt_id, version));
+-- variants: JSON list of {"version": int|null, "weight": float}; null means "the prompt's latest version"
+CREATE TABLE IF NOT EXISTS experiments (
+    id TEXT PRIMARY KEY, prompt_id TEXT NOT NULL REFERENCES prompts(id), name TEXT, variants TEXT NOT NULL,
+    is_default INTEGER NOT NULL, created_at REAL NOT NULL, ended_at REAL);
+CREATE INDEX IF NOT EXISTS experiments_by_prompt ON experiments(prompt_id, ended_at);
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, prompt_id TEXT NOT NULL, experiment_id TEXT NOT NULL, version INTEGER NOT NULL,
+    variant TEXT NOT NULL, external_user_id TEXT, output TEXT NOT NULL, created_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS runs_by_experiment ON runs(experiment_id);
+CREATE TABLE IF NOT EXISTS events (
+    event_id TEXT PRIMARY KEY, type TEXT NOT NULL, prompt_run_id TEXT NOT NULL, experiment_id TEXT NOT NULL,
+    timestamp TEXT NOT NULL, external_user_id TEXT, label TEXT, source TEXT, metadata TEXT,
+    thumbs_up INTEGER, rating REAL, engagement_score REAL, received_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS events_by_experiment ON events(experiment_id, type);
+-- One row per idempotent request: the first answer is replayed for a retry with the same key and body.
+CREATE TABLE IF NOT EXISTS idempotency (
+    scope TEXT NOT NULL, key TEXT NOT NULL, request_hash TEXT NOT NULL, status INTEGER NOT NULL,
+    response BLOB NOT NULL, created_at REAL NOT NULL, PRIMARY KEY (scope, key));
+-- Every batch request the server processed (replays included), for operators and for tests of the SDK.
+CREATE TABLE IF NOT EXISTS batch_log (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, idempotency_key TEXT, events INTEGER NOT NULL, accepted INTEGER NOT NULL,
+    duplicates INTEGER NOT NULL, rejected INTEGER NOT NULL, replayed INTEGER NOT NULL, received_at REAL NOT NULL);
+"""
+
+_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+_SQL_CHUNK = 500  # stays below SQLite's host-parameter limit on old builds (999)
+
+
+class StoreError(Exception):
+    """A request the store refuses; the app turns it into an error response."""
+
+    def __init__(self, status: int, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_type = error_type
+        self.message = message
+
+
+class ModelProvider(Protocol):
+    """What produces a run's output. The default renders the template offline and deterministically."""
+
+    def complete(self, template: str, inputs: dict[str, Any]) -> str: ...
+
+
+class TemplateProvider:
+    """The offline default: the output is the template with its ``{{name}}`` placeholders filled in."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def complete(self, template: str, inputs: dict[str, Any]) -> str:
+        self.calls += 1
+        return _PLACEHOLDER.sub(lambda m: _as_text(inputs[m.group(1)]), template)
+
+
+def _as_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def template_inputs(template: str) -> list[str]:
+    return sorted(set(_PLACEHOLDER.findall(template)))
+
+
+@dataclass(frozen=True)
+class Variant:
+    version: int | None  # None: the prompt's latest version (the default experiment)
+    weight: float
+
+
+def assign_bucket(experiment_id: str, external_user_id: str) -> float:
+    """A user's sticky position in [0, 1) for an experiment: the same inputs always give the same position."""
+    digest = hashlib.sha256(f"{experiment_id}\x00{external_user_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def pick_variant(variants: Sequence[Variant], position: float) -> Variant:
+    total = sum(v.weight for v in variants)
+    threshold = position * total
+    running = 0.0
+    for variant in variants:
+        running += variant.weight
+        if threshold < running:
+            return variant
+    return variants[-1]
+
+
+class Store:
+    def __init__(self, path: str | Path = ":memory:", provider: ModelProvider | None = None) -> None:
+        self.path = str(path)
+        self.provider: ModelProvider = provider or TemplateProvider()
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        self._random = random.Random()
+        with self._lock:
+            if self.path != ":memory:":
+                self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- prompts and experiments ----------------------------------------------------------------------------------
+
+    def create_prompt(self, name: str, template: str) -> dict[str, Any]:
+        if not name.strip():
+            raise StoreError(422, "invalid_request", "name must not be empty")
+        prompt_id = str(uuid.uuid4())
+        now = time.time()
+        with self._lock, self._transaction():
+            self._db.execute("INSERT INTO prompts VALUES (?, ?, ?)", (prompt_id, name, now))
+            self._insert_version(prompt_id, 1, template, now)
+            self._db.execute(
+                "INSERT INTO experiments VALUES (?, ?, ?, ?, 1, ?, NULL)",
+                (
+                    str(uuid.uuid4()),
+                    prompt_id,
+                    "default",
+                    json.dumps([{"version": None, "weight": 1.0}]),
+                    now,
+                ),
+            )
+            return self._prompt(prompt_id)
+
+    def add_version(self, prompt_id: str, template: str) -> dict[str, Any]:
+        with self._lock, self._transaction():
+            latest = self._latest_version(prompt_id)
+            self._insert_version(prompt_id, latest + 1, template, time.time())
+            return {"prompt_id": prompt_id, "version": latest + 1, "inputs": template_inputs(template)}
+
+    def get_prompt(self, prompt_id: str) -> dict[str, Any]:
+        with self._lock:
+            return self._prompt(prompt_id)
+
+    def list_prompts(self) -> list[dict[str, Any]]:
+        with self._lock:
+            ids = [row[0] for row in self._db.execute("SELECT id FROM prompts ORDER BY created_at")]
+            return [self._prompt(prompt_id) for prompt_id in ids]
+
+    def create_experiment(self, prompt_id: str, variants: list[VariantSpec], name: str | None = None) -> dict[str, Any]:
+        if not variants:
+            raise StoreError(422, "invalid_request", "variants must not be empty")
+        for spec in variants:
+            if not (math.isfinite(spec.weight) and spec.weight > 0):
+                raise StoreError(422, "invalid_request", f"variant weight must be a positive number: {spec.weight}")
+        if len({spec.version for spec in variants}) != len(variants):
+            raise StoreError(422, "invalid_request", "each version may appear once among the variants")
+        with self._lock, self._transaction():
+            latest = self._latest_version(prompt_id)
+            for spec in variants:
+                if not 1 <= spec.version <= latest:
+                    raise StoreError(422, "invalid_request", f"prompt has no version {spec.version}")
+            now = time.time()
+            # A prompt has one live experiment: creating one ends the previous one, so new runs go to the new one.
+            self._db.execute(
+                "UPDATE experiments SET ended_at = ? WHERE prompt_id = ? AND ended_at IS NULL",
+                (now, prompt_id),
+            )
+            experiment_id = str(uuid.uuid4())
+            stored = [{"version": spec.version, "weight": spec.weight} for spec in variants]
+            self._db.execute(
+                "INSERT INTO experiments VALUES (?, ?, ?, ?, 0, ?, NULL)",
+                (experiment_id, prompt_id, name, json.dumps(stored), now),
+            )
+            return self._experiment(experiment_id)
+
+    def get_experiment(self, experiment_id: str) -> dict[str, Any]:
+        with self._lock:
+            return self._experiment(experiment_id)
+
+    def list_experiments(self, prompt_id: str | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            query = "SELECT id FROM experiments"
+            args: tuple[str, ...] = ()
+            if prompt_id is not None:
+                query += " WHERE prompt_id = ?"
+                args = (prompt_id,)
+            ids = [row[0] for row in self._db.execute(query + " ORDER BY created_at", args)]
+            return [self._experiment(experiment_id) for experiment_id in ids]
+
+    # -- runs -----------------------------------------------------------------------------------------------------
+
+    def create_run(
+        self,
+        prompt_id: str,
+        inputs: dict[str, Any],
+        external_user_id: str | None,
+        *,
+        idempotency: tuple[str, str, str] | None,
+        encode: Any,
+    ) -> tuple[int, bytes]:
+        """Run a prompt in its live experiment. With ``idempotency`` (scope, key, hash) the answer is stored in the
+        same transaction as the run, so a retry replays it and never runs the model twice."""
+        with self._lock:
+            if idempotency is not None:
+                row = self._db.execute(
+                    "SELECT request_hash, status, response FROM idempotency WHERE scope = ? AND key = ?",
+                    idempotency[:2],
+                ).fetchone()
+                if row is not None:
+                    if row[0] != idempotency[2]:
+                        raise StoreError(
+                            422,
+                            "idempotency_key_reused",
+                            "this Idempotency-Key was already used with a different request body",
+                        )
+                    return int(row[1]), bytes(row[2])
+            self._require_prompt(prompt_id)
+            experiment = self._live_experiment(prompt_id)
+            variants = [Variant(v["version"], float(v["weight"])) for v in json.loads(experiment["variants"])]
+            position = (
+                assign_bucket(experiment["id"], external_user_id)
+                if external_user_id is not None
+                else self._random.random()
+            )
+            chosen = pick_variant(variants, position)
+            version = chosen.version if chosen.version is not None else self._latest_version(prompt_id)
+            template = self._db.execute(
+                "SELECT template FROM prompt_versions WHERE prompt_id = ? AND version = ?",
+                (prompt_id, version),
+            ).fetchone()[0]
+            missing = [name for name in template_inputs(template) if name not in inputs]
+            if missing:
+                raise StoreError(422, "missing_input", f"missing template input(s): {', '.join(missing)}")
+            output = self.provider.complete(template, inputs)
+            run_id = str(uuid.uuid4())
+            variant = f"v{version}"
+            body = {
+                "run_id": run_id,
+                "experiment_id": experiment["id"],
+                "variant_assigned": variant,
+                "output": output,
+                "prompt_id": prompt_id,
+                "version": version,
+            }
+            response: bytes = encode(body)
+            with self._transaction():
+                self._db.execute(
+                    "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        run_id,
+                        prompt_id,
+                        experiment["id"],
+                        version,
+                        variant,
+                        external_user_id,
+                        output,
+                        time.time(),
+                    ),
+                )
+                if idempotency is not None:
+                    self._db.execute(
+                        "INSERT INTO idempotency VALUES (?, ?, ?, 200, ?, ?)",
+                        (*idempotency, response, time.time()),
+                    )
+            return 200, response
+
+    # -- events ---------------------------------------------------------------------------------------------------
+
+    def ingest_events(
+        self,
+        total: int,
+        decoded: list[tuple[int, EventBody]],
+        rejected: list[Rejection],
+        *,
+        idempotency: tuple[str, str, str] | None,
+        encode: Any,
+    ) -> bytes:
+        """Store the new events of a batch whose events were decoded one by one (one bad event never rejects its
+        neighbours), count the ones already stored (dedup by event_id) and record the answer under the batch's
+        Idempotency-Key, all in one transaction."""
+        rejected = list(rejected)
+        for index, event in list(decoded):
+            problem = _event_problem(event)
+            if problem:
+                rejected.append(Rejection(index=index, event_id=event.event_id, reason=problem))
+        bad = {r.index for r in rejected}
+        decoded = [(index, event) for index, event in decoded if index not in bad]
+        events_count = total
+        with self._lock:
+            if idempotency is not None:
+                row = self._db.execute(
+                    "SELECT request_hash, response FROM idempotency WHERE scope = ? AND key = ?",
+                    idempotency[:2],
+                ).fetchone()
+                if row is not None:
+                    if row[0] != idempotency[2]:
+                        raise StoreError(
+                            422,
+                            "idempotency_key_reused",
+                            "this Idempotency-Key was already used with a different batch",
+                        )
+                    self._log_batch(idempotency[1], events_count, 0, 0, 0, replayed=True)
+                    return bytes(row[1])
+            runs = self._run_experiments({event.prompt_run_id for _, event in decoded})
+            fresh: list[EventBody] = []
+            seen: set[str] = set()
+            already = self._existing_events({event.event_id for _, event in decoded})
+            duplicates = 0
+            for index, event in decoded:
+                run_experiment = runs.get(event.prompt_run_id)
+                if run_experiment is None:
+                    rejected.append(Rejection(index, event.event_id, "unknown prompt_run_id"))
+                elif run_experiment != event.experiment_id:
+                    rejected.append(Rejection(index, event.event_id, "experiment_id does not match the run's"))
+                elif event.event_id in already or event.event_id in seen:
+                    duplicates += 1
+                else:
+                    seen.add(event.event_id)
+                    fresh.append(event)
+            rejected.sort(key=lambda r: r.index)
+            result = BatchResult(accepted=len(fresh), duplicates=duplicates, rejected=rejected)
+            response: bytes = encode(result)
+            now = time.time()
+            with self._transaction():
+                self._db.executemany(
+                    "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (
+                            e.event_id,
+                            e.type,
+                            e.prompt_run_id,
+                            e.experiment_id,
+                            e.timestamp,
+                            e.external_user_id,
+                            e.label,
+                            e.source,
+                            None if e.metadata is None else json.dumps(e.metadata),
+                            None if e.thumbs_up is None else int(e.thumbs_up),
+                            e.rating,
+                            e.engagement_score,
+                            now,
+                        )
+                        for e in fresh
+                    ],
+                )
+                if idempotency is not None:
+                    self._db.execute(
+                        "INSERT INTO idempotency VALUES (?, ?, ?, 200, ?, ?)", (*idempotency, response, now)
+                    )
+                self._log_batch(
+                    idempotency[1] if idempotency else None,
+                    events_count,
+                    len(fresh),
+                    duplicates,
+                    len(rejected),
+                )
+            return response
+
+    # -- reading, for results, the CLI and tests ------------------------------------------------------------------
+
+    def experiment_results(self, experiment_id: str) -> dict[str, Any]:
+        with self._lock:
+            experiment = self._experiment(experiment_id)
+            counts: dict[str, dict[str, Any]] = {}
+            for variant, runs, users in self._db.execute(
+                "SELECT variant, COUNT(*), COUNT(DISTINCT external_user_id) FROM runs WHERE experiment_id = ?"
+                " GROUP BY variant",
+                (experiment_id,),
+            ):
+                counts[variant] = {"variant": variant, "runs": runs, "users": users, "events": {}}
+            for variant, event_type, n in self._db.execute(
+                "SELECT r.variant, e.type, COUNT(*) FROM events e JOIN runs r ON r.id = e.prompt_run_id"
+                " WHERE e.experiment_id = ? GROUP BY r.variant, e.type",
+                (experiment_id,),
+            ):
+                counts.setdefault(variant, {"variant": variant, "runs": 0, "users": 0, "events": {}})
+                counts[variant]["events"][event_type] = n
+            return {
+                "experiment_id": experiment_id,
+                "prompt_id": experiment["prompt_id"],
+                "variants": [counts[k] for k in sorted(counts)],
+            }
+
+    def event_ids(self) -> list[str]:
+        with self._lock:
+            return [row[0] for row in self._db.execute("SELECT event_id FROM events ORDER BY event_id")]
+
+    def count(self, table: str, where: str = "", args: Iterable[Any] = ()) -> int:
+        if table not in ("events", "runs", "batch_log", "prompts", "experiments", "idempotency"):
+            raise ValueError(table)
+        with self._lock:
+            return int(self._db.execute(f"SELECT COUNT(*) FROM {table} {where}", tuple(args)).fetchone()[0])
+
+    def batch_log(self) -> list[dict[str, Any]]:
+        with self._lock:
+            cursor = self._db.execute("SELECT * FROM batch_log ORDER BY seq")
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor]
+
+    # -- helpers; callers hold the lock ---------------------------------------------------------------------------
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db)
+
+    def _insert_version(self, prompt_id: str, version: int, template: str, now: float) -> None:
+        self._db.execute(
+            "INSERT INTO prompt_versions VALUES (?, ?, ?, ?, ?)",
+            (prompt_id, version, template, json.dumps(template_inputs(template)), now),
+        )
+
+    def _require_prompt(self, prompt_id: str) -> None:
+        if self._db.execute("SELECT 1 FROM prompts WHERE id = ?", (prompt_id,)).fetchone() is None:
+            raise StoreError(404, "prompt_not_found", f"no prompt with id {prompt_id!r}")
+
+    def _latest_version(self, prompt_id: str) -> int:
+        self._require_prompt(prompt_id)
+        row = self._db.execute("SELECT MAX(version) FROM prompt_versions WHERE prompt_id = ?", (prompt_id,)).fetchone()
+        return int(row[0])
+
+    def _prompt(self, prompt_id: str) -> dict[str, Any]:
+        row = self._db.execute("SELECT id, name, created_at FROM prompts WHERE id = ?", (prompt_id,)).fetchone()
+        if row is None:
+            raise StoreError(404, "prompt_not_found", f"no prompt with id {prompt_id!r}")
+        versions = [
+            {"version": v, "template": t, "inputs": json.loads(i)}
+            for v, t, i in self._db.execute(
+                "SELECT version, template, inputs FROM prompt_versions WHERE prompt_id = ? ORDER BY version",
+                (prompt_id,),
+            )
+        ]
+        return {
+            "prompt_id": row[0],
+            "name": row[1],
+            "latest_version": versions[-1]["version"],
+            "versions": versions,
+            "experiment_id": self._live_experiment(prompt_id)["id"],
+            "created_at": row[2],
+        }
+
+    def _live_experiment(self, prompt_id: str) -> dict[str, Any]:
+        row = self._db.execute(
+            "SELECT id, variants FROM experiments WHERE prompt_id = ? AND ended_at IS NULL"
+            " ORDER BY created_at DESC LIMIT 1",
+            (prompt_id,),
+        ).fetchone()
+        return {"id": row[0], "variants": row[1]}
+
+    def _experiment(self, experiment_id: str) -> dict[str, Any]:
+        row = self._db.execute(
+            "SELECT id, prompt_id, name, variants, is_default, created_at, ended_at FROM experiments WHERE id = ?",
+            (experiment_id,),
+        ).fetchone()
+        if row is None:
+            raise StoreError(404, "experiment_not_found", f"no experiment with id {experiment_id!r}")
+        return {
+            "experiment_id": row[0],
+            "prompt_id": row[1],
+            "name": row[2],
+            "variants": json.loads(row[3]),
+            "is_default": bool(row[4]),
+            "created_at": row[5],
+            "ended_at": row[6],
+            "active": row[6] is None,
+        }
+
+    def _run_experiments(self, run_ids: set[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        ids = list(run_ids)
+        for start in range(0, len(ids), _SQL_CHUNK):
+            chunk = ids[start : start + _SQL_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            found.update(self._db.execute(f"SELECT id, experiment_id FROM runs WHERE id IN ({marks})", chunk))
+        return found
+
+    def _existing_events(self, event_ids: set[str]) -> set[str]:
+        found: set[str] = set()
+        ids = list(event_ids)
+        for start in range(0, len(ids), _SQL_CHUNK):
+            chunk = ids[start : start + _SQL_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            found.update(
+                r[0] for r in self._db.execute(f"SELECT event_id FROM events WHERE event_id IN ({marks})", chunk)
+            )
+        return found
+
+    def _log_batch(
+        self,
+        key: str | None,
+        events: int,
+        accepted: int,
+        duplicates: int,
+        rejected: int,
+        *,
+        replayed: bool = False,
+    ) -> None:
+        self._db.execute(
+            "INSERT INTO batch_log (idempotency_key, events, accepted, duplicates, rejected, replayed, received_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (key, events, accepted, duplicates, rejected, int(replayed), time.time()),
+        )
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+_REQUIRED_FIELD = {
+    "click": "label",
+    "conversion": "label",
+    "feedback": "thumbs_up",
+    "rating": "rating",
+    "engagement": "engagement_score",
+}
+_MAX_TEXT = 256
+
+
+def _event_problem(event: EventBody) -> str | None:
+    for name in ("event_id", "prompt_run_id", "experiment_id"):
+        value = getattr(event, name)
+        if not value or len(value) > _MAX_TEXT:
+            return f"{name} must be a non-empty string of at most {_MAX_TEXT} characters"
+    required = _REQUIRED_FIELD[event.type]
+    if getattr(event, required) is None:
+        return f"a {event.type} event needs {required}"
+    for name in ("rating", "engagement_score"):
+        value = getattr(event, name)
+        if value is not None and not math.isfinite(value):
+            return f"{name} must be a finite number"
+    if event.label is not None and not event.label:
+        return "label must not be empty"
+    if not _RFC3339_MS.match(event.timestamp):
+        return "timestamp must be RFC 3339 UTC, e.g. 2026-01-01T00:00:00.000Z"
+    return None
+
+
+_RFC3339_MS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$")

@@ -1,0 +1,4 @@
+"""Alias package: the original SDK documentation imports ``from promptstream_sdk import PromptStreamClient``."""
+
+from promptstream import *  # noqa: F403
+from promptstream import __all__, __version__  # noqa: F401
