@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
+import socket
 import sqlite3
+import struct
 import subprocess
 import sys
 import textwrap
@@ -59,9 +62,12 @@ def spooled_event_ids(spool_dir: Path) -> set[str]:
     """The event ids waiting in every spool file under ``spool_dir``, read straight from SQLite."""
     ids: set[str] = set()
     for path in spool_dir.glob("spool-*.sqlite3"):
-        db = sqlite3.connect(path)
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
         try:
             ids.update(json.loads(payload)["event_id"] for (payload,) in db.execute("SELECT payload FROM events"))
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):  # a spool still being created by its process is empty
+                raise
         finally:
             db.close()
     return ids
@@ -103,10 +109,7 @@ class FaultInjector:
     def _should_fail(self) -> bool:
         with self.lock:
             self.requests.append(time.monotonic())
-            if self.first_n is not None:
-                fail = self.faults < self.first_n
-            else:
-                fail = self.random.random() < self.probability
+            fail = self.faults < self.first_n if self.first_n is not None else self.random.random() < self.probability
             self.faults += fail
             return fail
 
@@ -139,3 +142,84 @@ def client_env(base_url: str, spool_dir: Path, **extra: Any) -> dict[str, str]:
     }
     env.update({k: str(v) for k, v in extra.items()})
     return env
+
+
+class ChaosProxy:
+    """A loopback TCP proxy that resets a share of connections while the response is coming back, after the server
+    has processed the request: the client sees a connection cut mid-body and must retry with the same key."""
+
+    def __init__(self, upstream_port: int, *, cut_probability: float = 0.0, seed: int = 11) -> None:
+        self.upstream_port = upstream_port
+        self.cut_probability = cut_probability
+        self.random = random.Random(seed)
+        self.cuts = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.1)
+        self.port = self._listener.getsockname()[1]
+        self._threads: list[threading.Thread] = []
+        self._accept_thread = threading.Thread(target=self._accept, name="chaos-proxy-accept", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> ChaosProxy:
+        self._accept_thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._accept_thread.join(5)
+        for thread in self._threads:
+            thread.join(5)
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                continue
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5)
+            except OSError:
+                _reset(client)
+                continue
+            for src, dst, cut in ((client, upstream, False), (upstream, client, True)):
+                thread = threading.Thread(target=self._pump, args=(src, dst, cut), name="chaos-proxy-pump", daemon=True)
+                thread.start()
+                self._threads.append(thread)
+
+    def _pump(self, src: socket.socket, dst: socket.socket, cut: bool) -> None:
+        src.settimeout(0.2)
+        try:
+            while not self._stop.is_set():
+                try:
+                    data = src.recv(65536)
+                except TimeoutError:
+                    continue
+                if not data:
+                    break
+                if cut:
+                    with self._lock:
+                        do_cut = self.random.random() < self.cut_probability
+                        self.cuts += do_cut
+                    if do_cut:
+                        dst.sendall(data[: len(data) // 2])  # half a response, then a reset
+                        _reset(dst)
+                        _reset(src)
+                        return
+                dst.sendall(data)
+        except OSError:
+            pass
+        for sock in (src, dst):
+            with contextlib.suppress(OSError):
+                sock.close()
+
+
+def _reset(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()

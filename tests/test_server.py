@@ -175,7 +175,7 @@ def test_batch_stores_events_and_deduplicates_by_event_id(server: Any, http: htt
     first = http.post("/v1/events/batch", json=batch(events), headers={"Idempotency-Key": "b-1"}).json()
     assert first == {"accepted": 5, "duplicates": 0, "rejected": []}
     # the same events re-formed into another batch (another key) are counted once
-    again = http.post("/v1/events/batch", json=batch(events[:3] + [event(run)]), headers={"Idempotency-Key": "b-2"})
+    again = http.post("/v1/events/batch", json=batch([*events[:3], event(run)]), headers={"Idempotency-Key": "b-2"})
     assert again.json() == {"accepted": 1, "duplicates": 3, "rejected": []}
     assert server.store.count("events") == 6
 
@@ -227,7 +227,9 @@ def test_non_finite_numbers_in_msgpack_are_rejected_per_event(server: Any, http:
     run = new_run(http, server.create_prompt()["prompt_id"])
     events = [event(run, type="rating", label=None, rating=float("nan")), event(run)]
     response = http.post(
-        "/v1/events/batch", content=msgspec.msgpack.encode(batch(events)), headers={"Content-Type": "application/msgpack"}
+        "/v1/events/batch",
+        content=msgspec.msgpack.encode(batch(events)),
+        headers={"Content-Type": "application/msgpack"},
     )
     result = response.json()
     assert result["accepted"] == 1 and result["rejected"][0]["index"] == 0

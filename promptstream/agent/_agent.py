@@ -89,6 +89,9 @@ class TrackingAgent:
         self._closed = False
         self._reset_process_state()
         _live_agents.add(self)
+        # Started now, not on the first event: a process that only opens the spool (a desktop tool on its next start)
+        # must deliver the backlog it finds. Starting threads is no I/O; they open the spool in the background.
+        self._start()
 
     def _reset_process_state(self) -> None:
         """Everything that belongs to one process. Called at construction and in a forked child."""
@@ -387,10 +390,14 @@ class TrackingAgent:
         self._spool_queued()
         if len(self._queue):
             return False  # the spool refused them (unavailable); they are still queued
-        mark = self._last_seq
+        spool = self._get_spool()
+        try:
+            # everything in the spool now: this client's events and any backlog it found (a shared spool's too)
+            mark = max(self._last_seq, spool.last_seq())
+        except (SpoolUnavailableError, SpoolCorruptError):
+            mark = self._last_seq
         if mark == 0:
             return True
-        spool = self._get_spool()
         while True:
             try:
                 if not spool.has_pending_through(mark):

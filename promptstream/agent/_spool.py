@@ -94,6 +94,7 @@ class Spool(Protocol):
     def dead_letter(self, batch: ClaimedBatch, reason: str) -> None: ...
     def release(self, batch: ClaimedBatch) -> None: ...
     def has_pending_through(self, seq: int) -> bool: ...
+    def last_seq(self) -> int: ...
     def counts(self) -> SpoolCounts: ...
     def compact_if_empty(self) -> None: ...
     def close(self) -> None: ...
@@ -367,13 +368,13 @@ class SqliteSpool:
             return ClaimedBatch(batch_id, sent_at, tuple(s for s, _ in chosen), tuple(bytes(p) for _, p in chosen), 0)
 
     def _take_over_abandoned(self, db: sqlite3.Connection, now: int) -> ClaimedBatch | None:
+        """A formed batch nobody is sending: its lease lapsed or was released (ours too, e.g. after a pause), or
+        its owner process is dead. It is resent exactly as it was formed."""
         candidates = db.execute(
-            "SELECT id, sent_at, lease_owner, lease_until_ms, attempts FROM batches"
-            " WHERE lease_owner IS NOT ? ORDER BY rowid",
-            (self._owner,),
+            "SELECT id, sent_at, lease_owner, lease_until_ms, attempts FROM batches ORDER BY rowid"
         ).fetchall()
         for batch_id, sent_at, owner, lease_until, attempts in candidates:
-            if lease_until > now and not _owner_is_dead(owner):
+            if lease_until > now and (owner == self._owner or not _owner_is_dead(owner)):
                 continue
             db.execute(
                 "UPDATE batches SET lease_owner = ?, lease_until_ms = ? WHERE id = ?",
@@ -464,6 +465,10 @@ class SqliteSpool:
 
     def has_pending_through(self, seq: int) -> bool:
         return bool(self._read("SELECT EXISTS (SELECT 1 FROM events WHERE seq <= ?)", (seq,))[0][0])
+
+    def last_seq(self) -> int:
+        """The newest event's seq (0 when empty): what a flush must see acknowledged."""
+        return int(self._read("SELECT coalesce(max(seq), 0) FROM events")[0][0])
 
     def counts(self) -> SpoolCounts:
         ((pending, oldest),) = self._read("SELECT count(*), min(created_ms) FROM events")
@@ -627,6 +632,10 @@ class MemorySpool:
     def has_pending_through(self, seq: int) -> bool:
         with self._lock:
             return bool(self._created) and min(self._created) <= seq
+
+    def last_seq(self) -> int:
+        with self._lock:
+            return max(self._created, default=0)
 
     def counts(self) -> SpoolCounts:
         with self._lock:
