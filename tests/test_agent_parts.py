@@ -1,0 +1,252 @@
+"""The agent's parts alone: the spool contract (both implementations), the queue, and the sender's encoding."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+
+from promptstream._http import HttpTransport
+from promptstream._retry import RetrySchedule, parse_retry_after
+from promptstream.agent import (
+    BatchSender,
+    ClaimedBatch,
+    Delivered,
+    EventQueue,
+    MemorySpool,
+    Paused,
+    Refused,
+    Retry,
+    Spool,
+    SqliteSpool,
+)
+
+MB = 1024 * 1024
+
+
+def payload(i: int, pad: int = 0) -> bytes:
+    return json.dumps({"event_id": f"e{i}", "pad": "x" * pad}).encode()
+
+
+def ids(batch: ClaimedBatch) -> list[str]:
+    return [json.loads(p)["event_id"] for p in batch.payloads]
+
+
+SpoolFactory = Callable[..., Spool]
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+def make_spool(request: pytest.FixtureRequest, tmp_path: Path) -> SpoolFactory:
+    def make(owner: str = f"{os.getpid()}:a", max_bytes: int = 10 * MB, lease_seconds: float = 60) -> Spool:
+        if request.param == "memory":
+            return MemorySpool(max_bytes=max_bytes)
+        return SqliteSpool(tmp_path / "spool.sqlite3", owner=owner, max_bytes=max_bytes, lease_seconds=lease_seconds)
+
+    return make
+
+
+def test_claims_are_fifo_and_bounded_by_count_and_bytes(make_spool: SpoolFactory) -> None:
+    spool = make_spool()
+    spool.append([(0, payload(i, pad=100)) for i in range(10)])
+    first = spool.claim(max_events=4, max_bytes=10 * MB, sent_at="t")
+    assert first is not None and ids(first) == ["e0", "e1", "e2", "e3"]
+    second = spool.claim(max_events=100, max_bytes=3 * len(payload(0, 100)), sent_at="t")
+    assert second is not None and ids(second) == ["e4", "e5", "e6"]
+    spool.ack(first, [])
+    spool.ack(second, [])
+    rest = spool.claim(100, 10 * MB, "t")
+    assert rest is not None and ids(rest) == ["e7", "e8", "e9"]
+    spool.ack(rest, [])
+    assert spool.claim(100, 10 * MB, "t") is None
+    assert spool.counts().pending == 0
+
+
+def test_a_single_event_larger_than_max_bytes_is_still_claimed_alone(make_spool: SpoolFactory) -> None:
+    spool = make_spool()
+    spool.append([(0, payload(0, pad=5000)), (0, payload(1))])
+    batch = spool.claim(100, 1000, "t")
+    assert batch is not None and ids(batch) == ["e0"]
+
+
+def test_ack_dead_letters_rejected_indexes_and_deletes_the_rest(make_spool: SpoolFactory) -> None:
+    spool = make_spool()
+    spool.append([(0, payload(i)) for i in range(5)])
+    batch = spool.claim(100, 10 * MB, "t")
+    assert batch is not None
+    spool.ack(batch, [(1, "bad"), (3, "worse"), (99, "out of range is ignored")])
+    counts = spool.counts()
+    assert (counts.pending, counts.dead_lettered, counts.pending_bytes) == (0, 2, 0)
+
+
+def test_split_keeps_order_and_gives_new_keys(make_spool: SpoolFactory) -> None:
+    spool = make_spool()
+    spool.append([(0, payload(i)) for i in range(5)])
+    batch = spool.claim(100, 10 * MB, "t")
+    assert batch is not None
+    left, right = spool.split(batch)
+    assert ids(left) + ids(right) == [f"e{i}" for i in range(5)]
+    assert len({batch.batch_id, left.batch_id, right.batch_id}) == 3
+    spool.dead_letter(left, "too large")
+    spool.ack(right, [])
+    assert spool.counts().dead_lettered == len(left.seqs)
+    assert spool.counts().pending == 0
+
+
+def test_byte_cap_keeps_the_oldest_and_refuses_the_newest(make_spool: SpoolFactory) -> None:
+    size = len(payload(0, pad=100))
+    spool = make_spool(max_bytes=size * 3)
+    result = spool.append([(0, payload(i, pad=100)) for i in range(5)])
+    assert (result.stored, result.dropped) == (3, 2)
+    assert spool.append([(0, payload(9, pad=100))]).dropped == 1
+    batch = spool.claim(100, 10 * MB, "t")
+    assert batch is not None
+    spool.ack(batch, [])
+    assert spool.append([(0, payload(10, pad=100))]).stored == 1  # room again once delivered
+
+
+def test_pending_through_tracks_the_flush_mark(make_spool: SpoolFactory) -> None:
+    spool = make_spool()
+    mark = spool.append([(0, payload(i)) for i in range(3)]).last_seq
+    assert spool.last_seq() == mark
+    assert spool.has_pending_through(mark)
+    batch = spool.claim(100, 10 * MB, "t")
+    assert batch is not None
+    spool.ack(batch, [])
+    assert not spool.has_pending_through(mark)
+
+
+def test_a_released_batch_is_resent_with_the_same_key_and_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "spool.sqlite3"
+    spool = SqliteSpool(path, owner=f"{os.getpid()}:a", max_bytes=MB, lease_seconds=60)
+    spool.append([(0, payload(i)) for i in range(3)])
+    first = spool.claim(100, MB, "2026-01-01T00:00:00.000Z")
+    assert first is not None
+    spool.release(first)
+    again = spool.claim(100, MB, "a later sent_at is ignored")
+    assert again is not None
+    assert (again.batch_id, again.sent_at, again.payloads) == (first.batch_id, first.sent_at, first.payloads)
+
+
+def test_a_live_lease_is_respected_and_a_dead_owners_batch_is_taken_over(tmp_path: Path) -> None:
+    path = tmp_path / "spool.sqlite3"
+    dead_pid = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    ghost = SqliteSpool(path, owner=f"{int(dead_pid.stdout)}:ghost", max_bytes=MB, lease_seconds=600)
+    live = SqliteSpool(path, owner=f"{os.getppid()}:live", max_bytes=MB, lease_seconds=600)
+    me = SqliteSpool(path, owner=f"{os.getpid()}:me", max_bytes=MB, lease_seconds=600)
+    ghost.append([(0, payload(0))])
+    live.append([(0, payload(1))])
+    live_batch = live.claim(1, MB, "t")  # before the ghost's batch exists, or the live one would take it over too
+    ghost_batch = ghost.claim(1, MB, "t")
+    assert ghost_batch is not None and live_batch is not None
+    taken = me.claim(100, MB, "t")
+    assert taken is not None and taken.batch_id == ghost_batch.batch_id  # its owner is dead
+    assert me.claim(100, MB, "t") is None  # the live owner's lease stands
+    assert not ghost.renew(ghost_batch)  # the dead owner could not send it any more
+
+
+def test_an_expired_lease_is_taken_over(tmp_path: Path) -> None:
+    path = tmp_path / "spool.sqlite3"
+    slow = SqliteSpool(path, owner=f"{os.getppid()}:slow", max_bytes=MB, lease_seconds=0.05)
+    other = SqliteSpool(path, owner=f"{os.getpid()}:other", max_bytes=MB, lease_seconds=60)
+    slow.append([(0, payload(0))])
+    batch = slow.claim(1, MB, "t")
+    assert batch is not None
+    deadline = time.monotonic() + 5
+    taken = None
+    while taken is None and time.monotonic() < deadline:
+        taken = other.claim(1, MB, "t")
+    assert taken is not None and taken.batch_id == batch.batch_id
+
+
+def test_the_wal_is_truncated_when_the_spool_drains(tmp_path: Path) -> None:
+    path = tmp_path / "spool.sqlite3"
+    spool = SqliteSpool(path, owner=f"{os.getpid()}:a", max_bytes=100 * MB, lease_seconds=60)
+    spool.append([(0, payload(i, pad=500)) for i in range(5000)])
+    while (batch := spool.claim(1000, 100 * MB, "t")) is not None:
+        spool.ack(batch, [])
+    spool.compact_if_empty()
+    assert Path(f"{path}-wal").stat().st_size == 0
+    assert spool.integrity_ok()
+
+
+def test_queue_is_fifo_bounded_and_counts_drops() -> None:
+    queue: EventQueue[int] = EventQueue(max_size=3)
+    assert [queue.put(i) for i in range(5)] == [True, True, True, False, False]
+    assert queue.dropped == 2
+    taken = queue.take(2)
+    assert taken == [0, 1] and queue.taken == 2
+    queue.give_back(taken)
+    assert queue.take(10) == [0, 1, 2] and queue.taken == 3 and len(queue) == 0
+
+
+def batch_of(n: int, pad: int = 0) -> ClaimedBatch:
+    payloads = tuple(payload(i, pad) for i in range(n))
+    return ClaimedBatch("key-1", "2026-01-01T00:00:00.000Z", tuple(range(n)), payloads, 0)
+
+
+def test_sender_bodies_are_valid_deterministic_and_gzipped_above_the_threshold() -> None:
+    transport = HttpTransport("http://127.0.0.1:9", "k", httpx.Timeout(1))
+    sender = BatchSender(transport, gzip_threshold=1000)
+    small_body, small_headers = sender.encode(batch_of(2))
+    assert json.loads(small_body) == {"sent_at": "2026-01-01T00:00:00.000Z", "events": [json.loads(payload(0)),
+                                                                                         json.loads(payload(1))]}
+    assert small_headers["Idempotency-Key"] == "key-1" and "Content-Encoding" not in small_headers
+    big = batch_of(50, pad=100)
+    body, headers = sender.encode(big)
+    assert headers["Content-Encoding"] == "gzip"
+    assert len(json.loads(gzip.decompress(body))["events"]) == 50
+    assert sender.encode(big) == (body, headers)  # a retry sends the very same bytes
+    packed, packed_headers = BatchSender(transport, encoding="msgpack", gzip_threshold=10**9).encode(batch_of(2))
+    assert packed_headers["Content-Type"] == "application/msgpack"
+    assert msgspec.msgpack.decode(packed)["events"][1]["event_id"] == "e1"
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "kind"),
+    [
+        (200, {}, Delivered),
+        (408, {}, Retry),
+        (429, {"Retry-After": "7"}, Retry),
+        (500, {}, Retry),
+        (503, {}, Retry),
+        (400, {}, Refused),
+        (413, {}, Refused),
+        (422, {}, Refused),
+        (401, {}, Paused),
+        (403, {}, Paused),
+        (404, {}, Paused),
+    ],
+)
+def test_sender_classifies_every_status(status: int, headers: dict[str, str], kind: type[Any]) -> None:
+    body = b'{"accepted": 1, "duplicates": 0, "rejected": []}' if status == 200 else b"{}"
+    outcome = BatchSender.classify(httpx.Response(status, headers=headers, content=body))
+    assert isinstance(outcome, kind)
+    if status == 429:
+        assert isinstance(outcome, Retry) and outcome.retry_after == 7
+
+
+def test_backoff_is_capped_jittered_and_respects_retry_after() -> None:
+    schedule = RetrySchedule(first=0.5, cap=4.0)
+    delays = [schedule.next_delay() for _ in range(50)]
+    assert all(0 <= d <= 4.0 for d in delays)
+    assert len(set(delays)) > 40  # full jitter: spread out, not a fixed ladder
+    assert schedule.next_delay(retry_after=30) == 30
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("5", 5.0), ("0.5", 0.5), ("-3", 0.0), (None, None), ("soon", None), ("nan", None),
+     ("Thu, 01 Jan 2026 00:00:10 GMT", 10.0)],
+)
+def test_retry_after_parsing(value: str | None, expected: float | None) -> None:
+    assert parse_retry_after(value, now=1767225600.0) == expected
