@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,20 @@ def client_factory(spool_dir: Path) -> Iterator[Callable[..., PromptStreamClient
 @pytest.fixture
 def client(server: RunningServer, client_factory: Callable[..., PromptStreamClient]) -> PromptStreamClient:
     return client_factory(server.url)
+
+
+@pytest.fixture
+def children() -> Iterator[list[subprocess.Popen[str]]]:
+    """Child processes a test spawns: whatever happens in the test, none outlives it."""
+    spawned: list[subprocess.Popen[str]] = []
+    yield spawned
+    for child in spawned:
+        if child.poll() is None:
+            child.kill()
+        child.wait(10)
+        for stream in (child.stdout, child.stderr):
+            if stream is not None:
+                stream.close()
 
 
 @pytest.fixture(autouse=True)

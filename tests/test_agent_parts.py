@@ -198,8 +198,10 @@ def test_sender_bodies_are_valid_deterministic_and_gzipped_above_the_threshold()
     transport = HttpTransport("http://127.0.0.1:9", "k", httpx.Timeout(1))
     sender = BatchSender(transport, gzip_threshold=1000)
     small_body, small_headers = sender.encode(batch_of(2))
-    assert json.loads(small_body) == {"sent_at": "2026-01-01T00:00:00.000Z", "events": [json.loads(payload(0)),
-                                                                                         json.loads(payload(1))]}
+    assert json.loads(small_body) == {
+        "sent_at": "2026-01-01T00:00:00.000Z",
+        "events": [json.loads(payload(0)), json.loads(payload(1))],
+    }
     assert small_headers["Idempotency-Key"] == "key-1" and "Content-Encoding" not in small_headers
     big = batch_of(50, pad=100)
     body, headers = sender.encode(big)
@@ -245,8 +247,15 @@ def test_backoff_is_capped_jittered_and_respects_retry_after() -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("5", 5.0), ("0.5", 0.5), ("-3", 0.0), (None, None), ("soon", None), ("nan", None),
-     ("Thu, 01 Jan 2026 00:00:10 GMT", 10.0)],
+    [
+        ("5", 5.0),
+        ("0.5", 0.5),
+        ("-3", 0.0),
+        (None, None),
+        ("soon", None),
+        ("nan", None),
+        ("Thu, 01 Jan 2026 00:00:10 GMT", 10.0),
+    ],
 )
 def test_retry_after_parsing(value: str | None, expected: float | None) -> None:
     assert parse_retry_after(value, now=1767225600.0) == expected

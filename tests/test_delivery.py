@@ -139,7 +139,7 @@ def test_flaky_server_and_cut_connections_deliver_everything_exactly_once(
 
 
 def test_events_spooled_by_a_sigkilled_process_are_delivered_by_the_next(
-    server_factory: Any, spool_dir: Path, tmp_path: Path
+    server_factory: Any, spool_dir: Path, tmp_path: Path, children: list[Any]
 ) -> None:
     server = server_factory()
     run_id, experiment_id = make_run(server)
@@ -160,6 +160,7 @@ def test_events_spooled_by_a_sigkilled_process_are_delivered_by_the_next(
         """,
         client_env(server.url, spool_dir, RUN=run_id, EXP=experiment_id, IDS_FILE=ids_file),
     )
+    children.append(child)
     assert child.stdout is not None
     assert child.stdout.readline().strip() == "tracked"
     assert wait_until(lambda: len(spooled_event_ids(spool_dir)) >= 1000, timeout=20)
@@ -225,7 +226,9 @@ def test_exit_with_the_server_down_waits_at_most_shutdown_timeout_and_the_next_r
     assert set(server.stored_event_ids()) == tracked
 
 
-def test_four_processes_sharing_one_spool_store_every_event_exactly_once(server: Any, spool_dir: Path) -> None:
+def test_four_processes_sharing_one_spool_store_every_event_exactly_once(
+    server: Any, spool_dir: Path, children: list[Any]
+) -> None:
     run_id, experiment_id = make_run(server)
     code = """
         import os
@@ -239,7 +242,7 @@ def test_four_processes_sharing_one_spool_store_every_event_exactly_once(server:
         client.close()
     """
     env = client_env(server.url, spool_dir, RUN=run_id, EXP=experiment_id)
-    children = [spawn_child(code, env) for _ in range(4)]
+    children.extend(spawn_child(code, env) for _ in range(4))
     tracked: list[str] = []
     for child in children:
         out, err = child.communicate(timeout=120)
@@ -252,6 +255,8 @@ def test_four_processes_sharing_one_spool_store_every_event_exactly_once(server:
     assert total_duplicates(server) == 0  # no batch was ever sent by two processes
 
 
+# Python 3.12+ warns about fork() in a threaded process: that is exactly the gunicorn --preload case tested here.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_after_fork_parent_and_child_both_deliver(server: Any, client_factory: Any, spool_dir: Path) -> None:
     run_id, experiment_id = make_run(server)
     client = client_factory(server.url, agent_config=fast(spool_dir))
