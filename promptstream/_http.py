@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from typing import Any
 
 import httpx
@@ -45,19 +46,23 @@ class HttpTransport:
         self._client_pid = 0
         self._lock = threading.Lock()
         self._inherited: list[httpx.Client] = []  # kept referenced so the GC never closes a parent's socket
+        _live_transports.add(self)
+
+    def _after_fork_in_child(self) -> None:
+        # The lock may have been held by a parent thread at the moment of fork(); the child gets a fresh one.
+        self._lock = threading.Lock()
+        if self._client is not None:
+            self._inherited.append(self._client)
+            self._client = None
 
     def __repr__(self) -> str:
         return f"HttpTransport(base_url={self.base_url!r})"
 
     def _get_client(self) -> httpx.Client:
-        pid = os.getpid()
         client = self._client
-        if client is not None and self._client_pid == pid:
+        if client is not None:
             return client
         with self._lock:
-            if self._client is not None and self._client_pid != pid:
-                self._inherited.append(self._client)
-                self._client = None
             if self._client is None:
                 self._client = httpx.Client(
                     base_url=self.base_url,
@@ -65,7 +70,7 @@ class HttpTransport:
                     timeout=self.timeout,
                     limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
                 )
-                self._client_pid = pid
+                self._client_pid = os.getpid()
             return self._client
 
     def request(
@@ -98,6 +103,17 @@ class HttpTransport:
                 self._client.close()
             self._client = None
 
+
+# Fork-safety state: the transports of this process, so a forked child can drop what it inherited.
+_live_transports: weakref.WeakSet[HttpTransport] = weakref.WeakSet()
+
+
+def _reset_transports_after_fork() -> None:
+    for transport in list(_live_transports):
+        transport._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_reset_transports_after_fork)
 
 _STATUS_ERRORS: dict[int, type[APIStatusError]] = {
     400: BadRequestError,

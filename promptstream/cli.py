@@ -36,14 +36,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if generated:
         print(f"Generated a development API key (kept in {data_dir / 'dev-api-key'}):\n  {keys[0]}", flush=True)
     print(f"PromptStream reference server on http://{args.host}:{args.port} (db: {db})", flush=True)
-    server.serve(
-        host=args.host,
-        port=args.port,
-        db=db,
-        api_keys=keys,
-        rate_limit=args.rate_limit,
-        max_body_bytes=args.max_body_bytes,
-    )
+    try:
+        server.serve(
+            host=args.host,
+            port=args.port,
+            db=db,
+            api_keys=keys,
+            rate_limit=args.rate_limit,
+            max_body_bytes=args.max_body_bytes,
+        )
+    except OSError as exc:
+        raise CommandError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     return 0
 
 

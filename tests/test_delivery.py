@@ -498,3 +498,43 @@ def test_track_after_close_is_dropped_and_counted_not_raised(server: Any, client
     client.close()
     client.track_click("r", "e", "x")
     assert client.stats().dropped == 1
+
+
+def test_an_offline_agent_costs_next_to_no_cpu(spool_dir: Path) -> None:
+    result = run_child(
+        """
+        import os, resource, threading, time
+        from promptstream import PromptStreamClient
+        client = PromptStreamClient()
+        for _ in range(1000):
+            client.track_click("run", "exp", "x")
+        pause = threading.Event()
+        pause.wait(1.0)  # let the first failed attempts happen; backoff is under way
+        before, start = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+        pause.wait(3.0)
+        after, end = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+        used = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+        print(used / (end - start), client.stats().pending)
+        os._exit(0)  # no exit flush: the server is down anyway
+        """,
+        client_env("http://127.0.0.1:9", spool_dir),
+    )
+    share, pending = result.stdout.split()
+    assert int(pending) == 1000, result.stderr
+    print(f"offline agent CPU: {float(share):.4f} CPU-seconds per second")
+    assert float(share) < 0.02  # under 2% of one core while waiting for the server
+
+
+def test_uwsgi_without_threads_is_warned_about_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, client_factory: Any
+) -> None:
+    import sys
+    import types
+
+    from promptstream.agent import _agent
+
+    monkeypatch.setitem(sys.modules, "uwsgi", types.SimpleNamespace(opt={}))
+    monkeypatch.setattr(_agent, "_uwsgi_warned", False)
+    client_factory("http://127.0.0.1:9", spool=False)
+    client_factory("http://127.0.0.1:9", spool=False)
+    assert caplog.text.count("enable-threads") == 1

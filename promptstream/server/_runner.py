@@ -138,12 +138,16 @@ def serve(
     rate_limit: float | None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> None:
-    """Run the server in the foreground until interrupted (``promptstream serve``)."""
+    """Run the server in the foreground until interrupted (``promptstream serve``).
+
+    Raises OSError when the address cannot be bound (we bind it ourselves, so the caller can say so in one line
+    rather than uvicorn exiting the process)."""
+    sock = bind_socket(host, port)
     store = Store(db)
     try:
         app = create_app(store, api_keys, rate_limit=rate_limit, max_body_bytes=max_body_bytes)
-        config = uvicorn.Config(app, host=host, port=port, log_level="info", access_log=False, lifespan="off")
-        uvicorn.Server(config).run()
+        config = uvicorn.Config(app, log_level="info", access_log=False, lifespan="off")
+        uvicorn.Server(config).run(sockets=[sock])
     finally:
         with contextlib.suppress(Exception):
             store.close()
