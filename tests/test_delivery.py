@@ -514,13 +514,14 @@ def test_an_offline_agent_costs_next_to_no_cpu(spool_dir: Path) -> None:
         pause.wait(3.0)
         after, end = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
         used = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-        print(used / (end - start), client.stats().pending)
+        print(used / (end - start), client.stats().pending, flush=True)  # os._exit skips stdio flushing
         os._exit(0)  # no exit flush: the server is down anyway
         """,
         client_env("http://127.0.0.1:9", spool_dir),
     )
+    assert result.returncode == 0 and result.stdout, result.stderr
     share, pending = result.stdout.split()
-    assert int(pending) == 1000, result.stderr
+    assert int(pending) == 1000
     print(f"offline agent CPU: {float(share):.4f} CPU-seconds per second")
     assert float(share) < 0.02  # under 2% of one core while waiting for the server
 
