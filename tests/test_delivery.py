@@ -539,3 +539,21 @@ def test_uwsgi_without_threads_is_warned_about_once(
     client_factory("http://127.0.0.1:9", spool=False)
     client_factory("http://127.0.0.1:9", spool=False)
     assert caplog.text.count("enable-threads") == 1
+
+
+def test_flush_after_the_server_returns_does_not_wait_out_a_long_backoff(
+    server_factory: Any, client_factory: Any, spool_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import promptstream._retry
+
+    # jitter pinned to its ceiling: delays are exactly 0.5, 1, 2, 4, ... seconds
+    monkeypatch.setattr(promptstream._retry.backoff, "full_jitter", lambda value: value)
+    server = server_factory()
+    run_id, experiment_id = make_run(server)
+    server.thread.stop()
+    client = client_factory(server.url, agent_config=fast(spool_dir, max_backoff=60.0))
+    ids = [client.track_click(run_id, experiment_id, "x") for _ in range(10)]
+    assert wait_until(lambda: client.stats().retries >= 4, timeout=30)  # now sleeping 4 s before the 5th attempt
+    server.thread.start()
+    assert client.flush(timeout=2) is True  # only possible if flush cut the client-chosen backoff short
+    assert sorted(server.stored_event_ids()) == sorted(ids)

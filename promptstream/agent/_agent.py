@@ -107,6 +107,9 @@ class TrackingAgent:
         self._stop = threading.Event()
         self._spooler_wake = threading.Event()
         self._sender_wake = threading.Event()
+        # Set by flush()/close(): ends a backoff the client chose (never a server's Retry-After), so a flush right
+        # after the server comes back does not wait out a minute of backoff. One extra attempt per flush, no more.
+        self._hurry = threading.Event()
         self._threads: list[threading.Thread] = []
         self._started = False
         self._last_seq = 0
@@ -344,7 +347,10 @@ class TrackingAgent:
                 if deadline is not None and time.monotonic() + delay > deadline:
                     self._release_all(spool, todo)
                     return False
-                if self._stop.wait(delay) and deadline is None:
+                waiter = self._stop if outcome.retry_after is not None else self._hurry
+                waiter.wait(delay)
+                self._hurry.clear()
+                if self._stop.is_set() and deadline is None:
                     self._release_all(spool, todo)
                     return False
         return True
@@ -387,6 +393,7 @@ class TrackingAgent:
     def flush(self, timeout: float | None = None) -> bool:
         """True when every event tracked before the call has been acknowledged by the server (or dead-lettered)."""
         deadline = time.monotonic() + (DEFAULT_FLUSH_TIMEOUT if timeout is None else max(0.0, timeout))
+        self._hurry.set()
         self._spool_queued()
         if len(self._queue):
             return False  # the spool refused them (unavailable); they are still queued
@@ -426,6 +433,7 @@ class TrackingAgent:
         flushed = self.flush(budget)
         self._closed = True
         self._stop.set()
+        self._hurry.set()
         self._spooler_wake.set()
         self._sender_wake.set()
         for thread in self._threads:
