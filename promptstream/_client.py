@@ -204,15 +204,7 @@ class PromptStreamClient:
 
             client.track_click(run.run_id, run.experiment_id, label="copy", metadata={"position": 1})
         """
-        return self._track(
-            "click",
-            prompt_run_id,
-            experiment_id,
-            external_user_id,
-            label=check_label("label", label),
-            source=check_optional_label("source", source),
-            metadata=encode_metadata(metadata),
-        )
+        return self._track_labelled("click", prompt_run_id, experiment_id, label, external_user_id, source, metadata)
 
     def track_conversion(
         self,
@@ -229,14 +221,8 @@ class PromptStreamClient:
 
             client.track_conversion(run.run_id, run.experiment_id, label="purchase", metadata={"value": 42})
         """
-        return self._track(
-            "conversion",
-            prompt_run_id,
-            experiment_id,
-            external_user_id,
-            label=check_label("label", label),
-            source=check_optional_label("source", source),
-            metadata=encode_metadata(metadata),
+        return self._track_labelled(
+            "conversion", prompt_run_id, experiment_id, label, external_user_id, source, metadata
         )
 
     def track_feedback(
@@ -296,6 +282,26 @@ class PromptStreamClient:
             experiment_id,
             external_user_id,
             engagement_score=check_number("engagement_score", engagement_score),
+        )
+
+    def _track_labelled(
+        self,
+        event_type: Literal["click", "conversion"],
+        prompt_run_id: str,
+        experiment_id: str,
+        label: str,
+        external_user_id: str | None,
+        source: str | None,
+        metadata: dict[str, Any] | None,
+    ) -> str:
+        return self._track(
+            event_type,
+            prompt_run_id,
+            experiment_id,
+            external_user_id,
+            label=check_label("label", label),
+            source=check_optional_label("source", source),
+            metadata=encode_metadata(metadata),
         )
 
     def _track(

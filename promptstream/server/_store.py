@@ -226,19 +226,9 @@ class Store:
         """Run a prompt in its live experiment. With ``idempotency`` (scope, key, hash) the answer is stored in the
         same transaction as the run, so a retry replays it and never runs the model twice."""
         with self._lock:
-            if idempotency is not None:
-                row = self._db.execute(
-                    "SELECT request_hash, status, response FROM idempotency WHERE scope = ? AND key = ?",
-                    idempotency[:2],
-                ).fetchone()
-                if row is not None:
-                    if row[0] != idempotency[2]:
-                        raise StoreError(
-                            422,
-                            "idempotency_key_reused",
-                            "this Idempotency-Key was already used with a different request body",
-                        )
-                    return int(row[1]), bytes(row[2])
+            replay = self._replay(idempotency)
+            if replay is not None:
+                return replay
             self._require_prompt(prompt_id)
             experiment = self._live_experiment(prompt_id)
             variants = [Variant(v["version"], float(v["weight"])) for v in json.loads(experiment["variants"])]
@@ -310,22 +300,12 @@ class Store:
                 rejected.append(Rejection(index=index, event_id=event.event_id, reason=problem))
         bad = {r.index for r in rejected}
         decoded = [(index, event) for index, event in decoded if index not in bad]
-        events_count = total
         with self._lock:
-            if idempotency is not None:
-                row = self._db.execute(
-                    "SELECT request_hash, response FROM idempotency WHERE scope = ? AND key = ?",
-                    idempotency[:2],
-                ).fetchone()
-                if row is not None:
-                    if row[0] != idempotency[2]:
-                        raise StoreError(
-                            422,
-                            "idempotency_key_reused",
-                            "this Idempotency-Key was already used with a different batch",
-                        )
-                    self._log_batch(idempotency[1], events_count, 0, 0, 0, replayed=True)
-                    return bytes(row[1])
+            replay = self._replay(idempotency)
+            if replay is not None:
+                assert idempotency is not None
+                self._log_batch(idempotency[1], total, 0, 0, 0, replayed=True)
+                return replay[1]
             runs = self._run_experiments({event.prompt_run_id for _, event in decoded})
             fresh: list[EventBody] = []
             seen: set[str] = set()
@@ -374,7 +354,7 @@ class Store:
                     )
                 self._log_batch(
                     idempotency[1] if idempotency else None,
-                    events_count,
+                    total,
                     len(fresh),
                     duplicates,
                     len(rejected),
@@ -423,6 +403,21 @@ class Store:
             return [dict(zip(names, row, strict=True)) for row in cursor]
 
     # -- helpers; callers hold the lock ---------------------------------------------------------------------------
+
+    def _replay(self, idempotency: tuple[str, str, str] | None) -> tuple[int, bytes] | None:
+        """The stored (status, body) for a retried request; 422 when its key was used for another body."""
+        if idempotency is None:
+            return None
+        row = self._db.execute(
+            "SELECT request_hash, status, response FROM idempotency WHERE scope = ? AND key = ?", idempotency[:2]
+        ).fetchone()
+        if row is None:
+            return None
+        if row[0] != idempotency[2]:
+            raise StoreError(
+                422, "idempotency_key_reused", "this Idempotency-Key was already used with a different request body"
+            )
+        return int(row[1]), bytes(row[2])
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)
