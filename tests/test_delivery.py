@@ -557,3 +557,25 @@ def test_flush_after_the_server_returns_does_not_wait_out_a_long_backoff(
     server.thread.start()
     assert client.flush(timeout=2) is True  # only possible if flush cut the client-chosen backoff short
     assert sorted(server.stored_event_ids()) == sorted(ids)
+
+
+def test_a_client_created_during_interpreter_shutdown_still_delivers(server: Any, spool_dir: Path) -> None:
+    """Python 3.12+ refuses new threads during shutdown; the exit hook then spools and delivers inline."""
+    run_id, experiment_id = make_run(server)
+    result = run_child(
+        """
+        import atexit, os
+        from promptstream import PromptStreamClient
+
+        def late():  # registered after promptstream's own hook, so it runs before it
+            client = PromptStreamClient()
+            for _ in range(50):
+                print(client.track_click(os.environ["RUN"], os.environ["EXP"], "late"), flush=True)
+
+        atexit.register(late)
+        """,
+        client_env(server.url, spool_dir, RUN=run_id, EXP=experiment_id),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert sorted(server.stored_event_ids()) == sorted(result.stdout.split())

@@ -22,7 +22,6 @@ import sqlite3
 import sys
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from pathlib import Path
 
@@ -504,8 +503,10 @@ class TrackingAgent:
             logger.debug("promptstream: error during exit flush", exc_info=True)
 
 
-# The agents of this process: the fork and exit hooks must reach them. Weak, so a discarded client is collected.
-_live_agents: weakref.WeakSet[TrackingAgent] = weakref.WeakSet()
+# The agents of this process, until closed: the fork and exit hooks must reach them. Strong references on purpose:
+# an agent whose threads could not start (a client made during interpreter shutdown) has nothing else keeping it
+# alive, and its events would vanish with it; a running agent is kept alive by its threads anyway.
+_live_agents: set[TrackingAgent] = set()
 
 
 def _reset_agents_after_fork() -> None:
