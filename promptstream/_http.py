@@ -3,11 +3,18 @@ the headers every request carries, and the mapping from error responses to the e
 
 from __future__ import annotations
 
+# The imports marked "fork" are modules httpx and the first request would otherwise import lazily, on a background
+# thread. A fork() landing while a thread is inside a first-time import leaves that module's import lock held for ever
+# in the child, whose sender then deadlocks on its first request (seen with gunicorn --preload: create the client,
+# fork at once). Imported here, they are complete before any thread of ours exists.
+import encodings.idna  # noqa: F401  (fork: host names)
 import os
 import threading
 import weakref
 from typing import Any
 
+import certifi  # noqa: F401  (fork: httpx's SSL context)
+import httpcore  # noqa: F401  (fork: imported inside httpx's HTTPTransport.__init__)
 import httpx
 import msgspec
 
@@ -48,8 +55,15 @@ class HttpTransport:
         self._inherited: list[httpx.Client] = []  # kept referenced so the GC never closes a parent's socket
         _live_transports.add(self)
 
+    def _before_fork(self) -> None:
+        # Client creation (SSL context, lazy imports) happens under the lock: no fork lands in the middle of it.
+        self._lock.acquire()
+
+    def _after_fork_in_parent(self) -> None:
+        self._lock.release()
+
     def _after_fork_in_child(self) -> None:
-        # The lock may have been held by a parent thread at the moment of fork(); the child gets a fresh one.
+        # The child's copy of the lock is held (by _before_fork): it gets a fresh one.
         self._lock = threading.Lock()
         if self._client is not None:
             self._inherited.append(self._client)
@@ -108,12 +122,32 @@ class HttpTransport:
 _live_transports: weakref.WeakSet[HttpTransport] = weakref.WeakSet()
 
 
+_forking: list[HttpTransport] = []  # the transports locked for the fork in progress
+
+
+def _prepare_transports_for_fork() -> None:
+    _forking[:] = list(_live_transports)
+    for transport in _forking:
+        transport._before_fork()
+
+
+def _resume_transports_after_fork() -> None:
+    for transport in _forking:
+        transport._after_fork_in_parent()
+    _forking.clear()
+
+
 def _reset_transports_after_fork() -> None:
-    for transport in list(_live_transports):
+    for transport in list(_live_transports):  # all of them: one made by another thread mid-fork too
         transport._after_fork_in_child()
+    _forking.clear()
 
 
-os.register_at_fork(after_in_child=_reset_transports_after_fork)
+os.register_at_fork(
+    before=_prepare_transports_for_fork,
+    after_in_parent=_resume_transports_after_fork,
+    after_in_child=_reset_transports_after_fork,
+)
 
 _STATUS_ERRORS: dict[int, type[APIStatusError]] = {
     400: BadRequestError,

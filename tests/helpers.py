@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import random
-import socket
 import sqlite3
-import struct
 import subprocess
 import sys
 import textwrap
@@ -18,7 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from promptstream import AgentConfig, PromptStreamClient
 
 API_KEY = "ps_test_key_0123456789"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -64,7 +64,7 @@ def spooled_event_ids(spool_dir: Path) -> set[str]:
     for path in spool_dir.glob("spool-*.sqlite3"):
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
         try:
-            ids.update(json.loads(payload)["event_id"] for (payload,) in db.execute("SELECT payload FROM events"))
+            ids.update(event_id for (event_id,) in db.execute("SELECT json_extract(payload, '$.event_id') FROM events"))
         except sqlite3.OperationalError as exc:
             if "no such table" not in str(exc):  # a spool still being created by its process is empty
                 raise
@@ -144,82 +144,47 @@ def client_env(base_url: str, spool_dir: Path, **extra: Any) -> dict[str, str]:
     return env
 
 
-class ChaosProxy:
-    """A loopback TCP proxy that resets a share of connections while the response is coming back, after the server
-    has processed the request: the client sees a connection cut mid-body and must retry with the same key."""
-
-    def __init__(self, upstream_port: int, *, cut_probability: float = 0.0, seed: int = 11) -> None:
-        self.upstream_port = upstream_port
-        self.cut_probability = cut_probability
-        self.random = random.Random(seed)
-        self.cuts = 0
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.1)
-        self.port = self._listener.getsockname()[1]
-        self._threads: list[threading.Thread] = []
-        self._accept_thread = threading.Thread(target=self._accept, name="chaos-proxy-accept", daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> ChaosProxy:
-        self._accept_thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._accept_thread.join(5)
-        for thread in self._threads:
-            thread.join(5)
-        self._listener.close()
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                continue
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5)
-            except OSError:
-                _reset(client)
-                continue
-            for src, dst, cut in ((client, upstream, False), (upstream, client, True)):
-                thread = threading.Thread(target=self._pump, args=(src, dst, cut), name="chaos-proxy-pump", daemon=True)
-                thread.start()
-                self._threads.append(thread)
-
-    def _pump(self, src: socket.socket, dst: socket.socket, cut: bool) -> None:
-        src.settimeout(0.2)
-        try:
-            while not self._stop.is_set():
-                try:
-                    data = src.recv(65536)
-                except TimeoutError:
-                    continue
-                if not data:
-                    break
-                if cut:
-                    with self._lock:
-                        do_cut = self.random.random() < self.cut_probability
-                        self.cuts += do_cut
-                    if do_cut:
-                        dst.sendall(data[: len(data) // 2])  # half a response, then a reset
-                        _reset(dst)
-                        _reset(src)
-                        return
-                dst.sendall(data)
-        except OSError:
-            pass
-        for sock in (src, dst):
-            with contextlib.suppress(OSError):
-                sock.close()
+def fast(spool_dir: Path, **overrides: Any) -> AgentConfig:
+    """Agent settings that keep tests quick: short intervals and backoff."""
+    options: dict[str, Any] = {
+        "spool_dir": spool_dir,
+        "flush_interval": 0.05,
+        "max_backoff": 0.2,
+        "auth_pause": 0.5,
+        "shutdown_timeout": 2.0,
+    }
+    options.update(overrides)
+    return AgentConfig(**options)
 
 
-def _reset(sock: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        sock.close()
+def make_run(server: Any) -> tuple[str, str]:
+    """A real run on the server (events must reference one), created through the server's store."""
+    prompt = server.create_prompt()
+    response = httpx.post(
+        f"{server.url}/v1/prompts/{prompt['prompt_id']}/runs",
+        json={"inputs": {"name": "x"}},
+        headers={"Authorization": f"Bearer {API_KEY}"},
+    )
+    body = response.json()
+    return body["run_id"], body["experiment_id"]
+
+
+def track_many(client: PromptStreamClient, run_id: str, experiment_id: str, n: int) -> list[str]:
+    ids = []
+    for i in range(n):
+        kind = i % 5
+        if kind == 0:
+            ids.append(client.track_click(run_id, experiment_id, "cta", external_user_id=f"u{i}", metadata={"i": i}))
+        elif kind == 1:
+            ids.append(client.track_conversion(run_id, experiment_id, source="web"))
+        elif kind == 2:
+            ids.append(client.track_feedback(run_id, experiment_id, thumbs_up=i % 2 == 0))
+        elif kind == 3:
+            ids.append(client.track_rating(run_id, experiment_id, 4.5))
+        else:
+            ids.append(client.track_engagement(run_id, experiment_id, 12.25))
+    return ids
+
+
+def total_duplicates(server: Any) -> int:
+    return sum(row["duplicates"] for row in server.store.batch_log())

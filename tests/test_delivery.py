@@ -12,67 +12,22 @@ from typing import Any
 
 import pytest
 
-from promptstream import AgentConfig, PromptStreamClient
 from promptstream.agent import spool_file_path
 
+from .faults.proxy import FaultProxy
 from .helpers import (
     API_KEY,
-    ChaosProxy,
     FaultInjector,
     client_env,
+    fast,
+    make_run,
     run_child,
     spawn_child,
     spooled_event_ids,
+    total_duplicates,
+    track_many,
     wait_until,
 )
-
-
-def fast(spool_dir: Path, **overrides: Any) -> AgentConfig:
-    """Agent settings that keep tests quick: short intervals and backoff."""
-    options: dict[str, Any] = {
-        "spool_dir": spool_dir,
-        "flush_interval": 0.05,
-        "max_backoff": 0.2,
-        "auth_pause": 0.5,
-        "shutdown_timeout": 2.0,
-    }
-    options.update(overrides)
-    return AgentConfig(**options)
-
-
-def make_run(server: Any) -> tuple[str, str]:
-    """A real run on the server (events must reference one), created through the server's store."""
-    import httpx
-
-    prompt = server.create_prompt()
-    response = httpx.post(
-        f"{server.url}/v1/prompts/{prompt['prompt_id']}/runs",
-        json={"inputs": {"name": "x"}},
-        headers={"Authorization": f"Bearer {API_KEY}"},
-    )
-    body = response.json()
-    return body["run_id"], body["experiment_id"]
-
-
-def track_many(client: PromptStreamClient, run_id: str, experiment_id: str, n: int) -> list[str]:
-    ids = []
-    for i in range(n):
-        kind = i % 5
-        if kind == 0:
-            ids.append(client.track_click(run_id, experiment_id, "cta", external_user_id=f"u{i}", metadata={"i": i}))
-        elif kind == 1:
-            ids.append(client.track_conversion(run_id, experiment_id, source="web"))
-        elif kind == 2:
-            ids.append(client.track_feedback(run_id, experiment_id, thumbs_up=i % 2 == 0))
-        elif kind == 3:
-            ids.append(client.track_rating(run_id, experiment_id, 4.5))
-        else:
-            ids.append(client.track_engagement(run_id, experiment_id, 12.25))
-    return ids
-
-
-def total_duplicates(server: Any) -> int:
-    return sum(row["duplicates"] for row in server.store.batch_log())
 
 
 def test_n_events_tracked_are_n_distinct_events_stored(server: Any, client_factory: Any, spool_dir: Path) -> None:
@@ -124,11 +79,12 @@ def test_flaky_server_and_cut_connections_deliver_everything_exactly_once(
 
     server = server_factory(wrap=wrap)
     run_id, experiment_id = make_run(server)
-    with ChaosProxy(server.thread.port, cut_probability=0.1) as proxy:
+    with FaultProxy(server.thread.port) as proxy:
+        proxy.faults.reset_probability = 0.1  # 10% of answers cut mid-body with a TCP reset
         client = client_factory(proxy.url, agent_config=fast(spool_dir, batch_max_events=100))
         ids = track_many(client, run_id, experiment_id, 5000)
         assert client.flush(timeout=60) is True
-    assert injectors[0].faults > 0 and proxy.cuts > 0
+    assert injectors[0].faults > 0 and proxy.resets > 0
     stored = server.stored_event_ids()
     assert len(stored) == len(set(stored)) == 5000
     assert set(stored) == set(ids)

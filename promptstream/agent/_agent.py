@@ -489,9 +489,19 @@ class TrackingAgent:
 
     # -- process lifecycle ----------------------------------------------------------------------------------------
 
+    def _before_fork(self) -> None:
+        self._spool_open_lock.acquire()  # no spool half-opened while the process is copied
+        if self._spool is not None:
+            self._spool.prepare_fork()
+
+    def _after_fork_in_parent(self) -> None:
+        if self._spool is not None:
+            self._spool.after_fork_in_parent()
+        self._spool_open_lock.release()
+
     def _after_fork_in_child(self) -> None:
         if self._spool is not None:
-            self._inherited.append(self._spool)  # never close: closing could checkpoint under the parent's feet
+            self._inherited.append(self._spool)  # the parent's: never used, never closed here
         self._reset_process_state()
 
     def _shutdown_at_exit(self) -> None:
@@ -509,6 +519,21 @@ class TrackingAgent:
 _live_agents: set[TrackingAgent] = set()
 
 
+_forking: list[TrackingAgent] = []  # the agents prepared for the fork in progress: the parent resumes exactly these
+
+
+def _prepare_agents_for_fork() -> None:
+    _forking[:] = list(_live_agents)
+    for agent in _forking:
+        agent._before_fork()
+
+
+def _resume_agents_after_fork() -> None:
+    for agent in _forking:
+        agent._after_fork_in_parent()
+    _forking.clear()
+
+
 def _reset_agents_after_fork() -> None:
     for agent in list(_live_agents):
         agent._after_fork_in_child()
@@ -519,7 +544,11 @@ def _flush_agents_at_exit() -> None:
         agent._shutdown_at_exit()
 
 
-os.register_at_fork(after_in_child=_reset_agents_after_fork)
+os.register_at_fork(
+    before=_prepare_agents_for_fork,
+    after_in_parent=_resume_agents_after_fork,
+    after_in_child=_reset_agents_after_fork,
+)
 atexit.register(_flush_agents_at_exit)
 
 _uwsgi_warned = False

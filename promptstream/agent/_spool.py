@@ -97,6 +97,8 @@ class Spool(Protocol):
     def last_seq(self) -> int: ...
     def counts(self) -> SpoolCounts: ...
     def compact_if_empty(self) -> None: ...
+    def prepare_fork(self) -> None: ...
+    def after_fork_in_parent(self) -> None: ...
     def close(self) -> None: ...
 
 
@@ -121,7 +123,19 @@ def _owner_is_dead(owner: str | None) -> bool:
         return True
     except PermissionError:
         return False
-    return False
+    return _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    """An exited process its parent has not reaped yet still answers kill(pid, 0); its leases are orphans all the
+    same (a forked worker that called os._exit while its sender held a batch). Linux says so in /proc."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            text = stat.read()
+    except OSError:
+        return False  # no /proc (macOS) or no access: trust kill(), the lease still expires
+    state = text[text.rfind(b")") + 2 : text.rfind(b")") + 3]  # the field after "(comm)", which may hold spaces
+    return state in (b"Z", b"X")
 
 
 def _now_ms() -> int:
@@ -203,10 +217,12 @@ class SqliteSpool:
         self._owner = owner
         self._max_bytes = max_bytes
         self._lease_ms = int(lease_seconds * 1000)
+        self._durable = durable
         self._lock = threading.Lock()
+        self._suspended = False
         self.quarantined: list[str] = []
         _prepare_directory(path.parent)
-        self._db = self._open_or_quarantine(durable)
+        self._db: sqlite3.Connection | None = self._open_or_quarantine(durable)
 
     # -- opening --------------------------------------------------------------------------------------------------
 
@@ -226,7 +242,6 @@ class SqliteSpool:
             return self._open(durable)
 
     def _open(self, durable: bool) -> sqlite3.Connection:
-        fresh = not self._path.exists() or self._path.stat().st_size == 0
         fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
         os.close(fd)
         db = sqlite3.connect(self._path, timeout=5.0, isolation_level=None, check_same_thread=False)
@@ -239,10 +254,10 @@ class SqliteSpool:
                 raise SpoolCorruptError(f"not a PromptStream spool (application_id={app_id})")
             if version > SCHEMA_VERSION:
                 raise SpoolCorruptError(f"spool schema {version} is newer than this SDK's {SCHEMA_VERSION}")
-            if not fresh and app_id == APPLICATION_ID:
-                check = db.execute("PRAGMA quick_check").fetchone()[0]
-                if check != "ok":
-                    raise SpoolCorruptError(f"quick_check failed: {check}")
+            # No PRAGMA quick_check here: it reads the whole file, and a process starting over a large backlog (or
+            # every forked worker) could not spool anything until it finished, so a crash then lost far more than
+            # the 50 ms window. Damage deeper than the header surfaces as SQLITE_CORRUPT when the pages are used,
+            # and the agent quarantines the file then.
             if tables == 0:
                 db.execute("PRAGMA auto_vacuum=INCREMENTAL")
             mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
@@ -281,7 +296,7 @@ class SqliteSpool:
         """BEGIN IMMEDIATE .. COMMIT under the lock; any error rolls back explicitly (SQLITE_FULL can leave a
         transaction open) and surfaces as SpoolUnavailableError (transient) or SpoolCorruptError."""
         with self._lock:
-            db = self._db
+            db = self._connection()
             try:
                 db.execute("BEGIN IMMEDIATE")
                 yield db
@@ -302,7 +317,7 @@ class SqliteSpool:
     def _read(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             try:
-                return self._db.execute(sql, args).fetchall()
+                return self._connection().execute(sql, args).fetchall()
             except sqlite3.Error as exc:
                 if _is_transient(exc):
                     raise SpoolUnavailableError(str(exc)) from exc
@@ -475,20 +490,52 @@ class SqliteSpool:
         """After a backlog drains: truncate the WAL and give free pages back, so an idle spool is small."""
         with self._lock:
             try:
-                if self._db.execute("SELECT EXISTS (SELECT 1 FROM events)").fetchone()[0]:
+                db = self._connection()
+                if db.execute("SELECT EXISTS (SELECT 1 FROM events)").fetchone()[0]:
                     return
-                self._db.execute("PRAGMA incremental_vacuum")
-                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                db.execute("PRAGMA incremental_vacuum")
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.Error as exc:
                 logger.debug("spool compaction skipped: %s", exc)
 
     def integrity_ok(self) -> bool:
         with self._lock:
-            return bool(self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
+            return bool(self._connection().execute("PRAGMA integrity_check").fetchone()[0] == "ok")
+
+    def _connection(self) -> sqlite3.Connection:
+        """The open connection, reopened after a fork closed it. Callers hold the lock."""
+        if self._db is None:
+            try:
+                self._db = self._open(self._durable)
+            except SpoolCorruptError:
+                raise
+            except (OSError, sqlite3.Error) as exc:
+                raise SpoolUnavailableError(f"cannot reopen the spool: {exc}") from exc
+        return self._db
+
+    # SQLite keeps per-process lock bookkeeping for every open file (os_unix.c's unixInodeInfo). A forked child
+    # inherits it, so even a *new* connection in the child trusts locks it does not hold: "database is locked" at
+    # best, corruption at worst. So no connection stays open across fork(): the parent closes it just before (under
+    # the lock, so no transaction is cut) and reopens it on next use.
+    def prepare_fork(self) -> None:
+        if not self._lock.acquire(timeout=10):
+            return  # a transaction stuck in a busy wait: fork without the guarantee rather than hang the app
+        self._suspended = True
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+            self._db = None
+
+    def after_fork_in_parent(self) -> None:
+        if self._suspended:
+            self._suspended = False
+            self._lock.release()
 
     def close(self) -> None:
         with self._lock, contextlib.suppress(sqlite3.Error):
-            self._db.close()
+            if self._db is not None:
+                self._db.close()
+            self._db = None
 
 
 # Why not executemany() or fetchall(): Python's sqlite3 releases the GIL around every row's sqlite3_step, and while
@@ -677,6 +724,12 @@ class MemorySpool:
             return SpoolCounts(len(self._created), self._bytes, len(self._dead), oldest)
 
     def compact_if_empty(self) -> None:
+        return None
+
+    def prepare_fork(self) -> None:
+        return None
+
+    def after_fork_in_parent(self) -> None:
         return None
 
     def close(self) -> None:

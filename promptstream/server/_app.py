@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -155,11 +155,18 @@ class ServerApp:
             raise ApiError(413, "payload_too_large", f"body is larger than {self.max_body_bytes} bytes")
         chunks: list[bytes] = []
         size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                raise ApiError(413, "payload_too_large", f"body is larger than {self.max_body_bytes} bytes")
-            chunks.append(chunk)
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > self.max_body_bytes:
+                    raise ApiError(413, "payload_too_large", f"body is larger than {self.max_body_bytes} bytes")
+                chunks.append(chunk)
+        except ClientDisconnect:
+            # the client went away mid-body (a process exiting, a cut connection): nothing was stored, nobody
+            # is listening for an answer, and the client will resend; not a server error
+            raise ApiError(
+                400, "client_disconnected", "the client disconnected before sending the whole body"
+            ) from None
         body = b"".join(chunks)
         encoding = request.headers.get("content-encoding", "identity").strip().lower()
         if encoding == "gzip":
