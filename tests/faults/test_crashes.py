@@ -155,8 +155,9 @@ def test_kill_after_the_server_stored_a_batch_resends_it_with_the_same_key(
     assert server.store.count("events") == 100 and total_duplicates(server) == 0
 
 
+@pytest.mark.parametrize("restarts", [pytest.param(12, id="12-restarts"), pytest.param(48, marks=pytest.mark.slow)])
 def test_eight_processes_killed_at_random_deliver_every_spooled_event_once(
-    server: Any, spool_dir: Path, tmp_path: Path, children: list[Any]
+    server: Any, spool_dir: Path, tmp_path: Path, children: list[Any], restarts: int
 ) -> None:
     run_id, experiment_id = make_run(server)
     rng = random.Random(99)
@@ -174,7 +175,7 @@ def test_eight_processes_killed_at_random_deliver_every_spooled_event_once(
 
     for slot in range(8):
         start(slot)
-    for _ in range(24):  # kill a random worker and start a new one in its place, again and again
+    for _ in range(restarts):  # kill a random worker and start a new one in its place, again and again
         pause.wait(rng.uniform(0.05, 0.3))
         slot = rng.randrange(8)
         workers[slot].send_signal(signal.SIGKILL)
