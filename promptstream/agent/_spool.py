@@ -384,7 +384,11 @@ class SqliteSpool:
             "SELECT id, sent_at, lease_owner, lease_until_ms, attempts FROM batches ORDER BY rowid"
         ).fetchall()
         for batch_id, sent_at, owner, lease_until, attempts in candidates:
-            if lease_until > now and (owner == self._owner or not _owner_is_dead(owner)):
+            # Leases are wall-clock times shared between processes. One further ahead than a whole lease can only
+            # come from a clock that jumped back (or a peer's clock ahead): treat it as lapsed, never as a lock
+            # held for a day. A jump forward only makes leases lapse early: a resend with the same key, deduped.
+            live = now < lease_until <= now + self._lease_ms
+            if live and (owner == self._owner or not _owner_is_dead(owner)):
                 continue
             db.execute(
                 "UPDATE batches SET lease_owner = ?, lease_until_ms = ? WHERE id = ?",

@@ -76,6 +76,10 @@ class FaultProxy:
         task.add_done_callback(self._tasks.discard)
 
     async def _handle(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:  # so that _stop cancels hung handlers too, instead of leaving them to the GC
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         self.connections += 1
         faults = self.faults
         if faults.hang or faults.blackhole:
