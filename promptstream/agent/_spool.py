@@ -380,8 +380,10 @@ class SqliteSpool:
     def _take_over_abandoned(self, db: sqlite3.Connection, now: int) -> ClaimedBatch | None:
         """A formed batch nobody is sending: its lease lapsed or was released (ours too, e.g. after a pause), or
         its owner process is dead. It is resent exactly as it was formed."""
+        # oldest events first (FIFO), whatever order the batches were formed or split in
         candidates = db.execute(
-            "SELECT id, sent_at, lease_owner, lease_until_ms, attempts FROM batches ORDER BY rowid"
+            "SELECT id, sent_at, lease_owner, lease_until_ms, attempts FROM batches"
+            " ORDER BY (SELECT min(seq) FROM events WHERE batch_id = batches.id)"
         ).fetchall()
         for batch_id, sent_at, owner, lease_until, attempts in candidates:
             # Leases are wall-clock times shared between processes. One further ahead than a whole lease can only
