@@ -85,6 +85,7 @@ def test_kill_9_fifty_times_on_one_spool_loses_only_what_was_in_memory(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_kill_9_two_hundred_times_on_one_spool(
     server: Any, spool_dir: Path, tmp_path: Path, children: list[Any]
 ) -> None:
@@ -155,7 +156,10 @@ def test_kill_after_the_server_stored_a_batch_resends_it_with_the_same_key(
     assert server.store.count("events") == 100 and total_duplicates(server) == 0
 
 
-@pytest.mark.parametrize("restarts", [pytest.param(12, id="12-restarts"), pytest.param(48, marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "restarts",
+    [pytest.param(12, id="12-restarts"), pytest.param(48, marks=[pytest.mark.slow, pytest.mark.timeout(900)])],
+)
 def test_eight_processes_killed_at_random_deliver_every_spooled_event_once(
     server: Any, spool_dir: Path, tmp_path: Path, children: list[Any], restarts: int
 ) -> None:
