@@ -158,7 +158,7 @@ def test_kill_after_the_server_stored_a_batch_resends_it_with_the_same_key(
 
 @pytest.mark.parametrize(
     "restarts",
-    [pytest.param(12, id="12-restarts"), pytest.param(48, marks=[pytest.mark.slow, pytest.mark.timeout(900)])],
+    [pytest.param(12, id="12-restarts"), pytest.param(24, marks=[pytest.mark.slow, pytest.mark.timeout(900)])],
 )
 def test_eight_processes_killed_at_random_deliver_every_spooled_event_once(
     server: Any, spool_dir: Path, tmp_path: Path, children: list[Any], restarts: int
