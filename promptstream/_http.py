@@ -10,7 +10,6 @@ from __future__ import annotations
 import encodings.idna  # noqa: F401  (fork: host names)
 import os
 import threading
-import weakref
 from typing import Any
 
 import certifi  # noqa: F401  (fork: httpx's SSL context)
@@ -31,6 +30,7 @@ from ._errors import (
     RateLimitError,
     ServerError,
 )
+from ._forksafety import ForkRegistry
 from ._models import ErrorEnvelope
 from ._retry import parse_retry_after
 from ._version import __version__
@@ -118,36 +118,8 @@ class HttpTransport:
             self._client = None
 
 
-# Fork-safety state: the transports of this process, so a forked child can drop what it inherited.
-_live_transports: weakref.WeakSet[HttpTransport] = weakref.WeakSet()
-
-
-_forking: list[HttpTransport] = []  # the transports locked for the fork in progress
-
-
-def _prepare_transports_for_fork() -> None:
-    _forking[:] = list(_live_transports)
-    for transport in _forking:
-        transport._before_fork()
-
-
-def _resume_transports_after_fork() -> None:
-    for transport in _forking:
-        transport._after_fork_in_parent()
-    _forking.clear()
-
-
-def _reset_transports_after_fork() -> None:
-    for transport in list(_live_transports):  # all of them: one made by another thread mid-fork too
-        transport._after_fork_in_child()
-    _forking.clear()
-
-
-os.register_at_fork(
-    before=_prepare_transports_for_fork,
-    after_in_parent=_resume_transports_after_fork,
-    after_in_child=_reset_transports_after_fork,
-)
+# The transports of this process, so a fork can lock them before and a forked child can drop what it inherited.
+_live_transports: ForkRegistry[HttpTransport] = ForkRegistry(weak=True)
 
 _STATUS_ERRORS: dict[int, type[APIStatusError]] = {
     400: BadRequestError,

@@ -30,6 +30,7 @@ import platformdirs
 
 from .._config import ENV_SPOOL_DIR, AgentConfig
 from .._errors import AuthenticationError, BadRequestError, PromptStreamError
+from .._forksafety import ForkRegistry
 from .._http import HttpTransport
 from .._ids import rfc3339_ms
 from .._models import DeliveryStats, Event
@@ -516,39 +517,14 @@ class TrackingAgent:
 # The agents of this process, until closed: the fork and exit hooks must reach them. Strong references on purpose:
 # an agent whose threads could not start (a client made during interpreter shutdown) has nothing else keeping it
 # alive, and its events would vanish with it; a running agent is kept alive by its threads anyway.
-_live_agents: set[TrackingAgent] = set()
-
-
-_forking: list[TrackingAgent] = []  # the agents prepared for the fork in progress: the parent resumes exactly these
-
-
-def _prepare_agents_for_fork() -> None:
-    _forking[:] = list(_live_agents)
-    for agent in _forking:
-        agent._before_fork()
-
-
-def _resume_agents_after_fork() -> None:
-    for agent in _forking:
-        agent._after_fork_in_parent()
-    _forking.clear()
-
-
-def _reset_agents_after_fork() -> None:
-    for agent in list(_live_agents):
-        agent._after_fork_in_child()
+_live_agents: ForkRegistry[TrackingAgent] = ForkRegistry(weak=False)
 
 
 def _flush_agents_at_exit() -> None:
-    for agent in list(_live_agents):
+    for agent in _live_agents:
         agent._shutdown_at_exit()
 
 
-os.register_at_fork(
-    before=_prepare_agents_for_fork,
-    after_in_parent=_resume_agents_after_fork,
-    after_in_child=_reset_agents_after_fork,
-)
 atexit.register(_flush_agents_at_exit)
 
 _uwsgi_warned = False
