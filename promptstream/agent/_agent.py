@@ -87,7 +87,9 @@ class TrackingAgent:
         self._spool_path = spool_path
         self._on_error = on_error
         self._sender = BatchSender(transport, encoding=config.encoding, gzip_threshold=config.gzip_threshold_bytes)
-        self._inherited: list[object] = []  # a parent's spool objects, kept referenced and never closed
+        # A parent's spool objects, kept referenced so the GC never closes them in the child: normally their connection
+        # was closed before the fork, but not if prepare_fork() could not take the spool lock in time.
+        self._inherited: list[object] = []
         self._closed = False
         self._reset_process_state()
         _live_agents.add(self)
