@@ -457,16 +457,20 @@ class TrackingAgent:
             except (SpoolUnavailableError, SpoolCorruptError):
                 pass
         queue = self._queue
+        tracked = queue.taken + len(queue) + queue.dropped
+        dropped = queue.dropped + self._spool_dropped
         return DeliveryStats(
-            tracked=queue.taken + len(queue) + queue.dropped,
-            queued=len(queue),
+            tracked=tracked,
+            # in memory = neither spooled nor dropped: the queue, and a chunk the spooler holds while the disk
+            # refuses it (len(queue) alone would miss that chunk and break tracked = spooled + dropped + queued)
+            queued=max(0, tracked - self._spooled - dropped),
             spooled=self._spooled,
             pending=pending,
             sent=self._sent,
             duplicates=self._duplicates,
             rejected=self._rejected,
             dead_lettered=dead,
-            dropped=queue.dropped + self._spool_dropped,
+            dropped=dropped,
             retries=self._retries,
             spool_path=self._spool.path if self._spool is not None else None,
             spool_quarantined=self._quarantined,

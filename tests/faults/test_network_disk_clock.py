@@ -79,7 +79,7 @@ DISK_FULL_PRODUCER = """
     client.flush(timeout=1)
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     resource.setrlimit(resource.RLIMIT_FSIZE, (1024 * 1024, hard))  # the disk is full at 1 MiB per file
-    for i in range(30_000):
+    for i in range(60_000):  # more than the disk, the queue (20,000) and one spool chunk (20,000) can hold
         client.track_click(run, exp, "full", metadata={"i": i, "pad": "x" * 100})
     client.flush(timeout=2)
     full = client.stats()
@@ -105,11 +105,12 @@ def test_a_full_disk_is_counted_never_raised_and_writes_resume_when_space_return
     (tracked_full, tracked_after), (spooled_full, spooled_after) = figures["tracked"], figures["spooled"]
     dropped_full, dropped_after = figures["dropped"]
     queued_full, queued_after = figures["queued"]
-    assert tracked_full == 30_001 and tracked_after == 31_001
+    assert tracked_full == 60_001 and tracked_after == 61_001
     assert dropped_full > 0  # the disk refused: the policy applied, and counted
     assert spooled_full + dropped_full + queued_full == tracked_full  # every event accounted for
     assert spooled_after > spooled_full  # writes resumed when space returned
-    assert spooled_after + dropped_after + queued_after == tracked_after
+    assert queued_after == 0  # and nothing was left behind in memory
+    assert spooled_after + dropped_after == tracked_after
     server.thread.start()
     drain = run_child(
         "from promptstream import PromptStreamClient\nc = PromptStreamClient(); print(c.flush(timeout=60))",
