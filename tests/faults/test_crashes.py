@@ -212,8 +212,10 @@ def test_eight_processes_killed_at_random_deliver_every_spooled_event_once(
 
 
 FORK_LOOP = """
-    import os
+    import os, warnings
     from promptstream import PromptStreamClient, AgentConfig
+    # Python 3.12+ warns that fork() in a threaded process may deadlock the child: the very case under test
+    warnings.filterwarnings("ignore", message="This process .* is multi-threaded", category=DeprecationWarning)
     client = PromptStreamClient(agent_config=AgentConfig(
         spool_dir=os.environ["PROMPTSTREAM_SPOOL_DIR"], flush_interval=0.02))
     run, exp, out_dir = os.environ["RUN"], os.environ["EXP"], os.environ["OUT_DIR"]
@@ -256,4 +258,4 @@ def test_fork_under_load_delivers_parent_and_children_events_once(
     assert sorted(server.stored_event_ids()) == sorted(tracked)
     assert total_duplicates(server) == 0  # no child re-sent what it inherited from the parent
     assert integrity_ok(spool_dir)
-    assert "Traceback" not in result.stderr and "deadlock" not in result.stderr.lower()
+    assert result.stderr == "", result.stderr  # no traceback, no warning: nothing at all
