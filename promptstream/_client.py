@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -22,7 +22,7 @@ from ._config import (
     resolve_api_key,
     resolve_base_url,
 )
-from ._errors import APIConnectionError, ConfigurationError, InvalidResponseError
+from ._errors import APIConnectionError, ConfigurationError, InvalidResponseError, PromptStreamError
 from ._http import HttpTransport, error_from_response
 from ._ids import new_idempotency_key, rfc3339_ms, uuid7
 from ._models import DeliveryStats, Event, RunRequest, RunResponse
@@ -82,7 +82,7 @@ class PromptStreamClient:
         shutdown_timeout: float = AgentConfig.shutdown_timeout,
         encoding: Literal["json", "msgpack"] = "json",
         durable: bool = False,
-        on_error: Any = None,
+        on_error: Callable[[PromptStreamError], None] | None = None,
         agent_config: AgentConfig | None = None,
     ) -> None:
         self._api_key = resolve_api_key(api_key)

@@ -145,8 +145,7 @@ class TrackingAgent:
             self._start()
 
     def _drop_after_close(self) -> None:
-        with self._queue._drop_lock:
-            self._queue.dropped += 1
+        self._queue.count_drop()
         self._warn_once("closed", "track_* called on a closed client; the event was dropped")
 
     # -- threads --------------------------------------------------------------------------------------------------

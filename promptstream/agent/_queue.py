@@ -26,11 +26,15 @@ class EventQueue(Generic[T]):
 
     def put(self, item: T) -> bool:
         if len(self._items) >= self.max_size:
-            with self._drop_lock:
-                self.dropped += 1
+            self.count_drop()
             return False
         self._items.append(item)
         return True
+
+    def count_drop(self) -> None:
+        """Count an item refused before it reached the queue (full, or its client closed)."""
+        with self._drop_lock:
+            self.dropped += 1
 
     def take(self, limit: int) -> list[T]:
         """Up to ``limit`` items, oldest first. One consumer at a time (the caller serialises)."""

@@ -635,7 +635,7 @@ class MemorySpool:
         self._max_bytes = max_bytes
         self._lock = threading.Lock()
         self._unclaimed: deque[tuple[int, int, bytes]] = deque()  # (seq, created_ms, payload)
-        self._batches: dict[str, tuple[ClaimedBatch, list[int]]] = {}
+        self._batches: dict[str, ClaimedBatch] = {}  # claimed, not yet acknowledged
         self._created: dict[int, int] = {}
         self._dead: list[tuple[int, bytes, str]] = []
         self._next_seq = 1
@@ -669,7 +669,7 @@ class MemorySpool:
             batch = ClaimedBatch(
                 str(uuid.uuid4()), sent_at, tuple(c[0] for c in chosen), tuple(c[2] for c in chosen), 0
             )
-            self._batches[batch.batch_id] = (batch, [0])
+            self._batches[batch.batch_id] = batch
             return batch
 
     def renew(self, batch: ClaimedBatch) -> bool:
@@ -705,7 +705,7 @@ class MemorySpool:
             ):
                 if seqs:
                     part = ClaimedBatch(str(uuid.uuid4()), batch.sent_at, seqs, payloads, 0)
-                    self._batches[part.batch_id] = (part, [0])
+                    self._batches[part.batch_id] = part
                     parts.append(part)
             return parts
 
