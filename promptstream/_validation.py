@@ -47,6 +47,9 @@ def _check_text(name: str, value: str, max_length: int) -> str:
 
 
 def check_id(name: str, value: object) -> str:
+    # The common case in one expression: these run on every track_* call.
+    if type(value) is str and 0 < len(value) <= MAX_ID_LENGTH and value.isascii():
+        return value
     if type(value) is not str:
         raise ArgumentTypeError(name, f"must be a str, got {type(value).__name__}")
     return _check_text(name, value, MAX_ID_LENGTH)
@@ -57,6 +60,8 @@ def check_optional_id(name: str, value: object) -> str | None:
 
 
 def check_label(name: str, value: object) -> str:
+    if type(value) is str and 0 < len(value) <= MAX_LABEL_LENGTH and value.isascii():
+        return value
     if not isinstance(value, str):
         raise ArgumentTypeError(name, f"must be a str, got {type(value).__name__}")
     return _check_text(name, str(value), MAX_LABEL_LENGTH)
@@ -85,17 +90,28 @@ def _walk(name: str, value: object, depth: int) -> None:
     # JSON has no NaN and no non-str keys: msgspec would silently send null / stringify them, so refuse them here.
     if depth > MAX_METADATA_DEPTH:
         raise InvalidArgumentError(name, f"nests deeper than {MAX_METADATA_DEPTH} levels (or contains a cycle)")
-    kind = type(value)
-    if kind is dict:
-        for key, item in value.items():  # type: ignore[attr-defined]
-            if type(key) is not str:
-                raise ArgumentTypeError(name, f"keys must be str, got {type(key).__name__} key {key!r}")
+    if isinstance(value, dict):
+        _walk_items(name, value, depth)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
             _walk(name, item, depth + 1)
-    elif kind is list or kind is tuple:
-        for item in value:  # type: ignore[attr-defined]
-            _walk(name, item, depth + 1)
-    elif kind is float and not math.isfinite(value):  # type: ignore[arg-type]
+    elif isinstance(value, float) and not math.isfinite(value):
         raise InvalidArgumentError(name, f"contains a non-finite number {value!r}")
+
+
+def _walk_items(name: str, mapping: dict[Any, Any], depth: int) -> None:
+    for key, item in mapping.items():
+        if type(key) is not str:
+            raise ArgumentTypeError(name, f"keys must be str, got {type(key).__name__} key {key!r}")
+        kind = type(item)
+        # flat scalars are the common case: no call per value for them
+        if kind is str or kind is int or kind is bool or item is None:
+            continue
+        if kind is float:
+            if item - item != 0.0:  # inf - inf and nan - nan are nan
+                raise InvalidArgumentError(name, f"contains a non-finite number {item!r}")
+            continue
+        _walk(name, item, depth + 1)
 
 
 def encode_metadata(value: object) -> msgspec.Raw | None:
@@ -104,7 +120,7 @@ def encode_metadata(value: object) -> msgspec.Raw | None:
         return None
     if not isinstance(value, dict):
         raise ArgumentTypeError("metadata", f"must be a dict with str keys, got {type(value).__name__}")
-    _walk("metadata", value, 1)
+    _walk_items("metadata", value, 1)
     try:
         encoded = _json_encode(value)
     except (TypeError, UnicodeEncodeError, ValueError, OverflowError, RecursionError) as exc:

@@ -168,6 +168,48 @@ def test_an_expired_lease_is_taken_over(tmp_path: Path) -> None:
     assert taken is not None and taken.batch_id == batch.batch_id
 
 
+SCHEMA_1 = """
+CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, created_ms INTEGER NOT NULL, size INTEGER NOT NULL,
+                     payload BLOB NOT NULL, batch_id TEXT);
+CREATE INDEX events_by_batch ON events(batch_id, seq);
+CREATE TABLE batches (id TEXT PRIMARY KEY, sent_at TEXT NOT NULL, bytes INTEGER NOT NULL, lease_owner TEXT,
+                      lease_until_ms INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE dead_letters (seq INTEGER PRIMARY KEY, created_ms INTEGER NOT NULL, payload BLOB NOT NULL,
+                           reason TEXT NOT NULL, dead_at_ms INTEGER NOT NULL);
+CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+PRAGMA application_id=1347638352; PRAGMA user_version=1;
+"""
+
+
+def test_a_schema_1_backlog_is_migrated_and_sent_in_full(tmp_path: Path) -> None:
+    """A desktop tool upgraded over a backlog (part of it claimed under schema 1) sends every event afterwards."""
+    import sqlite3
+
+    path = tmp_path / "spool.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(SCHEMA_1)
+    with old:
+        for i in range(10):
+            data = payload(i)
+            old.execute(
+                "INSERT INTO events (created_ms, size, payload, batch_id) VALUES (?, ?, ?, ?)",
+                (0, len(data), data, "old-batch" if i < 4 else None),
+            )
+        old.execute("INSERT INTO batches VALUES ('old-batch', 't', 1, 'gone:1', 0, 2)")
+        old.execute("INSERT INTO meta VALUES ('pending_bytes', ?)", (sum(len(payload(i)) for i in range(10)),))
+    old.close()
+
+    spool = SqliteSpool(path, owner=f"{os.getpid()}:a", max_bytes=10 * MB, lease_seconds=60)
+    assert not spool.quarantined
+    batch = spool.claim(100, MB, "t")
+    assert batch is not None and ids(batch) == [f"e{i}" for i in range(10)]
+    spool.ack(batch, [])
+    assert spool.counts().pending == 0 and spool.counts().pending_bytes == 0
+    spool.append([(0, payload(10))])  # and the migrated file takes new events
+    again = spool.claim(100, MB, "t")
+    assert again is not None and ids(again) == ["e10"]
+
+
 def test_the_wal_is_truncated_when_the_spool_drains(tmp_path: Path) -> None:
     path = tmp_path / "spool.sqlite3"
     spool = SqliteSpool(path, owner=f"{os.getpid()}:a", max_bytes=100 * MB, lease_seconds=60)

@@ -32,7 +32,7 @@ from .._config import ENV_SPOOL_DIR, AgentConfig
 from .._errors import AuthenticationError, BadRequestError, PromptStreamError
 from .._forksafety import ForkRegistry
 from .._http import HttpTransport
-from .._ids import rfc3339_ms
+from .._ids import rfc3339_ms, unix_ms_of
 from .._models import DeliveryStats, Event
 from .._retry import RetrySchedule
 from ._queue import EventQueue
@@ -66,11 +66,6 @@ def spool_file_path(config: AgentConfig, base_url: str, api_key: str) -> Path:
     directory = config.spool_dir or os.environ.get(ENV_SPOOL_DIR) or platformdirs.user_cache_dir("promptstream")
     digest = hashlib.blake2b(f"{base_url}\x00{api_key}".encode(), digest_size=12, person=b"ps-spool").hexdigest()
     return Path(directory) / f"spool-{digest}.sqlite3"
-
-
-def _created_ms(event: Event) -> int:
-    # a UUIDv7 starts with its Unix milliseconds: no second clock read, no parsing of the timestamp string
-    return int(event.event_id[:8] + event.event_id[9:13], 16)
 
 
 class TrackingAgent:
@@ -246,7 +241,7 @@ class TrackingAgent:
                 events = self._queue.take(_SPOOL_CHUNK)
                 if not events:
                     return
-                rows = [(_created_ms(event), _encode_event(event)) for event in events]
+                rows = [(unix_ms_of(event.event_id), _encode_event(event)) for event in events]
                 spool = self._get_spool()
                 try:
                     result = spool.append(rows)
@@ -313,15 +308,17 @@ class TrackingAgent:
         """Deliver one claimed batch (and the halves it may be split into). False when delivery should stop."""
         schedule = RetrySchedule(first=0.5, cap=self._config.max_backoff)
         todo = [first]
+        attempted: set[str] = set()  # a batch's first attempt follows its claim or split at once: no renew needed
         while todo:
             batch = todo[0]
             try:
-                if not spool.renew(batch):  # another process took it over while we waited; it is theirs now
-                    todo.pop(0)
+                if batch.batch_id in attempted and not spool.renew(batch):
+                    todo.pop(0)  # another process took it over while we waited; it is theirs now
                     continue
             except (SpoolUnavailableError, SpoolCorruptError) as exc:
                 self._last_error = f"spool unavailable: {exc}"
                 return False
+            attempted.add(batch.batch_id)
             outcome = self._sender.send(batch)
             if isinstance(outcome, Delivered):
                 todo.pop(0)

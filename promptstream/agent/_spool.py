@@ -44,7 +44,7 @@ __all__ = [
 logger = logging.getLogger("promptstream")
 
 APPLICATION_ID = 0x50535450  # "PSTP": marks the file as ours; anything else in our path is quarantined
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,17 +158,19 @@ CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- AUTOINCREMENT: a seq is never reused, so order is total
     created_ms INTEGER NOT NULL,
     size INTEGER NOT NULL,
-    payload BLOB NOT NULL,                  -- the event, encoded once in JSON; a batch body joins these bytes
-    batch_id TEXT                           -- NULL until claimed
+    payload BLOB NOT NULL                   -- the event, encoded once in JSON; a batch body joins these bytes
 );
-CREATE INDEX IF NOT EXISTS events_by_batch ON events(batch_id, seq);
+-- A batch owns the events whose seq lies in [first_seq, last_seq]: claiming writes one row here and moves the
+-- claimed_through mark, instead of updating every claimed event (and an index) as schema 1 did.
 CREATE TABLE IF NOT EXISTS batches (
     id TEXT PRIMARY KEY,                    -- the Idempotency-Key of every attempt at this batch
+    first_seq INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL,
     sent_at TEXT NOT NULL,                  -- fixed at first claim so that retries are byte-identical
     bytes INTEGER NOT NULL,
     lease_owner TEXT,
     lease_until_ms INTEGER NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0
+    attempts INTEGER NOT NULL DEFAULT 0     -- attempts made, counting the one in progress
 );
 CREATE TABLE IF NOT EXISTS dead_letters (
     seq INTEGER PRIMARY KEY,
@@ -179,6 +181,14 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('pending_bytes', 0);
+INSERT OR IGNORE INTO meta VALUES ('claimed_through', 0);  -- every seq up to here belongs to a batch
+"""
+
+# Schema 1 marked claimed events with events.batch_id. Its batches are dropped: their events become unclaimed again
+# and are re-sent under new keys, which the server deduplicates by event_id. The old column stays, always NULL.
+_MIGRATE_FROM_1 = """
+DROP INDEX IF EXISTS events_by_batch;
+DROP TABLE IF EXISTS batches;
 """
 
 _PAGE_OVERHEAD_FACTOR = 3  # rows, index entries and free pages on top of the payload bytes
@@ -254,6 +264,7 @@ class SqliteSpool:
                 raise SpoolCorruptError(f"not a PromptStream spool (application_id={app_id})")
             if version > SCHEMA_VERSION:
                 raise SpoolCorruptError(f"spool schema {version} is newer than this SDK's {SCHEMA_VERSION}")
+            migration = _MIGRATE_FROM_1 if version == 1 and tables else ""
             # No PRAGMA quick_check here: it reads the whole file, and a process starting over a large backlog (or
             # every forked worker) could not spool anything until it finished, so a crash then lost far more than
             # the 50 ms window. Damage deeper than the header surfaces as SQLITE_CORRUPT when the pages are used,
@@ -274,6 +285,7 @@ class SqliteSpool:
             try:
                 db.executescript(
                     "BEGIN IMMEDIATE;"
+                    + migration
                     + _SCHEMA
                     + f"PRAGMA application_id={APPLICATION_ID}; PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
                 )
@@ -356,7 +368,8 @@ class SqliteSpool:
             taken = self._take_over_abandoned(db, now)
             if taken is not None:
                 return taken
-            rows = _select_events(db, "batch_id IS NULL ORDER BY seq LIMIT ?", (max_events,))
+            claimed_through = db.execute("SELECT value FROM meta WHERE key = 'claimed_through'").fetchone()[0]
+            rows = _select_events(db, "seq > ? ORDER BY seq LIMIT ?", (claimed_through, max_events))
             if not rows:
                 return None
             chosen: list[tuple[int, bytes]] = []
@@ -367,25 +380,29 @@ class SqliteSpool:
                 chosen.append((seq, payload))
                 total += len(payload)
             batch_id = str(uuid.uuid4())
-            db.execute(
-                "INSERT INTO batches (id, sent_at, bytes, lease_owner, lease_until_ms) VALUES (?, ?, ?, ?, ?)",
-                (batch_id, sent_at, total, self._owner, now + self._lease_ms),
-            )
-            db.execute(
-                "UPDATE events SET batch_id = ? WHERE batch_id IS NULL AND seq BETWEEN ? AND ?",
-                (batch_id, chosen[0][0], chosen[-1][0]),
-            )
+            self._insert_batch(db, batch_id, chosen[0][0], chosen[-1][0], sent_at, total, now)
+            db.execute("UPDATE meta SET value = ? WHERE key = 'claimed_through'", (chosen[-1][0],))
             return ClaimedBatch(batch_id, sent_at, tuple(s for s, _ in chosen), tuple(bytes(p) for _, p in chosen), 0)
+
+    def _insert_batch(
+        self, db: sqlite3.Connection, batch_id: str, first_seq: int, last_seq: int, sent_at: str, size: int, now: int
+    ) -> None:
+        # attempts starts at 1: the caller sends at once, without a renew() first
+        db.execute(
+            "INSERT INTO batches (id, first_seq, last_seq, sent_at, bytes, lease_owner, lease_until_ms, attempts)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, 1)",
+            (batch_id, first_seq, last_seq, sent_at, size, self._owner, now + self._lease_ms),
+        )
 
     def _take_over_abandoned(self, db: sqlite3.Connection, now: int) -> ClaimedBatch | None:
         """A formed batch nobody is sending: its lease lapsed or was released (ours too, e.g. after a pause), or
         its owner process is dead. It is resent exactly as it was formed."""
         # oldest events first (FIFO), whatever order the batches were formed or split in
         candidates = db.execute(
-            "SELECT id, sent_at, lease_owner, lease_until_ms, attempts FROM batches"
-            " ORDER BY (SELECT min(seq) FROM events WHERE batch_id = batches.id)"
+            "SELECT id, first_seq, last_seq, sent_at, lease_owner, lease_until_ms, attempts FROM batches"
+            " ORDER BY first_seq"
         ).fetchall()
-        for batch_id, sent_at, owner, lease_until, attempts in candidates:
+        for batch_id, first_seq, last_seq, sent_at, owner, lease_until, attempts in candidates:
             # Leases are wall-clock times shared between processes. One further ahead than a whole lease can only
             # come from a clock that jumped back (or a peer's clock ahead): treat it as lapsed, never as a lock
             # held for a day. A jump forward only makes leases lapse early: a resend with the same key, deduped.
@@ -393,10 +410,10 @@ class SqliteSpool:
             if live and (owner == self._owner or not _owner_is_dead(owner)):
                 continue
             db.execute(
-                "UPDATE batches SET lease_owner = ?, lease_until_ms = ? WHERE id = ?",
+                "UPDATE batches SET lease_owner = ?, lease_until_ms = ?, attempts = attempts + 1 WHERE id = ?",
                 (self._owner, now + self._lease_ms, batch_id),
             )
-            rows = _select_events(db, "batch_id = ?", (batch_id,))
+            rows = _select_events(db, "seq BETWEEN ? AND ?", (first_seq, last_seq))
             if not rows:  # acknowledged events already gone; nothing left to send
                 db.execute("DELETE FROM batches WHERE id = ?", (batch_id,))
                 continue
@@ -406,7 +423,8 @@ class SqliteSpool:
         return None
 
     def renew(self, batch: ClaimedBatch) -> bool:
-        """Extend our lease before an attempt; False when another process has taken the batch over."""
+        """Extend our lease before a retry (claim, split and take-over lease for the first attempt); False when
+        another process has taken the batch over."""
         with self._write() as db:
             cursor = db.execute(
                 "UPDATE batches SET lease_until_ms = ?, attempts = attempts + 1 WHERE id = ? AND lease_owner = ?",
@@ -421,8 +439,8 @@ class SqliteSpool:
                 if 0 <= index < len(batch.seqs):
                     db.execute(
                         "INSERT OR REPLACE INTO dead_letters SELECT seq, created_ms, payload, ?, ? FROM events"
-                        " WHERE seq = ?",
-                        (reason, now, batch.seqs[index]),
+                        " WHERE seq = ? AND EXISTS (SELECT 1 FROM batches WHERE id = ?)",
+                        (reason, now, batch.seqs[index], batch.batch_id),
                     )
             self._delete_batch(db, batch.batch_id)
 
@@ -431,14 +449,16 @@ class SqliteSpool:
         with self._write() as db:
             db.execute(
                 "INSERT OR REPLACE INTO dead_letters SELECT seq, created_ms, payload, ?, ? FROM events"
-                " WHERE batch_id = ?",
-                (reason, now, batch.batch_id),
+                f" WHERE {_IN_BATCH}",
+                (reason, now, batch.batch_id, batch.batch_id),
             )
             self._delete_batch(db, batch.batch_id)
 
     def _delete_batch(self, db: sqlite3.Connection, batch_id: str) -> None:
-        freed = db.execute("SELECT total(size) FROM events WHERE batch_id = ?", (batch_id,)).fetchone()[0]
-        db.execute("DELETE FROM events WHERE batch_id = ?", (batch_id,))
+        # the batch's range as the spool has it: if another process took the batch over and acknowledged it first,
+        # the row is gone and the range is NULL, which matches nothing
+        freed = db.execute(f"SELECT total(size) FROM events WHERE {_IN_BATCH}", (batch_id, batch_id)).fetchone()[0]
+        db.execute(f"DELETE FROM events WHERE {_IN_BATCH}", (batch_id, batch_id))
         db.execute("DELETE FROM batches WHERE id = ?", (batch_id,))
         db.execute("UPDATE meta SET value = max(0, value - ?) WHERE key = 'pending_bytes'", (int(freed),))
 
@@ -454,20 +474,7 @@ class SqliteSpool:
                 if not seqs:
                     continue
                 batch_id = str(uuid.uuid4())
-                db.execute(
-                    "INSERT INTO batches (id, sent_at, bytes, lease_owner, lease_until_ms) VALUES (?, ?, ?, ?, ?)",
-                    (
-                        batch_id,
-                        batch.sent_at,
-                        sum(len(p) for p in payloads),
-                        self._owner,
-                        now + self._lease_ms,
-                    ),
-                )
-                db.execute(
-                    "UPDATE events SET batch_id = ? WHERE batch_id = ? AND seq BETWEEN ? AND ?",
-                    (batch_id, batch.batch_id, seqs[0], seqs[-1]),
-                )
+                self._insert_batch(db, batch_id, seqs[0], seqs[-1], batch.sent_at, sum(len(p) for p in payloads), now)
                 result.append(ClaimedBatch(batch_id, batch.sent_at, seqs, payloads, 0))
         return result
 
@@ -550,6 +557,9 @@ class SqliteSpool:
 # writes go in statements of many rows, and reads come back as one aggregated row.
 # SQLite allows 32,766 parameters per statement since 3.32, 999 before: as few statements as the build allows.
 _ROWS_PER_INSERT = 10_000 if sqlite3.sqlite_version_info >= (3, 32, 0) else 333
+
+
+_IN_BATCH = "seq BETWEEN (SELECT first_seq FROM batches WHERE id = ?) AND (SELECT last_seq FROM batches WHERE id = ?)"
 
 
 def _insert_events(db: sqlite3.Connection, rows: Sequence[tuple[int, bytes]]) -> None:

@@ -33,7 +33,7 @@ def p99_track_latency(client: PromptStreamClient, run_id: str, experiment_id: st
 
 @pytest.mark.parametrize(
     ("fault", "value"),
-    [("latency", 2.0), ("bandwidth", 2048.0), ("hang", True), ("blackhole", True), ("reset_probability", 0.5)],
+    [("latency", 2.0), ("bandwidth", 256.0), ("hang", True), ("blackhole", True), ("reset_probability", 0.5)],
 )
 def test_a_bad_network_never_reaches_track_and_delivery_recovers(
     server: Any, client_factory: Any, spool_dir: Path, tmp_path: Path, fault: str, value: object
