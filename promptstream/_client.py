@@ -48,7 +48,7 @@ _RETRYABLE_RUN_STATUS = frozenset({429, 502, 503, 504})
 _MAX_RETRY_AFTER = 60.0
 
 
-def _discard(event: Event) -> None:
+def _discard(event: bytes) -> None:
     """Where a disabled client's events go."""
 
 
@@ -111,7 +111,7 @@ class PromptStreamClient:
         )
         self._transport = HttpTransport(self.base_url, self._api_key, self.timeout)
         self._agent: TrackingAgent | None = None
-        self._enqueue: Callable[[Event], None] = _discard
+        self._enqueue: Callable[[bytes], None] = _discard
         if not self.disabled:
             self._agent = TrackingAgent(
                 config,
@@ -314,7 +314,7 @@ class PromptStreamClient:
             source=None if source is None else check_label("source", source),
             metadata=None if metadata is None else encode_metadata(metadata),
         )
-        self._enqueue(event)
+        self._enqueue(_encode(event))
         return event_id
 
     def _track(
@@ -344,7 +344,7 @@ class PromptStreamClient:
             rating=rating,
             engagement_score=engagement_score,
         )
-        self._enqueue(event)
+        self._enqueue(_encode(event))
         return event_id
 
     # -- delivery control -----------------------------------------------------------------------------------------

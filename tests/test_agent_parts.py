@@ -57,7 +57,7 @@ def make_spool(request: pytest.FixtureRequest, tmp_path: Path) -> SpoolFactory:
 
 def test_claims_are_fifo_and_bounded_by_count_and_bytes(make_spool: SpoolFactory) -> None:
     spool = make_spool()
-    spool.append([(0, payload(i, pad=100)) for i in range(10)])
+    spool.append([payload(i, pad=100) for i in range(10)], 0)
     first = spool.claim(max_events=4, max_bytes=10 * MB, sent_at="t")
     assert first is not None and ids(first) == ["e0", "e1", "e2", "e3"]
     second = spool.claim(max_events=100, max_bytes=3 * len(payload(0, 100)), sent_at="t")
@@ -73,14 +73,14 @@ def test_claims_are_fifo_and_bounded_by_count_and_bytes(make_spool: SpoolFactory
 
 def test_a_single_event_larger_than_max_bytes_is_still_claimed_alone(make_spool: SpoolFactory) -> None:
     spool = make_spool()
-    spool.append([(0, payload(0, pad=5000)), (0, payload(1))])
+    spool.append([payload(0, pad=5000), payload(1)], 0)
     batch = spool.claim(100, 1000, "t")
     assert batch is not None and ids(batch) == ["e0"]
 
 
 def test_ack_dead_letters_rejected_indexes_and_deletes_the_rest(make_spool: SpoolFactory) -> None:
     spool = make_spool()
-    spool.append([(0, payload(i)) for i in range(5)])
+    spool.append([payload(i) for i in range(5)], 0)
     batch = spool.claim(100, 10 * MB, "t")
     assert batch is not None
     spool.ack(batch, [(1, "bad"), (3, "worse"), (99, "out of range is ignored")])
@@ -90,7 +90,7 @@ def test_ack_dead_letters_rejected_indexes_and_deletes_the_rest(make_spool: Spoo
 
 def test_split_keeps_order_and_gives_new_keys(make_spool: SpoolFactory) -> None:
     spool = make_spool()
-    spool.append([(0, payload(i)) for i in range(5)])
+    spool.append([payload(i) for i in range(5)], 0)
     batch = spool.claim(100, 10 * MB, "t")
     assert batch is not None
     left, right = spool.split(batch)
@@ -105,18 +105,18 @@ def test_split_keeps_order_and_gives_new_keys(make_spool: SpoolFactory) -> None:
 def test_byte_cap_keeps_the_oldest_and_refuses_the_newest(make_spool: SpoolFactory) -> None:
     size = len(payload(0, pad=100))
     spool = make_spool(max_bytes=size * 3)
-    result = spool.append([(0, payload(i, pad=100)) for i in range(5)])
+    result = spool.append([payload(i, pad=100) for i in range(5)], 0)
     assert (result.stored, result.dropped) == (3, 2)
-    assert spool.append([(0, payload(9, pad=100))]).dropped == 1
+    assert spool.append([payload(9, pad=100)], 0).dropped == 1
     batch = spool.claim(100, 10 * MB, "t")
     assert batch is not None
     spool.ack(batch, [])
-    assert spool.append([(0, payload(10, pad=100))]).stored == 1  # room again once delivered
+    assert spool.append([payload(10, pad=100)], 0).stored == 1  # room again once delivered
 
 
 def test_pending_through_tracks_the_flush_mark(make_spool: SpoolFactory) -> None:
     spool = make_spool()
-    mark = spool.append([(0, payload(i)) for i in range(3)]).last_seq
+    mark = spool.append([payload(i) for i in range(3)], 0).last_seq
     assert spool.last_seq() == mark
     assert spool.has_pending_through(mark)
     batch = spool.claim(100, 10 * MB, "t")
@@ -128,7 +128,7 @@ def test_pending_through_tracks_the_flush_mark(make_spool: SpoolFactory) -> None
 def test_a_released_batch_is_resent_with_the_same_key_and_bytes(tmp_path: Path) -> None:
     path = tmp_path / "spool.sqlite3"
     spool = SqliteSpool(path, owner=f"{os.getpid()}:a", max_bytes=MB, lease_seconds=60)
-    spool.append([(0, payload(i)) for i in range(3)])
+    spool.append([payload(i) for i in range(3)], 0)
     first = spool.claim(100, MB, "2026-01-01T00:00:00.000Z")
     assert first is not None
     spool.release(first)
@@ -143,8 +143,8 @@ def test_a_live_lease_is_respected_and_a_dead_owners_batch_is_taken_over(tmp_pat
     ghost = SqliteSpool(path, owner=f"{int(dead_pid.stdout)}:ghost", max_bytes=MB, lease_seconds=600)
     live = SqliteSpool(path, owner=f"{os.getppid()}:live", max_bytes=MB, lease_seconds=600)
     me = SqliteSpool(path, owner=f"{os.getpid()}:me", max_bytes=MB, lease_seconds=600)
-    ghost.append([(0, payload(0))])
-    live.append([(0, payload(1))])
+    ghost.append([payload(0)], 0)
+    live.append([payload(1)], 0)
     live_batch = live.claim(1, MB, "t")  # before the ghost's batch exists, or the live one would take it over too
     ghost_batch = ghost.claim(1, MB, "t")
     assert ghost_batch is not None and live_batch is not None
@@ -158,7 +158,7 @@ def test_an_expired_lease_is_taken_over(tmp_path: Path) -> None:
     path = tmp_path / "spool.sqlite3"
     slow = SqliteSpool(path, owner=f"{os.getppid()}:slow", max_bytes=MB, lease_seconds=0.05)
     other = SqliteSpool(path, owner=f"{os.getpid()}:other", max_bytes=MB, lease_seconds=60)
-    slow.append([(0, payload(0))])
+    slow.append([payload(0)], 0)
     batch = slow.claim(1, MB, "t")
     assert batch is not None
     deadline = time.monotonic() + 5
@@ -166,6 +166,20 @@ def test_an_expired_lease_is_taken_over(tmp_path: Path) -> None:
     while taken is None and time.monotonic() < deadline:
         taken = other.claim(1, MB, "t")
     assert taken is not None and taken.batch_id == batch.batch_id
+
+
+@pytest.mark.parametrize("from_blob", [True, False], ids=["json_each", "values-fallback"])
+def test_both_insert_paths_store_exact_bytes_in_order(tmp_path: Path, from_blob: bool) -> None:
+    spool = SqliteSpool(tmp_path / "spool.sqlite3", owner=f"{os.getpid()}:a", max_bytes=100 * MB, lease_seconds=60)
+    spool._insert_from_blob = from_blob
+    payloads = [payload(i, pad=i % 7) + bytes([0, 255, i % 256]) for i in range(25_000)]  # binary-safe, > 2 statements
+    result = spool.append(payloads, 0)
+    assert (result.stored, result.last_seq) == (25_000, 25_000)
+    seen: list[bytes] = []
+    while (batch := spool.claim(10_000, 100 * MB, "t")) is not None:
+        seen += batch.payloads
+        spool.ack(batch, [])
+    assert seen == payloads
 
 
 SCHEMA_1 = """
@@ -205,7 +219,7 @@ def test_a_schema_1_backlog_is_migrated_and_sent_in_full(tmp_path: Path) -> None
     assert batch is not None and ids(batch) == [f"e{i}" for i in range(10)]
     spool.ack(batch, [])
     assert spool.counts().pending == 0 and spool.counts().pending_bytes == 0
-    spool.append([(0, payload(10))])  # and the migrated file takes new events
+    spool.append([payload(10)], 0)  # and the migrated file takes new events
     again = spool.claim(100, MB, "t")
     assert again is not None and ids(again) == ["e10"]
 
@@ -213,7 +227,7 @@ def test_a_schema_1_backlog_is_migrated_and_sent_in_full(tmp_path: Path) -> None
 def test_the_wal_is_truncated_when_the_spool_drains(tmp_path: Path) -> None:
     path = tmp_path / "spool.sqlite3"
     spool = SqliteSpool(path, owner=f"{os.getpid()}:a", max_bytes=100 * MB, lease_seconds=60)
-    spool.append([(0, payload(i, pad=500)) for i in range(5000)])
+    spool.append([payload(i, pad=500) for i in range(5000)], 0)
     while (batch := spool.claim(1000, 100 * MB, "t")) is not None:
         spool.ack(batch, [])
     spool.compact_if_empty()

@@ -380,7 +380,7 @@ def _truncated(path: Path) -> None:
     from promptstream.agent import SqliteSpool
 
     spool = SqliteSpool(path, owner="1:x", max_bytes=10**8, lease_seconds=60)
-    spool.append([(0, b'{"event_id":"' + str(i).encode() + b'"}' + b" " * 500) for i in range(2000)])
+    spool.append([b'{"event_id":"' + str(i).encode() + b'"}' + b" " * 500 for i in range(2000)], 0)
     spool.close()
     size = path.stat().st_size
     with open(path, "r+b") as handle:

@@ -25,15 +25,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import msgspec
 import platformdirs
 
 from .._config import ENV_SPOOL_DIR, AgentConfig
 from .._errors import AuthenticationError, BadRequestError, PromptStreamError
 from .._forksafety import ForkRegistry
 from .._http import HttpTransport
-from .._ids import rfc3339_ms, unix_ms_of
-from .._models import DeliveryStats, Event
+from .._ids import rfc3339_ms
+from .._models import DeliveryStats
 from .._retry import RetrySchedule
 from ._queue import EventQueue
 from ._sender import BatchSender, Delivered, Paused, Refused, Retry
@@ -56,7 +55,7 @@ DEFAULT_FLUSH_TIMEOUT = 10.0
 # Events per spool transaction. Large, because each statement costs the spooler a GIL hand-off (~5 ms while the
 # application is busy): 20,000 events are 2 INSERTs and a commit, a few MB, well under a second even on slow disks.
 _SPOOL_CHUNK = 20_000
-_encode_event = msgspec.json.Encoder().encode
+_MAX_YIELD_TO_SPOOLER = 2.0  # seconds a sender round waits for a backed-up queue to reach the spool, at most
 
 ErrorCallback = Callable[[PromptStreamError], None]
 
@@ -96,7 +95,8 @@ class TrackingAgent:
         """Everything that belongs to one process. Called at construction and in a forked child."""
         self._pid = os.getpid()
         self._owner = owner_token()
-        self._queue: EventQueue[Event] = EventQueue(self._config.max_queue_size)
+        # Events arrive encoded (JSON bytes): encoded once, in the caller, and smaller in memory than the struct.
+        self._queue: EventQueue[bytes] = EventQueue(self._config.max_queue_size)
         self._spool: Spool | None = None
         self._spool_open_lock = threading.Lock()
         self._spooling_lock = threading.Lock()  # one mover of queue -> spool at a time (spooler thread or flush)
@@ -126,7 +126,7 @@ class TrackingAgent:
 
     # -- the hot path ---------------------------------------------------------------------------------------------
 
-    def enqueue(self, event: Event) -> None:
+    def enqueue(self, event: bytes) -> None:
         if self._closed:
             self._drop_after_close()
             return
@@ -168,6 +168,9 @@ class TrackingAgent:
         return len(self._threads) == 2 and all(t.is_alive() for t in self._threads)
 
     def _spooler_loop(self) -> None:
+        # Open the spool now, not when the first events are due: opening takes a dozen statements, each a GIL
+        # hand-off that a busy application thread makes slow, and a burst right after start-up must not wait on it.
+        self._guarded(self._get_spool)
         while not self._stop.is_set():
             self._spooler_wake.wait(self._config.spool_interval)
             self._spooler_wake.clear()
@@ -241,10 +244,9 @@ class TrackingAgent:
                 events = self._queue.take(_SPOOL_CHUNK)
                 if not events:
                     return
-                rows = [(unix_ms_of(event.event_id), _encode_event(event)) for event in events]
                 spool = self._get_spool()
                 try:
-                    result = spool.append(rows)
+                    result = spool.append(events, time.time_ns() // 1_000_000)
                 except SpoolUnavailableError as exc:
                     self._queue.give_back(events)
                     self._last_error = f"spool unavailable: {exc}"
@@ -278,11 +280,19 @@ class TrackingAgent:
     def _deliver(self, deadline: float | None) -> None:
         """Send batches until the spool has nothing unclaimed, delivery is paused, or the deadline passes."""
         with self._delivery_lock:
+            yielded_until = time.monotonic() + _MAX_YIELD_TO_SPOOLER
             while not self._stop.is_set() or deadline is not None:
                 if time.monotonic() < self._paused_until:
                     return
                 if deadline is not None and time.monotonic() >= deadline:
                     return
+                if len(self._queue) > self._config.batch_max_events and time.monotonic() < yielded_until:
+                    # Spool first: while a burst outruns the spooler, our transactions would hold the spool lock
+                    # across GIL hand-offs and the queue would overflow. Bounded, so a producer that never lets
+                    # up cannot starve delivery.
+                    self._spooler_wake.set()
+                    self._stop.wait(self._config.spool_interval)
+                    continue
                 spool = self._get_spool()
                 try:
                     batch = spool.claim(

@@ -129,7 +129,7 @@ def test_a_stray_wal_does_not_crash_the_host(server: Any, client_factory: Any, s
     config = fast(spool_dir)
     path = spool_file_path(config, server.url, API_KEY)
     spool = SqliteSpool(path, owner="1:old", max_bytes=10**7, lease_seconds=60)
-    spool.append([(0, json.dumps({"event_id": f"old-{i}"}).encode()) for i in range(10)])
+    spool.append([json.dumps({"event_id": f"old-{i}"}).encode() for i in range(10)], 0)
     spool.close()
     Path(f"{path}-wal").write_bytes(os.urandom(64 * 1024))  # another database's WAL, or garbage
     client = client_factory(server.url, agent_config=config)
@@ -146,7 +146,7 @@ def test_a_lease_from_a_clock_that_jumped_back_does_not_block_the_spool(tmp_path
     path = tmp_path / "spool.sqlite3"
     live_owner = f"{os.getppid()}:other"  # a live process
     other = SqliteSpool(path, owner=live_owner, max_bytes=10**7, lease_seconds=60)
-    other.append([(0, b'{"event_id":"a"}')])
+    other.append([b'{"event_id":"a"}'], 0)
     batch = other.claim(10, 10**6, "t")
     assert batch is not None
     db = sqlite3.connect(path)

@@ -74,19 +74,19 @@ class SpoolMachine(RuleBasedStateMachine):
     def append(self, count: int) -> None:
         rows = []
         for _ in range(count):
-            rows.append((0, payload(self.next_n)))
+            rows.append(payload(self.next_n))
             self.next_n += 1
-        result = self.spool.append(rows)
+        result = self.spool.append(rows, 0)
         self.appended += count
         room = CAP - sum(self.sizes.values())
         stored = 0
-        for _, data in rows:  # the model of "drop newest": the longest prefix that fits
+        for data in rows:  # the model of "drop newest": the longest prefix that fits
             if len(data) > room:
                 break
             room -= len(data)
             stored += 1
         assert (result.stored, result.dropped) == (stored, count - stored)
-        for _, data in rows[:stored]:
+        for data in rows[:stored]:
             event_id = json.loads(data)["event_id"]
             self.order.append(event_id)
             self.available.append(event_id)
