@@ -48,6 +48,9 @@ _RETRYABLE_RUN_STATUS = frozenset({429, 502, 503, 504})
 _MAX_RETRY_AFTER = 60.0
 
 
+_AGENT_DEFAULTS = AgentConfig()
+
+
 def _discard(event: bytes) -> None:
     """Where a disabled client's events go."""
 
@@ -79,11 +82,11 @@ class PromptStreamClient:
         disabled: bool | None = None,
         spool: bool = True,
         spool_dir: str | os.PathLike[str] | None = None,
-        max_spool_bytes: int = AgentConfig.max_spool_bytes,
-        max_queue_size: int = AgentConfig.max_queue_size,
-        flush_interval: float = AgentConfig.flush_interval,
-        batch_max_events: int = AgentConfig.batch_max_events,
-        shutdown_timeout: float = AgentConfig.shutdown_timeout,
+        max_spool_bytes: int = _AGENT_DEFAULTS.max_spool_bytes,
+        max_queue_size: int = _AGENT_DEFAULTS.max_queue_size,
+        flush_interval: float = _AGENT_DEFAULTS.flush_interval,
+        batch_max_events: int = _AGENT_DEFAULTS.batch_max_events,
+        shutdown_timeout: float = _AGENT_DEFAULTS.shutdown_timeout,
         encoding: Literal["json", "msgpack"] = "json",
         durable: bool = False,
         on_error: Callable[[PromptStreamError], None] | None = None,

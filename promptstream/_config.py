@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 from typing import Literal
 
 import httpx
+import msgspec
 
 from ._errors import ConfigurationError
 
@@ -52,8 +52,7 @@ def env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-@dataclasses.dataclass(frozen=True)
-class AgentConfig:
+class AgentConfig(msgspec.Struct, frozen=True):
     """Every knob of the tracking agent, with its documented default."""
 
     # The in-memory queue holds what the spooler has not written yet (at most ~50 ms of traffic normally);

@@ -3,12 +3,14 @@ fork-safety requires it (see docs/delivery.md)."""
 
 from __future__ import annotations
 
+import importlib
 import os
+import threading
 import weakref
 from collections.abc import Iterator
 from typing import Generic, Protocol, TypeVar
 
-__all__ = ["ForkAware", "ForkRegistry"]
+__all__ = ["ForkAware", "ForkRegistry", "import_in_background"]
 
 
 class ForkAware(Protocol):
@@ -55,3 +57,39 @@ class ForkRegistry(Generic[T]):
         self._forking = []
         for obj in list(self._objects):  # all of them: one added by another thread mid-fork too
             obj._after_fork_in_child()
+
+
+# A fork() that lands while a thread is inside a first-time import leaves that module's import lock held for ever in
+# the child, whose first use of the module then deadlocks (seen with gunicorn --preload: create a client, fork at
+# once). Our threads import what they need lazily, under this lock, and fork() waits for it. Lazily, so that
+# `import promptstream` and constructing a client stay cheap and do no file I/O.
+_import_lock = threading.Lock()
+_import_lock_held_for_fork = False
+
+
+def import_in_background(*modules: str) -> None:
+    """Import ``modules`` from one of our background threads, never across a fork()."""
+    with _import_lock:
+        for name in modules:
+            importlib.import_module(name)
+
+
+def _hold_imports() -> None:
+    global _import_lock_held_for_fork
+    # bounded: an import stuck for 10 s is not a reason to hang the application's fork()
+    _import_lock_held_for_fork = _import_lock.acquire(timeout=10)
+
+
+def _release_imports() -> None:
+    global _import_lock_held_for_fork
+    if _import_lock_held_for_fork:
+        _import_lock_held_for_fork = False
+        _import_lock.release()
+
+
+def _fresh_imports_lock() -> None:
+    global _import_lock, _import_lock_held_for_fork
+    _import_lock, _import_lock_held_for_fork = threading.Lock(), False
+
+
+os.register_at_fork(before=_hold_imports, after_in_parent=_release_imports, after_in_child=_fresh_imports_lock)

@@ -3,17 +3,10 @@ the headers every request carries, and the mapping from error responses to the e
 
 from __future__ import annotations
 
-# The imports marked "fork" are modules httpx and the first request would otherwise import lazily, on a background
-# thread. A fork() landing while a thread is inside a first-time import leaves that module's import lock held for ever
-# in the child, whose sender then deadlocks on its first request (seen with gunicorn --preload: create the client,
-# fork at once). Imported here, they are complete before any thread of ours exists.
-import encodings.idna  # noqa: F401  (fork: host names)
 import os
 import threading
 from typing import Any
 
-import certifi  # noqa: F401  (fork: httpx's SSL context)
-import httpcore  # noqa: F401  (fork: imported inside httpx's HTTPTransport.__init__)
 import httpx
 import msgspec
 
@@ -148,3 +141,8 @@ def error_from_response(response: httpx.Response) -> APIStatusError:
     if status >= 500:
         return ServerError(message, **kwargs)
     return _STATUS_ERRORS.get(status, APIStatusError)(message, **kwargs)
+
+
+# What httpx imports lazily when a client is created and on its first request (SSL context, host-name encoding):
+# the sender imports these through import_in_background before it sends anything.
+MODULES_FOR_FIRST_REQUEST = ("encodings.idna", "certifi", "ssl", "httpcore")

@@ -116,13 +116,16 @@ def test_byte_cap_keeps_the_oldest_and_refuses_the_newest(make_spool: SpoolFacto
 
 def test_pending_through_tracks_the_flush_mark(make_spool: SpoolFactory) -> None:
     spool = make_spool()
-    mark = spool.append([payload(i) for i in range(3)], 0).last_seq
-    assert spool.last_seq() == mark
-    assert spool.has_pending_through(mark)
-    batch = spool.claim(100, 10 * MB, "t")
+    spool.append([payload(i) for i in range(3)], 0)
+    mark = spool.last_seq()
+    spool.append([payload(i) for i in range(3, 5)], 0)  # tracked after the flush began
+    later = spool.last_seq()
+    assert later > mark and spool.has_pending_through(mark)
+    batch = spool.claim(3, 10 * MB, "t")
     assert batch is not None
     spool.ack(batch, [])
     assert not spool.has_pending_through(mark)
+    assert spool.has_pending_through(later)
 
 
 def test_a_released_batch_is_resent_with_the_same_key_and_bytes(tmp_path: Path) -> None:
@@ -171,10 +174,9 @@ def test_an_expired_lease_is_taken_over(tmp_path: Path) -> None:
 @pytest.mark.parametrize("from_blob", [True, False], ids=["json_each", "values-fallback"])
 def test_both_insert_paths_store_exact_bytes_in_order(tmp_path: Path, from_blob: bool) -> None:
     spool = SqliteSpool(tmp_path / "spool.sqlite3", owner=f"{os.getpid()}:a", max_bytes=100 * MB, lease_seconds=60)
-    spool._insert_from_blob = from_blob
+    spool._fast_append = from_blob
     payloads = [payload(i, pad=i % 7) + bytes([0, 255, i % 256]) for i in range(25_000)]  # binary-safe, > 2 statements
-    result = spool.append(payloads, 0)
-    assert (result.stored, result.last_seq) == (25_000, 25_000)
+    assert spool.append(payloads, 0).stored == 25_000
     seen: list[bytes] = []
     while (batch := spool.claim(10_000, 100 * MB, "t")) is not None:
         seen += batch.payloads

@@ -29,8 +29,8 @@ import platformdirs
 
 from .._config import ENV_SPOOL_DIR, AgentConfig
 from .._errors import AuthenticationError, BadRequestError, PromptStreamError
-from .._forksafety import ForkRegistry
-from .._http import HttpTransport
+from .._forksafety import ForkRegistry, import_in_background
+from .._http import MODULES_FOR_FIRST_REQUEST, HttpTransport
 from .._ids import rfc3339_ms
 from .._models import DeliveryStats
 from .._retry import RetrySchedule
@@ -111,7 +111,6 @@ class TrackingAgent:
         self._hurry = threading.Event()
         self._threads: list[threading.Thread] = []
         self._started = False
-        self._last_seq = 0
         self._spooled = 0
         self._spool_dropped = 0
         self._sent = 0
@@ -178,6 +177,7 @@ class TrackingAgent:
         self._guarded(self._spool_queued)
 
     def _sender_loop(self) -> None:
+        self._guarded(import_in_background, *MODULES_FOR_FIRST_REQUEST, "backoff")
         while not self._stop.is_set():
             self._sender_wake.wait(self._config.flush_interval)
             self._sender_wake.clear()
@@ -268,8 +268,6 @@ class TrackingAgent:
                     )
                 else:
                     self._warned.discard("spool_full")
-                if result.last_seq:
-                    self._last_seq = result.last_seq
                 with self._progress:
                     self._progress.notify_all()
                 if len(events) >= self._config.batch_max_events or len(self._queue):
@@ -410,9 +408,9 @@ class TrackingAgent:
         spool = self._get_spool()
         try:
             # everything in the spool now: this client's events and any backlog it found (a shared spool's too)
-            mark = max(self._last_seq, spool.last_seq())
+            mark = spool.last_seq()
         except (SpoolUnavailableError, SpoolCorruptError):
-            mark = self._last_seq
+            mark = sys.maxsize  # cannot tell where our events end: wait for an empty spool
         if mark == 0:
             return True
         while True:

@@ -3,7 +3,6 @@ the protocol and HTTP; it knows nothing of threads, spools or retries."""
 
 from __future__ import annotations
 
-import dataclasses
 import gzip
 import logging
 
@@ -28,31 +27,27 @@ _RETRYABLE = frozenset({408, 425, 429, 500, 502, 503, 504})
 _REFUSED = frozenset({400, 413, 422})
 
 
-@dataclasses.dataclass(frozen=True)
-class Delivered:
+class Delivered(msgspec.Struct, frozen=True):
     """2xx: the batch is the server's; rejected events are listed by index."""
 
     response: BatchResponse
 
 
-@dataclasses.dataclass(frozen=True)
-class Retry:
+class Retry(msgspec.Struct, frozen=True):
     """A transient failure; try the same batch (same key, same bytes) later, not before ``retry_after``."""
 
     reason: str
     retry_after: float | None = None
 
 
-@dataclasses.dataclass(frozen=True)
-class Refused:
+class Refused(msgspec.Struct, frozen=True):
     """400/413/422 for the whole batch: split it to find the event(s) at fault."""
 
     reason: str
     status: int
 
 
-@dataclasses.dataclass(frozen=True)
-class Paused:
+class Paused(msgspec.Struct, frozen=True):
     """401/403 (or another status that will not heal by retrying soon): keep everything, pause delivery."""
 
     reason: str

@@ -14,12 +14,13 @@ or whose owner process is dead, is taken over *as it is* by the next claim, so i
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
 import fcntl
+import functools
 import logging
 import os
 import sqlite3
+import sys
 import threading
 import time
 import uuid
@@ -49,15 +50,12 @@ APPLICATION_ID = 0x50535450  # "PSTP": marks the file as ours; anything else in 
 SCHEMA_VERSION = 2
 
 
-@dataclasses.dataclass(frozen=True)
-class AppendResult:
+class AppendResult(msgspec.Struct, frozen=True):
     stored: int
     dropped: int  # refused because the spool is full (newest first: what is already spooled is kept)
-    last_seq: int  # the highest seq given to this call's events (0 when none were stored)
 
 
-@dataclasses.dataclass(frozen=True)
-class ClaimedBatch:
+class ClaimedBatch(msgspec.Struct, frozen=True):
     batch_id: str  # also the request's Idempotency-Key
     sent_at: str
     seqs: tuple[int, ...]
@@ -69,8 +67,7 @@ class ClaimedBatch:
         return sum(len(p) for p in self.payloads)
 
 
-@dataclasses.dataclass(frozen=True)
-class SpoolCounts:
+class SpoolCounts(msgspec.Struct, frozen=True):
     pending: int
     pending_bytes: int
     dead_lettered: int
@@ -183,12 +180,33 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('pending_bytes', 0);
 INSERT OR IGNORE INTO meta VALUES ('claimed_through', 0);  -- every seq up to here belongs to a batch
--- pending_bytes follows the events table inside the statements that change it: no extra statement per write
-CREATE TRIGGER IF NOT EXISTS events_added AFTER INSERT ON events
-    BEGIN UPDATE meta SET value = value + length(NEW.payload) WHERE key = 'pending_bytes'; END;
+-- deletes keep pending_bytes inside the statement that deletes (appends do it in one step below)
 CREATE TRIGGER IF NOT EXISTS events_removed AFTER DELETE ON events
     BEGIN UPDATE meta SET value = value - length(OLD.payload) WHERE key = 'pending_bytes'; END;
 """
+
+# Appending in one statement, where SQLite has JSON1 and window functions (3.25+; checked at open). The spooler
+# inserts one row into the view `incoming`: the chunk's payloads as one blob plus a JSON array of their lengths.
+# The trigger refuses the chunk if it would pass the cap, cuts the blob apart into events (json_each, a running
+# sum, substr), and adds the bytes to pending_bytes, all inside that one statement.
+# Why one statement: while an application thread is busy, each sqlite3 call costs the spooler a wait for the GIL of
+# up to the switch interval (5 ms), so statements per chunk bound how fast the spool can absorb a burst. Measured
+# for 20,000 events: 21 ms, against 35 ms with a per-row trigger and 120 ms for the multi-row VALUES statement's
+# first parse.
+_FAST_APPEND = """
+CREATE VIEW IF NOT EXISTS incoming (created_ms, lengths, blob, cap) AS SELECT NULL, NULL, NULL, NULL WHERE 0;
+CREATE TRIGGER IF NOT EXISTS incoming_append INSTEAD OF INSERT ON incoming BEGIN
+    SELECT RAISE(ABORT, 'promptstream: spool full')
+        WHERE (SELECT value FROM meta WHERE key = 'pending_bytes') + length(NEW.blob) > NEW.cap;
+    INSERT INTO events (created_ms, payload)
+        SELECT NEW.created_ms,
+               substr(NEW.blob, 1 + coalesce(sum(value) OVER
+                   (ORDER BY key ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0), value)
+        FROM json_each(NEW.lengths) ORDER BY key;
+    UPDATE meta SET value = value + length(NEW.blob) WHERE key = 'pending_bytes';
+END;
+"""
+_SPOOL_FULL = "promptstream: spool full"
 
 # Schema 1 marked claimed events with events.batch_id and kept a size column. Its batches are dropped: their events
 # become unclaimed again and are re-sent under new keys, which the server deduplicates by event_id.
@@ -248,7 +266,7 @@ class SqliteSpool:
         self.quarantined: list[str] = []
         _prepare_directory(path.parent)
         self._db: sqlite3.Connection | None = self._open_or_quarantine(durable)
-        self._insert_from_blob = _can_insert_from_blob(self._db)
+        self._fast_append = _can_append_in_one_statement(self._db)
 
     # -- opening --------------------------------------------------------------------------------------------------
 
@@ -286,10 +304,11 @@ class SqliteSpool:
             # the 50 ms window. Damage deeper than the header surfaces as SQLITE_CORRUPT when the pages are used,
             # and the agent quarantines the file then.
             if tables == 0:
-                db.execute("PRAGMA auto_vacuum=INCREMENTAL")
                 # 16 KiB pages: an event of a few hundred bytes costs less page bookkeeping; measured here, 20,000
-                # events were stored in 35 ms instead of 49 ms with the default 4 KiB. Only a new file can choose.
+                # events were stored in 35 ms instead of 49 ms with the default 4 KiB. Only a new file can choose,
+                # and before auto_vacuum, which fixes the page size of an empty file.
                 db.execute("PRAGMA page_size=16384")
+                db.execute("PRAGMA auto_vacuum=INCREMENTAL")
             mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if mode.lower() != "wal":
                 raise SpoolUnavailableError(f"WAL mode is not available here (got {mode!r})")
@@ -299,6 +318,7 @@ class SqliteSpool:
             page_size = db.execute("PRAGMA page_size").fetchone()[0]
             max_pages = (self._max_bytes * _PAGE_OVERHEAD_FACTOR + 8 * 1024 * 1024) // page_size
             db.execute(f"PRAGMA max_page_count={int(max_pages)}")
+            fast_append = _FAST_APPEND if _can_append_in_one_statement(db) else ""
             # executescript() would COMMIT an open transaction first, so the script carries its own; the file
             # lock we hold keeps two processes from initialising the same file at once.
             try:
@@ -306,6 +326,7 @@ class SqliteSpool:
                     "BEGIN IMMEDIATE;"
                     + migration
                     + _SCHEMA
+                    + fast_append
                     + f"PRAGMA application_id={APPLICATION_ID}; PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
                 )
             except BaseException:
@@ -355,34 +376,36 @@ class SqliteSpool:
     # -- the interface --------------------------------------------------------------------------------------------
 
     def append(self, payloads: Sequence[bytes], created_ms: int) -> AppendResult:
-        """Store events, all or the longest prefix that fits under the cap; ``created_ms`` is when they were spooled.
-
-        Usually one statement: while an application thread is busy, each statement costs the spooler a wait for
-        the GIL of up to the switch interval (5 ms), so statements per transaction bound the spool's write rate.
-        Triggers keep meta.pending_bytes, and the INSERT itself checks the cap for the whole chunk."""
+        """Store events, all of them or the longest prefix that fits under the cap (the newest are dropped);
+        ``created_ms`` is when they were spooled. Usually one statement (see _FAST_APPEND)."""
         if not payloads:
-            return AppendResult(0, 0, 0)
+            return AppendResult(0, 0)
         try:
-            if self._insert_from_blob:
-                lengths = list(map(len, payloads))
+            if self._fast_append:
                 with self._using_connection() as db:
-                    cursor = db.execute(
-                        _INSERT_FROM_BLOB_IF_ROOM,
-                        (created_ms, _encode_lengths(lengths), b"".join(payloads), sum(lengths), self._max_bytes),
-                    )
-                if cursor.rowcount == len(payloads):
-                    return AppendResult(len(payloads), 0, cursor.lastrowid or 0)
-            # near the cap (or without JSON1): the longest prefix that fits, in a transaction
+                    try:
+                        db.execute(
+                            "INSERT INTO incoming VALUES (?, ?, ?, ?)", _incoming(payloads, created_ms, self._max_bytes)
+                        )
+                        return AppendResult(len(payloads), 0)
+                    except sqlite3.IntegrityError as exc:
+                        if _SPOOL_FULL not in str(exc):
+                            raise
+            # near the cap (or without the fast path): the longest prefix that fits, in a transaction
             with self._write() as db:
                 used = db.execute("SELECT value FROM meta WHERE key = 'pending_bytes'").fetchone()[0]
-                accepted, _ = _prefix_within(payloads, self._max_bytes - used)
-                last_seq = _insert_events(db, accepted, created_ms, self._insert_from_blob) if accepted else 0
+                accepted, total = _prefix_within(payloads, self._max_bytes - used)
+                if accepted and self._fast_append:
+                    db.execute("INSERT INTO incoming VALUES (?, ?, ?, ?)", _incoming(accepted, created_ms, sys.maxsize))
+                elif accepted:
+                    _insert_rows(db, accepted, created_ms)
+                    db.execute("UPDATE meta SET value = value + ? WHERE key = 'pending_bytes'", (total,))
         except SpoolUnavailableError as exc:
             if isinstance(exc.__cause__, sqlite3.Error) and _is_full(exc.__cause__):
                 # the disk (or max_page_count) is full: the same policy as our own cap, newest dropped
-                return AppendResult(0, len(payloads), 0)
+                return AppendResult(0, len(payloads))
             raise
-        return AppendResult(len(accepted), len(payloads) - len(accepted), int(last_seq))
+        return AppendResult(len(accepted), len(payloads) - len(accepted))
 
     def claim(self, max_events: int, max_bytes: int, sent_at: str) -> ClaimedBatch | None:
         now = _now_ms()
@@ -573,41 +596,15 @@ class SqliteSpool:
 # the application is busy (a burst of track_* calls) each re-acquisition waits out the 5 ms switch interval. Measured
 # here: 5,000 rows took 4.9 s with executemany against a busy thread, 12.5 ms as multi-row VALUES statements. So
 # writes go in statements of many rows, and reads come back as one aggregated row.
-# One INSERT per spool transaction: the payloads travel as one blob plus a JSON array of their lengths, and SQL cuts
-# the blob apart (json_each, a running sum, substr). Against the multi-row VALUES statement this replaced, there is
-# no 100 KB statement text for SQLite to parse and cache, and a transaction has one GIL hand-off fewer per 10,000
-# rows. Measured alone: 18 ms for 20,000 events, against 120 ms for the first VALUES chunk (the parse) and 35 ms after.
-_INSERT_SELECT = (
-    "INSERT INTO events (created_ms, payload)"
-    " SELECT ?1, substr(?3, 1 + coalesce(sum(value) OVER"
-    " (ORDER BY key ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0), value)"
-    " FROM json_each(?2)"
-)
-_INSERT_FROM_BLOB = _INSERT_SELECT + " ORDER BY key"
-# All or nothing: ?4 is the chunk's bytes, ?5 the cap; the uncorrelated subquery is evaluated once, before any row.
-_INSERT_FROM_BLOB_IF_ROOM = (
-    _INSERT_SELECT + " WHERE (SELECT value FROM meta WHERE key = 'pending_bytes') + ?4 <= ?5 ORDER BY key"
-)
 _encode_lengths = msgspec.json.Encoder().encode
 
-# The fallback where SQLite lacks JSON1 or window functions (before 3.25, or built without them): multi-row VALUES.
-# SQLite allows 32,766 parameters per statement since 3.32, 999 before. Every row shares ?1 (created_ms), and the
-# statement text is a prefix of one text built once, cut at an offset computed from the row count.
-_ROWS_PER_INSERT = 10_000 if sqlite3.sqlite_version_info >= (3, 32, 0) else 998
-_VALUES_TEXT = ",".join(f"(?1,?{number})" for number in range(2, _ROWS_PER_INSERT + 2))
+
+def _incoming(payloads: Sequence[bytes], created_ms: int, cap: int) -> tuple[int, bytes, bytes, int]:
+    """The one row the `incoming` view takes for a chunk."""
+    return created_ms, _encode_lengths(list(map(len, payloads))), b"".join(payloads), cap
 
 
-def _values_for(rows: int) -> str:
-    """The first ``rows`` entries of _VALUES_TEXT: "(?1,?k)" is 6 characters plus k's digits, joined by commas."""
-    last = rows + 1
-    digits, width, band = 0, 1, 1
-    while band <= last:
-        digits += (min(last, band * 10 - 1) - max(2, band) + 1) * width
-        band, width = band * 10, width + 1
-    return _VALUES_TEXT[: 6 * rows + digits + rows - 1]
-
-
-def _can_insert_from_blob(db: sqlite3.Connection) -> bool:
+def _can_append_in_one_statement(db: sqlite3.Connection) -> bool:
     try:
         db.execute("SELECT sum(value) OVER (ORDER BY key) FROM json_each('[1]')").fetchall()
     except sqlite3.OperationalError:
@@ -615,20 +612,33 @@ def _can_insert_from_blob(db: sqlite3.Connection) -> bool:
     return True
 
 
-def _insert_events(db: sqlite3.Connection, payloads: Sequence[bytes], created_ms: int, from_blob: bool) -> int:
-    """Insert the rows in order; returns the last seq given (read from the cursor: a SELECT would be another
-    GIL hand-off)."""
-    if from_blob:
-        lengths = _encode_lengths(list(map(len, payloads)))
-        return db.execute(_INSERT_FROM_BLOB, (created_ms, lengths, b"".join(payloads))).lastrowid or 0
-    last_seq = 0
+# The fallback where SQLite lacks JSON1 or window functions: multi-row VALUES statements (never executemany: it
+# releases and retakes the GIL for every row). SQLite allows 32,766 parameters per statement since 3.32, 999
+# before. Every row shares ?1 (created_ms), and the statement text is a prefix of one text, cut at an offset
+# computed from the row count.
+_ROWS_PER_INSERT = 10_000 if sqlite3.sqlite_version_info >= (3, 32, 0) else 998
+
+
+@functools.cache
+def _values_text() -> str:
+    # built on first use, not at import: 3 ms that `import promptstream` should not pay for a fallback
+    return ",".join(f"(?1,?{number})" for number in range(2, _ROWS_PER_INSERT + 2))
+
+
+def _values_for(rows: int) -> str:
+    """The first ``rows`` entries of _values_text(): "(?1,?k)" is 6 characters plus k's digits, joined by commas."""
+    last = rows + 1
+    digits, width, band = 0, 1, 1
+    while band <= last:
+        digits += (min(last, band * 10 - 1) - max(2, band) + 1) * width
+        band, width = band * 10, width + 1
+    return _values_text()[: 6 * rows + digits + rows - 1]
+
+
+def _insert_rows(db: sqlite3.Connection, payloads: Sequence[bytes], created_ms: int) -> None:
     for start in range(0, len(payloads), _ROWS_PER_INSERT):
         chunk = payloads[start : start + _ROWS_PER_INSERT]
-        cursor = db.execute(
-            f"INSERT INTO events (created_ms, payload) VALUES {_values_for(len(chunk))}", [created_ms, *chunk]
-        )
-        last_seq = cursor.lastrowid or 0
-    return last_seq
+        db.execute(f"INSERT INTO events (created_ms, payload) VALUES {_values_for(len(chunk))}", [created_ms, *chunk])
 
 
 def _prefix_within(payloads: Sequence[bytes], room: int) -> tuple[Sequence[bytes], int]:
@@ -734,7 +744,7 @@ class MemorySpool:
                 self._next_seq += 1
                 self._bytes += len(payload)
                 stored += 1
-            return AppendResult(stored, len(payloads) - stored, self._next_seq - 1 if stored else 0)
+            return AppendResult(stored, len(payloads) - stored)
 
     def claim(self, max_events: int, max_bytes: int, sent_at: str) -> ClaimedBatch | None:
         with self._lock:
