@@ -29,7 +29,16 @@ from ._errors import (
     RateLimitError,
     ServerError,
 )
-from ._models import DeliveryStats, RunResponse
+from ._models import (
+    DeliveryStats,
+    ExperimentResults,
+    MeanResult,
+    OutcomeRates,
+    RateResult,
+    RunResponse,
+    SampleRatio,
+    VariantResult,
+)
 from ._version import __version__
 
 __all__ = [
@@ -42,16 +51,22 @@ __all__ = [
     "BadRequestError",
     "ConfigurationError",
     "DeliveryStats",
+    "ExperimentResults",
     "InvalidArgumentError",
     "InvalidResponseError",
+    "MeanResult",
     "NotFoundError",
+    "OutcomeRates",
     "PayloadTooLargeError",
     "PermissionDeniedError",
     "PromptNotFoundError",
     "PromptStreamClient",
     "PromptStreamError",
     "RateLimitError",
+    "RateResult",
     "RunResponse",
+    "SampleRatio",
     "ServerError",
+    "VariantResult",
     "__version__",
 ]

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -25,7 +25,7 @@ from ._config import (
 from ._errors import APIConnectionError, ConfigurationError, InvalidResponseError, PromptStreamError
 from ._http import HttpTransport, error_from_response
 from ._ids import new_idempotency_key, stamp_event
-from ._models import DeliveryStats, Event, RunRequest, RunResponse
+from ._models import DeliveryStats, Event, ExperimentResults, RunRequest, RunResponse
 from ._retry import RetrySchedule, parse_retry_after
 from ._validation import (
     check_bool,
@@ -43,6 +43,21 @@ __all__ = ["PromptStreamClient"]
 
 _encode = msgspec.json.Encoder().encode
 _decode_run = msgspec.json.Decoder(RunResponse).decode
+_decode_results = msgspec.json.Decoder(ExperimentResults).decode
+T = TypeVar("T")
+
+
+def _decode(response: httpx.Response, decode: Callable[[bytes], T], what: str) -> T:
+    try:
+        return decode(response.content)
+    except msgspec.DecodeError as exc:
+        raise InvalidResponseError(
+            f"{what} response does not match the protocol: {exc}",
+            status_code=response.status_code,
+            request_id=response.headers.get("x-request-id"),
+        ) from None
+
+
 _RETRYABLE_RUN_STATUS = frozenset({429, 502, 503, 504})
 # A Retry-After longer than this is not slept through inside run_prompt: the caller gets RateLimitError at once.
 _MAX_RETRY_AFTER = 60.0
@@ -159,25 +174,38 @@ class PromptStreamClient:
             )
         )
         key = new_idempotency_key() if idempotency_key is None else check_id("idempotency_key", idempotency_key)
-        response = self._post_with_retries(
+        response = self._request_with_retries(
+            "POST",
             f"/v1/prompts/{quote(prompt_id, safe='')}/runs",
             body,
             {"Content-Type": "application/json", "Idempotency-Key": key},
         )
-        try:
-            return _decode_run(response.content)
-        except msgspec.DecodeError as exc:
-            raise InvalidResponseError(
-                f"run response does not match the protocol: {exc}",
-                status_code=response.status_code,
-                request_id=response.headers.get("x-request-id"),
-            ) from None
+        return _decode(response, _decode_run, "run")
 
-    def _post_with_retries(self, path: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
+    def get_experiment_results(self, experiment_id: str) -> ExperimentResults:
+        """Per-variant results of an experiment: runs, users, click-through and conversion rates (per run and per
+        user) with 95% Wilson intervals, thumbs-up share, mean rating and engagement with 95% intervals, and for
+        each variant its lift over the control with a p-value. Retried like ``run_prompt``.
+
+        Example::
+
+            results = client.get_experiment_results(run.experiment_id)
+            best = max(results.variants, key=lambda v: v.conversion.per_user.rate or 0.0)
+
+        Raises ``NotFoundError`` for an unknown experiment, and the errors ``run_prompt`` raises.
+        """
+        experiment_id = check_id("experiment_id", experiment_id)
+        response = self._request_with_retries("GET", f"/v1/experiments/{quote(experiment_id, safe='')}/results")
+        return _decode(response, _decode_results, "results")
+
+    def _request_with_retries(
+        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> httpx.Response:
+        # the same policy for every synchronous call; a POST is only retried because it carries an Idempotency-Key
         schedule = RetrySchedule(first=0.5, cap=8.0)
         while True:
             try:
-                response = self._transport.request("POST", path, content=body, headers=headers)
+                response = self._transport.request(method, path, content=body, headers=headers)
             except APIConnectionError:
                 if schedule.attempts >= self.max_retries:
                     raise

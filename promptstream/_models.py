@@ -130,3 +130,83 @@ class DeliveryStats(msgspec.Struct, frozen=True, kw_only=True):
     """True while delivery is paused because the server refused the API key."""
     last_error: str | None = None
     """The most recent delivery problem, if any."""
+
+
+class RateResult(msgspec.Struct, frozen=True, kw_only=True):
+    """A proportion with its 95% Wilson interval and, for a variant other than the control, its lift and the
+    two-sided p-value of a two-proportion z-test against the control."""
+
+    successes: int
+    trials: int
+    rate: float | None  # None with no trials
+    ci_low: float
+    ci_high: float
+    lift: float | None = None  # rate - control's rate
+    relative_lift: float | None = None  # lift / control's rate
+    p_value: float | None = None
+
+
+class MeanResult(msgspec.Struct, frozen=True, kw_only=True):
+    """A mean with its 95% t-interval and, against the control, its lift and Welch's t-test p-value."""
+
+    n: int
+    mean: float | None
+    ci_low: float | None
+    ci_high: float | None
+    lift: float | None = None
+    relative_lift: float | None = None
+    p_value: float | None = None
+
+
+class OutcomeRates(msgspec.Struct, frozen=True, kw_only=True):
+    """An outcome (click, conversion) counted once per run, and once per user."""
+
+    per_run: RateResult
+    per_user: RateResult
+
+
+class VariantResult(msgspec.Struct, frozen=True, kw_only=True):
+    variant: str
+    weight: float
+    runs: int
+    users: int
+    events: dict[str, int]  # deduplicated events per type
+    click_through: OutcomeRates
+    conversion: OutcomeRates
+    thumbs_up: RateResult  # share of runs whose latest feedback is a thumbs-up, among runs with feedback
+    rating: MeanResult  # the latest rating of each rated run
+    engagement: MeanResult  # each engaged run's total engagement
+
+
+class SampleRatio(msgspec.Struct, frozen=True, kw_only=True):
+    """Chi-squared goodness-of-fit of runs and users per variant against the configured weights."""
+
+    runs_p_value: float | None
+    users_p_value: float | None
+    mismatch: bool  # either p-value below 0.001: the assignment itself looks broken; do not trust the lifts
+
+
+class ExperimentResults(msgspec.Struct, frozen=True, kw_only=True):
+    """``GET /v1/experiments/{id}/results``: every figure is explained in docs/experiments.md.
+
+    Example::
+
+        results = client.get_experiment_results(run.experiment_id)
+        for variant in results.variants:
+            print(variant.variant, variant.conversion.per_user.rate, variant.conversion.per_user.p_value)
+    """
+
+    experiment_id: str
+    prompt_id: str
+    control: str | None
+    variants: list[VariantResult]
+    sample_ratio: SampleRatio
+    sufficient_sample: bool
+    warnings: list[str]
+
+    def variant(self, name: str) -> VariantResult:
+        """The variant called ``name`` (e.g. ``"v2"``); KeyError if the experiment has none."""
+        for variant in self.variants:
+            if variant.variant == name:
+                return variant
+        raise KeyError(name)

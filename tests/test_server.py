@@ -277,5 +277,9 @@ def test_results_count_runs_and_events_per_variant(server: Any, http: httpx.Clie
     run = new_run(http, prompt["prompt_id"], "u1")
     http.post("/v1/events/batch", json=batch([event(run), event(run, type="conversion")]))
     results = http.get(f"/v1/experiments/{run['experiment_id']}/results").json()
-    assert results["variants"] == [{"variant": "v1", "runs": 1, "users": 1, "events": {"click": 1, "conversion": 1}}]
+    (variant,) = results["variants"]
+    assert (variant["variant"], variant["runs"], variant["users"]) == ("v1", 1, 1)
+    assert variant["events"] == {"click": 1, "conversion": 1}
+    assert variant["conversion"]["per_user"]["successes"] == 1 and variant["conversion"]["per_user"]["p_value"] is None
+    assert results["control"] == "v1" and not results["sufficient_sample"]  # the default experiment, one run
     assert_error(http.get("/v1/experiments/nope/results"), 404, "experiment_not_found")

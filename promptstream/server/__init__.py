@@ -6,6 +6,7 @@ Needs the ``server`` extra (``pip install 'promptstream[server]'``). The SDK cor
 from ._app import DEFAULT_MAX_BODY_BYTES, create_app
 from ._runner import ServerThread, default_data_dir, resolve_server_keys, serve
 from ._store import ModelProvider, Store, StoreError, TemplateProvider, assign_bucket, pick_variant
+from ._wire import VariantSpec
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
@@ -14,6 +15,7 @@ __all__ = [
     "Store",
     "StoreError",
     "TemplateProvider",
+    "VariantSpec",
     "assign_bucket",
     "create_app",
     "default_data_dir",

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from ._results import compute_results
 from ._wire import BatchResult, EventBody, Rejection, VariantSpec
 
 _SCHEMA = """
@@ -171,7 +172,10 @@ class Store:
             ids = [row[0] for row in self._db.execute("SELECT id FROM prompts ORDER BY created_at")]
             return [self._prompt(prompt_id) for prompt_id in ids]
 
-    def create_experiment(self, prompt_id: str, variants: list[VariantSpec], name: str | None = None) -> dict[str, Any]:
+    def create_experiment(
+        self, prompt_id: str, variants: list[VariantSpec], name: str | None = None, *, experiment_id: str | None = None
+    ) -> dict[str, Any]:
+        """``experiment_id`` is for a reproducible demo (assignment hashes it); the HTTP API always makes a new one."""
         if not variants:
             raise StoreError(422, "invalid_request", "variants must not be empty")
         for spec in variants:
@@ -190,7 +194,7 @@ class Store:
                 "UPDATE experiments SET ended_at = ? WHERE prompt_id = ? AND ended_at IS NULL",
                 (now, prompt_id),
             )
-            experiment_id = str(uuid.uuid4())
+            experiment_id = experiment_id or str(uuid.uuid4())
             stored = [{"version": spec.version, "weight": spec.weight} for spec in variants]
             self._db.execute(
                 "INSERT INTO experiments VALUES (?, ?, ?, ?, 0, ?, NULL)",
@@ -364,27 +368,18 @@ class Store:
     # -- reading, for results, the CLI and tests ------------------------------------------------------------------
 
     def experiment_results(self, experiment_id: str) -> dict[str, Any]:
+        """Per-variant results with intervals, lifts against the control and p-values (docs/experiments.md)."""
         with self._lock:
             experiment = self._experiment(experiment_id)
-            counts: dict[str, dict[str, Any]] = {}
-            for variant, runs, users in self._db.execute(
-                "SELECT variant, COUNT(*), COUNT(DISTINCT external_user_id) FROM runs WHERE experiment_id = ?"
-                " GROUP BY variant",
+            runs = self._db.execute(
+                "SELECT id, variant, external_user_id FROM runs WHERE experiment_id = ?", (experiment_id,)
+            ).fetchall()
+            events = self._db.execute(
+                "SELECT prompt_run_id, type, thumbs_up, rating, engagement_score, timestamp, event_id FROM events"
+                " WHERE experiment_id = ?",
                 (experiment_id,),
-            ):
-                counts[variant] = {"variant": variant, "runs": runs, "users": users, "events": {}}
-            for variant, event_type, n in self._db.execute(
-                "SELECT r.variant, e.type, COUNT(*) FROM events e JOIN runs r ON r.id = e.prompt_run_id"
-                " WHERE e.experiment_id = ? GROUP BY r.variant, e.type",
-                (experiment_id,),
-            ):
-                counts.setdefault(variant, {"variant": variant, "runs": 0, "users": 0, "events": {}})
-                counts[variant]["events"][event_type] = n
-            return {
-                "experiment_id": experiment_id,
-                "prompt_id": experiment["prompt_id"],
-                "variants": [counts[k] for k in sorted(counts)],
-            }
+            ).fetchall()
+        return compute_results(experiment, runs, events)
 
     def event_ids(self) -> list[str]:
         with self._lock:
