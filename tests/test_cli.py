@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import socket
 import subprocess
 import sys
@@ -14,7 +16,7 @@ import pytest
 from promptstream import PromptStreamClient
 from promptstream.cli import main
 
-from .helpers import REPO_ROOT, wait_until
+from .helpers import API_KEY, REPO_ROOT, client_env, make_run, run_child, wait_until
 
 
 def free_port() -> int:
@@ -98,11 +100,118 @@ def test_serve_takes_keys_from_the_environment(tmp_path: Path) -> None:
         stop(process)
 
 
-def test_demo_runs_end_to_end(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--users", "5"]) == 0
+def test_demo_runs_the_experiment_and_prints_results_that_match_the_server(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    plot = tmp_path / "conversion.png"
+    assert main(["demo", "--users", "600", "--plot", str(plot)]) == 0
     out = capsys.readouterr().out
-    assert "output:  Hello user 0, welcome to PromptStream!" in out
-    assert "server stored 12 events for 5 runs" in out  # 5 clicks, 2 conversions, 5 ratings
+    table = out[out.index("variant") :]
+    assert "v1 (control)" in table and "v2" in table and "conversion / user" in table
+    assert "Winner: v2" in out or "No significant winner yet" in out
+    delivery = next(line for line in out.splitlines() if line.startswith("SDK delivery"))
+    tracked, stored = (int(n.replace(",", "")) for n in re.findall(r"([\d,]+) (?:events tracked|stored)", delivery))
+    assert tracked == stored and "0 dropped" in delivery
+    assert plot.stat().st_size > 10_000 and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_demo_is_reproducible_with_a_seed(capsys: pytest.CaptureFixture[str]) -> None:
+    tables = []
+    for _ in range(2):
+        assert main(["demo", "--users", "200", "--seed", "3"]) == 0
+        out = capsys.readouterr().out
+        tables.append(out[out.index("variant") : out.index("SDK delivery")])
+    assert tables[0] == tables[1]
+
+
+def admin(server: Any, *args: str) -> list[str]:
+    return ["--base-url", server.url, "--api-key", API_KEY, *args]
+
+
+def test_prompts_and_experiments_from_the_shell(server: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    def run(*argv: str) -> str:
+        assert main([*argv[:2], *admin(server, *argv[2:])]) == 0
+        return capsys.readouterr().out
+
+    prompt_id = run("prompts", "create", "greeting", "Hello {{name}}").split()[0]
+    assert "v2" in run("prompts", "add-version", prompt_id, "Hi {{name}}!").replace("version 2", "v2")
+    shown = run("prompts", "show", prompt_id)
+    assert "v1  (name)  Hello {{name}}" in shown and "v2  (name)  Hi {{name}}!" in shown
+    assert prompt_id in run("prompts", "list")
+    created = run("experiments", "create", prompt_id, "--variant", "1:1", "--variant", "2:3", "--name", "copy")
+    experiment_id = created.split()[0]
+    assert "live" in created and "v1:1, v2:3" in created
+    assert experiment_id in run("experiments", "list", "--prompt", prompt_id)
+    results = run("experiments", "results", experiment_id)
+    assert "v1 (control)" in results and "too few runs" in results
+    raw = json.loads(run("experiments", "results", experiment_id, "--json"))
+    assert raw["experiment_id"] == experiment_id and raw["control"] == "v1"
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("server down", "cannot reach the server"),
+        ("bad key", "the server refused the API key (401)"),
+        ("unknown experiment", "404 experiment_not_found"),
+        ("bad variant", "--variant takes VERSION[:WEIGHT]"),
+        ("no key", "no API key: pass --api-key or set PROMPTSTREAM_API_KEY"),
+    ],
+)
+def test_each_failure_is_one_clear_line_and_exit_1(
+    server: Any, case: str, expected: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PROMPTSTREAM_API_KEY", raising=False)
+    argv = {
+        "server down": ["experiments", "list", "--base-url", f"http://127.0.0.1:{free_port()}", "--api-key", "k"],
+        "bad key": ["prompts", "list", "--base-url", server.url, "--api-key", "wrong"],
+        "unknown experiment": ["experiments", "results", "nope", *admin(server)[:4]],
+        "bad variant": ["experiments", "create", "p", "--variant", "two", *admin(server)[:4]],
+        "no key": ["prompts", "list", "--base-url", server.url],
+    }[case]
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("promptstream: error:") and expected in lines[0], lines[0]
+    assert "Traceback" not in captured.err
+
+
+def test_spool_status_drain_and_purge(
+    server: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = tmp_path / "spool"
+    monkeypatch.setenv("PROMPTSTREAM_SPOOL_DIR", str(spool))
+    monkeypatch.setenv("PROMPTSTREAM_API_KEY", API_KEY)
+    monkeypatch.setenv("PROMPTSTREAM_BASE_URL", server.url)
+    run_id, experiment_id = make_run(server)
+    assert main(["spool", "status"]) == 0
+    assert "pending:        0 (no spool file yet)" in capsys.readouterr().out
+    server.thread.stop()  # an offline app leaves a backlog
+    result = run_child(
+        f"""
+        import os
+        from promptstream import PromptStreamClient
+        client = PromptStreamClient(shutdown_timeout=0.2)
+        for _ in range(300):
+            client.track_click({run_id!r}, {experiment_id!r}, "offline")
+        client.close(timeout=0.2)
+        """,
+        client_env(server.url, spool),
+    )
+    assert result.returncode == 0, result.stderr
+    assert main(["spool", "status"]) == 0
+    status = capsys.readouterr().out
+    assert "pending:        300 events" in status and "dead-lettered:  0" in status and "s ago" in status
+    assert main(["spool", "drain", "--timeout", "3"]) == 1  # still down: says so in one line
+    assert "300 events still pending" in capsys.readouterr().err
+    server.thread.start()
+    assert main(["spool", "drain"]) == 0
+    assert "drained: 300 delivered" in capsys.readouterr().out
+    assert server.store.count("events") == 300
+    assert main(["spool", "purge", "--yes"]) == 0
+    assert "deleted" in capsys.readouterr().out
+    assert not list(spool.glob("spool-*.sqlite3"))
 
 
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,92 +1,34 @@
-"""The ``promptstream`` command. Exit codes: 0 success, 1 failure, 2 usage. Errors are one line, not a traceback."""
+"""The ``promptstream`` command. Exit codes: 0 success, 1 failure, 2 usage. Errors are one line, not a traceback.
+
+    promptstream serve | demo
+    promptstream prompts create|list|show|add-version
+    promptstream experiments create|list|results
+    promptstream spool status|drain|purge
+
+The parser lives here; each group of commands in its own module (_server.py, _admin.py, _spool.py, _demo.py).
+"""
 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
-from ._version import __version__
+from .._errors import APIConnectionError, AuthenticationError, PromptStreamError
+from .._version import __version__
+from ._common import CommandError
 
-_SERVER_EXTRA_HINT = "the reference server needs its extra: pip install 'promptstream[server]'"
-
-
-class CommandError(Exception):
-    """A failure to report as one line with exit code 1."""
+__all__ = ["CommandError", "build_parser", "main"]
 
 
-def _server_module() -> Any:
-    try:
-        from promptstream import server
-    except ImportError as exc:
-        raise CommandError(f"{_SERVER_EXTRA_HINT} ({exc})") from None
-    return server
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    server = _server_module()
-    data_dir = server.default_data_dir()
-    db = args.db or str(data_dir / "server.sqlite3")
-    keys, generated = server.resolve_server_keys(args.api_key or [], data_dir)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if generated:
-        print(f"Generated a development API key (kept in {data_dir / 'dev-api-key'}):\n  {keys[0]}", flush=True)
-    print(f"PromptStream reference server on http://{args.host}:{args.port} (db: {db})", flush=True)
-    try:
-        server.serve(
-            host=args.host,
-            port=args.port,
-            db=db,
-            api_keys=keys,
-            rate_limit=args.rate_limit,
-            max_body_bytes=args.max_body_bytes,
-        )
-    except OSError as exc:
-        raise CommandError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
-    return 0
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    """Start a server in-process, create a prompt, run it through the SDK, track events and show what arrived."""
-    server = _server_module()
-    from promptstream import PromptStreamClient
-
-    api_key = "ps_demo_key"
-    with tempfile.TemporaryDirectory(prefix="promptstream-demo-") as tmp:
-        store = server.Store(Path(tmp) / "server.sqlite3")
-        with server.ServerThread(store, [api_key]) as running:
-            prompt = store.create_prompt("greeting", "Hello {{name}}, welcome to {{product}}!")
-            print(f"server:  {running.url}  (prompt {prompt['prompt_id']})")
-            with PromptStreamClient(api_key, base_url=running.url, spool_dir=Path(tmp) / "spool") as client:
-                for user in range(args.users):
-                    run = client.run_prompt(
-                        prompt["prompt_id"],
-                        {"name": f"user {user}", "product": "PromptStream"},
-                        external_user_id=f"user-{user}",
-                    )
-                    if user == 0:
-                        print(f"run:     {run.run_id} variant={run.variant_assigned}")
-                        print(f"output:  {run.output}")
-                    client.track_click(run.run_id, run.experiment_id, label="cta")
-                    if user % 3 == 0:
-                        client.track_conversion(run.run_id, run.experiment_id)
-                    client.track_rating(run.run_id, run.experiment_id, rating=4 + user % 2)
-                delivered = client.flush(timeout=10)
-                stats = client.stats()
-            stored = store.count("events")
-            print(
-                f"tracked: {stats.tracked} events, delivered: {stats.sent} (flush {'ok' if delivered else 'timed out'})"
-            )
-            print(f"server stored {stored} events for {store.count('runs')} runs")
-            store.close()
-            return 0 if delivered and stored == stats.tracked else 1
+def _connection_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--base-url", help="the server (default: PROMPTSTREAM_BASE_URL, else http://127.0.0.1:8700)")
+    parser.add_argument("--api-key", help="the API key (default: PROMPTSTREAM_API_KEY)")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import _admin, _demo, _server, _spool
+
     parser = argparse.ArgumentParser(prog="promptstream", description="PromptStream SDK and reference server.")
     parser.add_argument("--version", action="version", version=f"promptstream {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -102,11 +44,67 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--rate-limit", type=float, default=None, help="requests per second per key (429 beyond)")
     serve.add_argument("--max-body-bytes", type=int, default=5 * 1024 * 1024)
-    serve.set_defaults(handler=cmd_serve)
+    serve.set_defaults(handler=_server.cmd_serve)
 
-    demo = commands.add_parser("demo", help="run prompts and track events end to end on a temporary local server")
-    demo.add_argument("--users", type=int, default=20)
-    demo.set_defaults(handler=cmd_demo)
+    demo = commands.add_parser(
+        "demo", help="a two-variant experiment end to end on a temporary local server, with its results"
+    )
+    demo.add_argument("--users", type=int, default=2000, help="simulated users (default 2000)")
+    demo.add_argument("--seed", type=int, default=42, help="seed of the simulation (default 42)")
+    demo.add_argument("--plot", metavar="PATH", help="also write conversion per variant over time as PNG or SVG")
+    demo.set_defaults(handler=_demo.cmd_demo)
+
+    prompts = commands.add_parser("prompts", help="create, list and show prompts on a server")
+    prompt_commands = prompts.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = prompt_commands.add_parser("create", help="create a prompt (version 1) and its default experiment")
+    create.add_argument("name")
+    create.add_argument("template", help='e.g. "Summarise {{text}} for {{audience}}"')
+    create.set_defaults(handler=_admin.cmd_prompts_create)
+    listing = prompt_commands.add_parser("list", help="every prompt")
+    listing.set_defaults(handler=_admin.cmd_prompts_list)
+    show = prompt_commands.add_parser("show", help="a prompt with its versions")
+    show.add_argument("prompt_id")
+    show.set_defaults(handler=_admin.cmd_prompts_show)
+    add_version = prompt_commands.add_parser("add-version", help="add a version to a prompt")
+    add_version.add_argument("prompt_id")
+    add_version.add_argument("template")
+    add_version.set_defaults(handler=_admin.cmd_prompts_add_version)
+
+    experiments = commands.add_parser("experiments", help="create and list experiments, and read their results")
+    experiment_commands = experiments.add_subparsers(dest="action", required=True, metavar="ACTION")
+    start = experiment_commands.add_parser("create", help="start an experiment (ends the prompt's current one)")
+    start.add_argument("prompt_id")
+    start.add_argument(
+        "--variant",
+        action="append",
+        required=True,
+        metavar="VERSION[:WEIGHT]",
+        help="a version and its weight, e.g. --variant 1:1 --variant 2:1 (the first is the control)",
+    )
+    start.add_argument("--name")
+    start.set_defaults(handler=_admin.cmd_experiments_create)
+    listed = experiment_commands.add_parser("list", help="experiments, optionally of one prompt")
+    listed.add_argument("--prompt", dest="prompt_id")
+    listed.set_defaults(handler=_admin.cmd_experiments_list)
+    results = experiment_commands.add_parser("results", help="per-variant results with intervals and p-values")
+    results.add_argument("experiment_id")
+    results.add_argument("--json", action="store_true", help="the raw results as JSON")
+    results.set_defaults(handler=_admin.cmd_experiments_results)
+
+    spool = commands.add_parser("spool", help="the local spool of undelivered events")
+    spool_commands = spool.add_subparsers(dest="action", required=True, metavar="ACTION")
+    status = spool_commands.add_parser("status", help="where it is, what is pending and dead-lettered")
+    status.set_defaults(handler=_spool.cmd_status)
+    drain = spool_commands.add_parser("drain", help="deliver everything pending now")
+    drain.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds (default 300)")
+    drain.set_defaults(handler=_spool.cmd_drain)
+    purge = spool_commands.add_parser("purge", help="delete the spool and every event in it")
+    purge.add_argument("--yes", action="store_true", help="do not ask")
+    purge.set_defaults(handler=_spool.cmd_purge)
+    for command in (create, listing, show, add_version, start, listed, results, status, drain, purge):
+        _connection_options(command)
+    for command in (status, drain, purge):
+        command.add_argument("--spool-dir", help="default: PROMPTSTREAM_SPOOL_DIR, else the user cache dir")
     return parser
 
 
@@ -116,12 +114,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args))
     except CommandError as exc:
         print(f"promptstream: error: {exc}", file=sys.stderr)
-        return 1
+    except AuthenticationError as exc:
+        print(f"promptstream: error: the server refused the API key ({exc.status_code})", file=sys.stderr)
+    except APIConnectionError as exc:
+        print(f"promptstream: error: cannot reach the server: {exc.message}", file=sys.stderr)
+    except PromptStreamError as exc:
+        print(f"promptstream: error: {exc}", file=sys.stderr)
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # one clear line for the user; the traceback is for --debug runs of python -X
+    except Exception as exc:  # one clear line for the user, whatever went wrong
         print(f"promptstream: error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+    return 1
 
 
 if __name__ == "__main__":
