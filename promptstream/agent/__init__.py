@@ -20,6 +20,8 @@ from ._spool import (
     SpoolCounts,
     SpoolUnavailableError,
     SqliteSpool,
+    delete_spool,
+    owner_token,
 )
 
 __all__ = [
@@ -40,5 +42,7 @@ __all__ = [
     "SpoolUnavailableError",
     "SqliteSpool",
     "TrackingAgent",
+    "delete_spool",
+    "owner_token",
     "spool_file_path",
 ]

@@ -707,6 +707,14 @@ def quarantine_spool(path: Path) -> str:
         return _quarantine(path)
 
 
+def delete_spool(path: Path) -> None:
+    """Delete a spool and everything in it (``promptstream spool purge``), under the lock of open and quarantine."""
+    with _file_lock(path):
+        for suffix in ("-wal", "-shm", ""):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(f"{path}{suffix}")
+
+
 def _quarantine(path: Path) -> str:
     """Move the database and its -wal/-shm aside together (a -wal must never meet another database)."""
     stamp = time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
