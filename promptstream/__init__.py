@@ -31,6 +31,7 @@ from ._errors import (
 )
 from ._models import (
     DeliveryStats,
+    Event,
     ExperimentResults,
     MeanResult,
     OutcomeRates,
@@ -39,6 +40,7 @@ from ._models import (
     SampleRatio,
     VariantResult,
 )
+from ._privacy import hash_user_id
 from ._version import __version__
 
 __all__ = [
@@ -51,6 +53,7 @@ __all__ = [
     "BadRequestError",
     "ConfigurationError",
     "DeliveryStats",
+    "Event",
     "ExperimentResults",
     "InvalidArgumentError",
     "InvalidResponseError",
@@ -69,4 +72,5 @@ __all__ = [
     "ServerError",
     "VariantResult",
     "__version__",
+    "hash_user_id",
 ]

@@ -26,6 +26,7 @@ from ._errors import APIConnectionError, ConfigurationError, InvalidResponseErro
 from ._http import HttpTransport, error_from_response
 from ._ids import new_idempotency_key, stamp_event
 from ._models import DeliveryStats, Event, ExperimentResults, RunRequest, RunResponse
+from ._privacy import BeforeSend, user_id_hasher, warn_if_key_goes_in_clear
 from ._retry import RetrySchedule, parse_retry_after
 from ._validation import (
     check_bool,
@@ -33,7 +34,6 @@ from ._validation import (
     check_inputs,
     check_label,
     check_number,
-    check_optional_id,
     check_optional_label,
     encode_metadata,
 )
@@ -105,6 +105,8 @@ class PromptStreamClient:
         encoding: Literal["json", "msgpack"] = "json",
         durable: bool = False,
         on_error: Callable[[PromptStreamError], None] | None = None,
+        before_send: BeforeSend | None = None,
+        hash_user_ids: str | bytes | None = None,
         agent_config: AgentConfig | None = None,
     ) -> None:
         self._api_key = resolve_api_key(api_key)
@@ -115,6 +117,10 @@ class PromptStreamClient:
         self.timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
         if on_error is not None and not callable(on_error):
             raise ConfigurationError("on_error must be callable")
+        if before_send is not None and not callable(before_send):
+            raise ConfigurationError("before_send must be callable")
+        self._hash_user_id = None if hash_user_ids is None else user_id_hasher(hash_user_ids)
+        warn_if_key_goes_in_clear(self.base_url)
         self.disabled = env_flag(ENV_DISABLED) if disabled is None else bool(disabled)
         config = agent_config or AgentConfig(
             spool=spool,
@@ -136,6 +142,7 @@ class PromptStreamClient:
                 self._transport,
                 spool_path=spool_file_path(config, self.base_url, self._api_key),
                 on_error=on_error,
+                before_send=before_send,
             )
             self._enqueue = self._agent.enqueue
 
@@ -170,7 +177,7 @@ class PromptStreamClient:
         body = _encode(
             RunRequest(
                 inputs=check_inputs(dict(inputs) if isinstance(inputs, Mapping) else inputs),
-                external_user_id=check_optional_id("external_user_id", external_user_id),
+                external_user_id=self._user_id(external_user_id),
             )
         )
         key = new_idempotency_key() if idempotency_key is None else check_id("idempotency_key", idempotency_key)
@@ -340,7 +347,7 @@ class PromptStreamClient:
             type=event_type,
             prompt_run_id=check_id("prompt_run_id", prompt_run_id),
             experiment_id=check_id("experiment_id", experiment_id),
-            external_user_id=None if external_user_id is None else check_id("external_user_id", external_user_id),
+            external_user_id=None if external_user_id is None else self._user_id(external_user_id),
             label=check_label("label", label),
             source=None if source is None else check_label("source", source),
             metadata=None if metadata is None else encode_metadata(metadata),
@@ -368,7 +375,7 @@ class PromptStreamClient:
             type=event_type,
             prompt_run_id=check_id("prompt_run_id", prompt_run_id),
             experiment_id=check_id("experiment_id", experiment_id),
-            external_user_id=check_optional_id("external_user_id", external_user_id),
+            external_user_id=None if external_user_id is None else self._user_id(external_user_id),
             source=source,
             metadata=metadata,
             thumbs_up=thumbs_up,
@@ -377,6 +384,13 @@ class PromptStreamClient:
         )
         self._enqueue(_encode(event))
         return event_id
+
+    def _user_id(self, external_user_id: object) -> str | None:
+        """The id as it leaves the process: checked, then hashed when the client was given a salt."""
+        if external_user_id is None:
+            return None
+        checked = check_id("external_user_id", external_user_id)
+        return checked if self._hash_user_id is None else self._hash_user_id(checked)
 
     # -- delivery control -----------------------------------------------------------------------------------------
 

@@ -64,6 +64,33 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     engagement_score: float | None = None
 
 
+class _EncodedEvent(msgspec.Struct, frozen=True, kw_only=True):
+    # Event as decoded from its own bytes: msgspec decodes into Raw only where Raw is not inside a union
+    event_id: str
+    type: EventType
+    prompt_run_id: str
+    experiment_id: str
+    timestamp: str
+    external_user_id: str | None = None
+    label: str | None = None
+    source: str | None = None
+    metadata: msgspec.Raw = msgspec.Raw(b"null")
+    thumbs_up: bool | None = None
+    rating: float | None = None
+    engagement_score: float | None = None
+
+
+_decode_encoded_event = msgspec.json.Decoder(_EncodedEvent).decode
+
+
+def decode_event(payload: bytes) -> Event:
+    """The Event whose encoding ``payload`` is (what before_send and the recording client see)."""
+    fields = msgspec.structs.asdict(_decode_encoded_event(payload))
+    if bytes(fields["metadata"]) == b"null":
+        fields["metadata"] = None
+    return Event(**fields)
+
+
 class BatchRejection(msgspec.Struct, frozen=True, kw_only=True):
     """One event the server refused, by its position in the batch."""
 
@@ -120,6 +147,10 @@ class DeliveryStats(msgspec.Struct, frozen=True, kw_only=True):
     """Events in the spool's dead-letter table now."""
     dropped: int = 0
     """Events lost because the in-memory queue or the spool was full."""
+    filtered: int = 0
+    """Events ``before_send`` dropped by returning None."""
+    hook_errors: int = 0
+    """Events dropped because ``before_send`` raised or returned something other than an Event."""
     retries: int = 0
     """Delivery attempts that failed and were retried."""
     spool_path: str | None = None

@@ -33,6 +33,7 @@ from .._forksafety import ForkRegistry, import_in_background
 from .._http import MODULES_FOR_FIRST_REQUEST, HttpTransport
 from .._ids import rfc3339_ms
 from .._models import DeliveryStats
+from .._privacy import BeforeSend, apply_before_send
 from .._retry import RetrySchedule
 from ._queue import EventQueue
 from ._sender import BatchSender, Delivered, Paused, Refused, Retry
@@ -75,11 +76,13 @@ class TrackingAgent:
         *,
         spool_path: Path,
         on_error: ErrorCallback | None = None,
+        before_send: BeforeSend | None = None,
     ) -> None:
         self._config = config
         self._transport = transport
         self._spool_path = spool_path
         self._on_error = on_error
+        self._before_send = before_send
         self._sender = BatchSender(transport, encoding=config.encoding, gzip_threshold=config.gzip_threshold_bytes)
         # A parent's spool objects, kept referenced so the GC never closes them in the child: normally their connection
         # was closed before the fork, but not if prepare_fork() could not take the spool lock in time.
@@ -112,6 +115,8 @@ class TrackingAgent:
         self._threads: list[threading.Thread] = []
         self._started = False
         self._spooled = 0
+        self._filtered = 0
+        self._hook_errors = 0
         self._spool_dropped = 0
         self._sent = 0
         self._duplicates = 0
@@ -244,6 +249,10 @@ class TrackingAgent:
                 events = self._queue.take(_SPOOL_CHUNK)
                 if not events:
                     return
+                if self._before_send is not None:
+                    events = self._run_before_send(events)
+                    if not events:
+                        continue
                 spool = self._get_spool()
                 try:
                     result = spool.append(events, time.time_ns() // 1_000_000)
@@ -272,6 +281,18 @@ class TrackingAgent:
                     self._progress.notify_all()
                 if len(events) >= self._config.batch_max_events or len(self._queue):
                     self._sender_wake.set()
+
+    def _run_before_send(self, payloads: list[bytes]) -> list[bytes]:
+        """The user's hook on each event, here on the spooler thread; see _privacy.py for the rules."""
+        assert self._before_send is not None
+        outcome = apply_before_send(self._before_send, payloads)
+        self._filtered += outcome.filtered
+        for error in outcome.errors:
+            self._hook_errors += 1
+            self._last_error = error
+            self._warn_once("before_send", "promptstream: %s; the event was dropped", error)
+            self._report(PromptStreamError(error))
+        return outcome.kept
 
     # -- spool -> server ----------------------------------------------------------------------------------------------
 
@@ -463,11 +484,12 @@ class TrackingAgent:
         queue = self._queue
         tracked = queue.taken + len(queue) + queue.dropped
         dropped = queue.dropped + self._spool_dropped
+        removed = self._filtered + self._hook_errors  # by before_send: never spooled, not "dropped" either
         return DeliveryStats(
             tracked=tracked,
             # in memory = neither spooled nor dropped: the queue, and a chunk the spooler holds while the disk
             # refuses it (len(queue) alone would miss that chunk and break tracked = spooled + dropped + queued)
-            queued=max(0, tracked - self._spooled - dropped),
+            queued=max(0, tracked - self._spooled - dropped - removed),
             spooled=self._spooled,
             pending=pending,
             sent=self._sent,
@@ -475,6 +497,8 @@ class TrackingAgent:
             rejected=self._rejected,
             dead_lettered=dead,
             dropped=dropped,
+            filtered=self._filtered,
+            hook_errors=self._hook_errors,
             retries=self._retries,
             spool_path=self._spool.path if self._spool is not None else None,
             spool_quarantined=self._quarantined,
