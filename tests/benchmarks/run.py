@@ -157,6 +157,9 @@ def measure(repeats: int) -> dict[str, Any]:
     results["reference_server"] = reference_server_burst(repeats)
     for name in ["httpx", *TRACKERS]:
         results["import"][name] = import_seconds(IMPORT_NAMES[name])
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    results["commit"] = commit.stdout.strip() or "?"
+    results["date"] = time.strftime("%Y-%m-%d")
     return results
 
 
