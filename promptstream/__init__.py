@@ -9,6 +9,7 @@ Example::
     client.track_conversion(run.run_id, run.experiment_id)
 """
 
+from ._async_client import AsyncPromptStreamClient
 from ._client import PromptStreamClient
 from ._config import AgentConfig
 from ._errors import (
@@ -49,6 +50,7 @@ __all__ = [
     "APITimeoutError",
     "AgentConfig",
     "ArgumentTypeError",
+    "AsyncPromptStreamClient",
     "AuthenticationError",
     "BadRequestError",
     "ConfigurationError",

@@ -70,22 +70,9 @@ def _discard(event: bytes) -> None:
     """Where a disabled client's events go."""
 
 
-class PromptStreamClient:
-    """The PromptStream client: run prompts synchronously; track events without waiting.
-
-    Example::
-
-        from promptstream import PromptStreamClient
-
-        with PromptStreamClient(api_key="ps_...") as client:
-            run = client.run_prompt("PROMPT_ID", {"text": "Hi"}, external_user_id="user_123")
-            client.track_click(run.run_id, run.experiment_id, label="copy")
-
-    ``track_*`` validate their arguments, put the event on an in-memory queue and return its ``event_id``; a
-    background agent spools events to a local SQLite file and delivers them (docs/delivery.md). The key comes from
-    ``api_key`` or ``PROMPTSTREAM_API_KEY``; the server from ``base_url`` or ``PROMPTSTREAM_BASE_URL``.
-    Constructing a client does no I/O.
-    """
+class _ClientBase:
+    """What PromptStreamClient and AsyncPromptStreamClient share: options, the tracking agent, ``track_*``,
+    ``stats`` and the pieces of a request. Only how a request is awaited differs between them."""
 
     def __init__(
         self,
@@ -147,32 +134,13 @@ class PromptStreamClient:
             self._enqueue = self._agent.enqueue
 
     def __repr__(self) -> str:
-        return f"PromptStreamClient(base_url={self.base_url!r}, disabled={self.disabled})"
+        return f"{type(self).__name__}(base_url={self.base_url!r}, disabled={self.disabled})"
 
-    # -- prompts --------------------------------------------------------------------------------------------------
+    # -- requests, shared by both clients --------------------------------------------------------------------------
 
-    def run_prompt(
-        self,
-        prompt_id: str,
-        inputs: Mapping[str, Any],
-        external_user_id: str | None = None,
-        *,
-        idempotency_key: str | None = None,
-    ) -> RunResponse:
-        """Run a prompt in its live experiment and return the variant served and its output.
-
-        Transient failures (connection errors, timeouts, 429, 502, 503, 504) are retried up to ``max_retries``
-        times with exponential backoff, honouring ``Retry-After``; every attempt carries the same
-        ``Idempotency-Key``, so a retry never creates a second run.
-
-        Example::
-
-            resp = client.run_prompt("PROMPT_ID", {"text": "Hi"}, external_user_id="user_123")
-            print(resp.output)
-
-        Raises ``AuthenticationError``, ``PromptNotFoundError``, ``BadRequestError`` (e.g. a missing template
-        input), ``RateLimitError``, ``ServerError``, ``APIConnectionError`` / ``APITimeoutError``.
-        """
+    def _run_request(
+        self, prompt_id: str, inputs: Mapping[str, Any], external_user_id: str | None, idempotency_key: str | None
+    ) -> tuple[str, bytes, dict[str, str]]:
         prompt_id = check_id("prompt_id", prompt_id)
         body = _encode(
             RunRequest(
@@ -181,55 +149,29 @@ class PromptStreamClient:
             )
         )
         key = new_idempotency_key() if idempotency_key is None else check_id("idempotency_key", idempotency_key)
-        response = self._request_with_retries(
-            "POST",
-            f"/v1/prompts/{quote(prompt_id, safe='')}/runs",
-            body,
-            {"Content-Type": "application/json", "Idempotency-Key": key},
-        )
-        return _decode(response, _decode_run, "run")
+        headers = {"Content-Type": "application/json", "Idempotency-Key": key}
+        return f"/v1/prompts/{quote(prompt_id, safe='')}/runs", body, headers
 
-    def get_experiment_results(self, experiment_id: str) -> ExperimentResults:
-        """Per-variant results of an experiment: runs, users, click-through and conversion rates (per run and per
-        user) with 95% Wilson intervals, thumbs-up share, mean rating and engagement with 95% intervals, and for
-        each variant its lift over the control with a p-value. Retried like ``run_prompt``.
+    @staticmethod
+    def _results_path(experiment_id: str) -> str:
+        return f"/v1/experiments/{quote(check_id('experiment_id', experiment_id), safe='')}/results"
 
-        Example::
-
-            results = client.get_experiment_results(run.experiment_id)
-            best = max(results.variants, key=lambda v: v.conversion.per_user.rate or 0.0)
-
-        Raises ``NotFoundError`` for an unknown experiment, and the errors ``run_prompt`` raises.
-        """
-        experiment_id = check_id("experiment_id", experiment_id)
-        response = self._request_with_retries("GET", f"/v1/experiments/{quote(experiment_id, safe='')}/results")
-        return _decode(response, _decode_results, "results")
-
-    def _request_with_retries(
-        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
-    ) -> httpx.Response:
-        # the same policy for every synchronous call; a POST is only retried because it carries an Idempotency-Key
-        schedule = RetrySchedule(first=0.5, cap=8.0)
-        while True:
-            try:
-                response = self._transport.request(method, path, content=body, headers=headers)
-            except APIConnectionError:
-                if schedule.attempts >= self.max_retries:
-                    raise
-                time.sleep(schedule.next_delay())
-                continue
-            if response.status_code < 400:
-                return response
-            error = error_from_response(response)
-            retryable = response.status_code in _RETRYABLE_RUN_STATUS
-            retry_after = parse_retry_after(response.headers.get("retry-after"))
-            if (
-                not retryable
-                or schedule.attempts >= self.max_retries
-                or (retry_after is not None and retry_after > _MAX_RETRY_AFTER)
-            ):
-                raise error
-            time.sleep(schedule.next_delay(retry_after))
+    def _delay_before_retry(self, schedule: RetrySchedule, outcome: httpx.Response | APIConnectionError) -> float:
+        """Seconds to wait before trying again, or raise what the caller should see. The same policy for every
+        synchronous call; a POST is only retried because it carries an Idempotency-Key."""
+        if isinstance(outcome, APIConnectionError):
+            if schedule.attempts >= self.max_retries:
+                raise outcome
+            return schedule.next_delay()
+        error = error_from_response(outcome)
+        retry_after = parse_retry_after(outcome.headers.get("retry-after"))
+        if (
+            outcome.status_code not in _RETRYABLE_RUN_STATUS
+            or schedule.attempts >= self.max_retries
+            or (retry_after is not None and retry_after > _MAX_RETRY_AFTER)
+        ):
+            raise error
+        return schedule.next_delay(retry_after)
 
     # -- tracking -------------------------------------------------------------------------------------------------
 
@@ -392,6 +334,91 @@ class PromptStreamClient:
         checked = check_id("external_user_id", external_user_id)
         return checked if self._hash_user_id is None else self._hash_user_id(checked)
 
+    # -- what the agent did -----------------------------------------------------------------------------------------
+
+    def stats(self) -> DeliveryStats:
+        """A snapshot of the tracking agent's counters (see ``DeliveryStats``).
+
+        Example::
+
+            print(client.stats().sent, "events delivered")
+        """
+        return DeliveryStats() if self._agent is None else self._agent.stats()
+
+
+class PromptStreamClient(_ClientBase):
+    """The PromptStream client: run prompts synchronously; track events without waiting.
+
+    Example::
+
+        from promptstream import PromptStreamClient
+
+        with PromptStreamClient(api_key="ps_...") as client:
+            run = client.run_prompt("PROMPT_ID", {"text": "Hi"}, external_user_id="user_123")
+            client.track_click(run.run_id, run.experiment_id, label="copy")
+
+    ``track_*`` validate their arguments, put the event on an in-memory queue and return its ``event_id``; a
+    background agent spools events to a local SQLite file and delivers them (docs/delivery.md). The key comes from
+    ``api_key`` or ``PROMPTSTREAM_API_KEY``; the server from ``base_url`` or ``PROMPTSTREAM_BASE_URL``.
+    Constructing a client does no I/O.
+    """
+
+    # -- prompts and results ------------------------------------------------------------------------------------
+
+    def run_prompt(
+        self,
+        prompt_id: str,
+        inputs: Mapping[str, Any],
+        external_user_id: str | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> RunResponse:
+        """Run a prompt in its live experiment and return the variant served and its output.
+
+        Transient failures (connection errors, timeouts, 429, 502, 503, 504) are retried up to ``max_retries``
+        times with exponential backoff, honouring ``Retry-After``; every attempt carries the same
+        ``Idempotency-Key``, so a retry never creates a second run.
+
+        Example::
+
+            resp = client.run_prompt("PROMPT_ID", {"text": "Hi"}, external_user_id="user_123")
+            print(resp.output)
+
+        Raises ``AuthenticationError``, ``PromptNotFoundError``, ``BadRequestError`` (e.g. a missing template
+        input), ``RateLimitError``, ``ServerError``, ``APIConnectionError`` / ``APITimeoutError``.
+        """
+        path, body, headers = self._run_request(prompt_id, inputs, external_user_id, idempotency_key)
+        return _decode(self._request_with_retries("POST", path, body, headers), _decode_run, "run")
+
+    def get_experiment_results(self, experiment_id: str) -> ExperimentResults:
+        """Per-variant results of an experiment: runs, users, click-through and conversion rates (per run and per
+        user) with 95% Wilson intervals, thumbs-up share, mean rating and engagement with 95% intervals, and for
+        each variant its lift over the control with a p-value. Retried like ``run_prompt``.
+
+        Example::
+
+            results = client.get_experiment_results(run.experiment_id)
+            best = max(results.variants, key=lambda v: v.conversion.per_user.rate or 0.0)
+
+        Raises ``NotFoundError`` for an unknown experiment, and the errors ``run_prompt`` raises.
+        """
+        response = self._request_with_retries("GET", self._results_path(experiment_id))
+        return _decode(response, _decode_results, "results")
+
+    def _request_with_retries(
+        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> httpx.Response:
+        schedule = RetrySchedule(first=0.5, cap=8.0)
+        while True:
+            try:
+                response = self._transport.request(method, path, content=body, headers=headers)
+            except APIConnectionError as exc:
+                time.sleep(self._delay_before_retry(schedule, exc))
+                continue
+            if response.status_code < 400:
+                return response
+            time.sleep(self._delay_before_retry(schedule, response))
+
     # -- delivery control -----------------------------------------------------------------------------------------
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -416,15 +443,6 @@ class PromptStreamClient:
         if self._agent is not None:
             self._agent.close(timeout)
         self._transport.close()
-
-    def stats(self) -> DeliveryStats:
-        """A snapshot of the tracking agent's counters (see ``DeliveryStats``).
-
-        Example::
-
-            print(client.stats().sent, "events delivered")
-        """
-        return DeliveryStats() if self._agent is None else self._agent.stats()
 
     def __enter__(self) -> PromptStreamClient:
         return self

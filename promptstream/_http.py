@@ -3,8 +3,10 @@ the headers every request carries, and the mapping from error responses to the e
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -91,7 +93,7 @@ class HttpTransport:
     ) -> httpx.Response:
         """Send one request; transport failures become APIConnectionError / APITimeoutError."""
         client = self._get_client()
-        try:
+        with _transport_errors():
             return client.request(
                 method,
                 path,
@@ -99,16 +101,44 @@ class HttpTransport:
                 headers=headers,
                 timeout=timeout if timeout is not None else self.timeout,
             )
-        except httpx.TimeoutException as exc:
-            raise APITimeoutError(f"request timed out: {type(exc).__name__}") from exc
-        except httpx.TransportError as exc:
-            raise APIConnectionError(f"connection failed: {type(exc).__name__}: {exc}") from exc
+
+    def new_async_client(self) -> httpx.AsyncClient:
+        """An httpx.AsyncClient with this transport's base URL, headers and timeouts (AsyncPromptStreamClient's)."""
+        return httpx.AsyncClient(
+            base_url=self.base_url,
+            headers=self._headers,
+            timeout=self.timeout,
+            limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
+        )
+
+    @staticmethod
+    async def request_async(
+        client: httpx.AsyncClient,
+        method: str,
+        path: str,
+        *,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        """``request`` for an AsyncClient: the same errors."""
+        with _transport_errors():
+            return await client.request(method, path, content=content, headers=headers)
 
     def close(self) -> None:
         with self._lock:
             if self._client is not None and self._client_pid == os.getpid():
                 self._client.close()
             self._client = None
+
+
+@contextlib.contextmanager
+def _transport_errors() -> Iterator[None]:
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise APITimeoutError(f"request timed out: {type(exc).__name__}") from exc
+    except httpx.TransportError as exc:
+        raise APIConnectionError(f"connection failed: {type(exc).__name__}: {exc}") from exc
 
 
 # The transports of this process, so a fork can lock them before and a forked child can drop what it inherited.
