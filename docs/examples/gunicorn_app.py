@@ -1,5 +1,12 @@
-"""A tiny WSGI app for the gunicorn test: the client is created at import, in the master (--preload), and every
-request tracks one event in whichever forked worker serves it, answering with the event id."""
+"""gunicorn with --preload: the client is created at import, in the master, before gunicorn forks its workers.
+After fork() every worker gets a fresh agent (its own queue, threads, spool connection and HTTP client) and they
+share one spool file, so nothing needs a post_fork hook. Every request tracks one event in whichever worker serves
+it and answers with the event id.
+
+    RUN=... EXP=... PROMPTSTREAM_API_KEY=... gunicorn --preload --workers 4 gunicorn_app:app
+
+tests/faults/test_gunicorn.py runs exactly this with four workers and checks that every event is stored.
+"""
 
 from __future__ import annotations
 

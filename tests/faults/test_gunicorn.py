@@ -43,9 +43,9 @@ def test_gunicorn_preload_with_four_workers_stores_every_tracked_event(
             f"127.0.0.1:{port}",
             "--graceful-timeout",
             "20",
-            "tests.faults.gunicorn_app:app",
+            "gunicorn_app:app",
         ],
-        cwd=REPO_ROOT,
+        cwd=REPO_ROOT / "docs" / "examples",  # the recipe itself (docs/recipes.md)
         env={**client_env(server.url, spool_dir, RUN=run_id, EXP=experiment_id), "PATH": "/usr/bin:/bin"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
