@@ -108,6 +108,8 @@ def test_the_event_loop_never_waits_on_tracking_or_flushing(server: Any, spool_d
         f"p50 {busy_p50 * 1e6:.0f} us, p99 {busy_p99 * 1e3:.1f} ms, max {max(busy) * 1e3:.1f} ms"
     )
     # The loop keeps its rhythm: the typical wake-up is as prompt as when idle, give or take the 500 track_* calls
-    # (about 1 ms) the app itself runs between awaits; a blocking flush would show as one lag of seconds.
+    # (about 1 ms) the app itself runs between awaits; the tail is bounded by GIL hand-offs to the agent's threads
+    # (5 ms switch interval). A flush that blocked the loop would show as one lag of seconds.
     assert busy_p50 <= 5 * idle_p50 + 0.002
-    assert max(busy) < 0.25
+    assert busy_p99 < 0.05
+    assert max(busy) < 1.0
