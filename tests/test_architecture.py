@@ -36,6 +36,16 @@ def test_importing_the_sdk_loads_neither_the_server_nor_its_dependencies() -> No
     assert result.stdout.strip() == "[]", result.stderr
 
 
+def test_importing_the_sdk_stays_light() -> None:
+    """What `import promptstream` must not pay for (docs/benchmarks.md measures the import against httpx's):
+    asyncio (the async client imports it inside its coroutines) and backoff (which imports asyncio)."""
+    result = run_child(
+        "import sys, promptstream\nprint(sorted(m for m in ('asyncio', 'backoff') if m in sys.modules))",
+        {"PYTHONPATH": str(REPO_ROOT)},
+    )
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
 def test_core_modules_never_import_the_server() -> None:
     core = [p for p in PACKAGE.rglob("*.py") if not {"server", "cli"} & set(p.relative_to(PACKAGE).parts)]
     assert core

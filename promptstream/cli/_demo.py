@@ -76,7 +76,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 experiment_id=f"demo-seed-{args.seed}",  # assignment hashes the id: the same seed, the same split
             )
             print(f"server      {running.url} (temporary database)")
-            print(f"experiment  {experiment['experiment_id']}: v1 (control) vs v2, 50/50, {args.users:,} users\n")
+            print(f"experiment  {experiment['experiment_id']}: v1 (control) vs v2, 50/50, {args.users:,} users")
             client = PromptStreamClient(API_KEY, base_url=running.url, spool_dir=Path(tmp) / "spool")
             with client:
                 bar, advance = _progress(args.users)
@@ -105,7 +105,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(
         f"track_* latency: median {statistics.median(latencies) / 1000:.1f} µs,"
         f" p99 {latencies[int(len(latencies) * 0.99)] / 1000:.1f} µs over {len(latencies):,} calls"
-        f" · {time.perf_counter() - started:.1f} s in all"
+        f" (the demo's server shares this process) · {time.perf_counter() - started:.1f} s in all"
     )
     if args.plot:
         _plot(history, args.plot)

@@ -38,6 +38,10 @@ def _p(p_value: float | None) -> str:
     return "<0.001" if p_value < 0.001 else f"{p_value:.3f}"
 
 
+def _p_clause(p_value: float | None) -> str:
+    return "p < 0.001" if p_value is not None and p_value < 0.001 else f"p = {_p(p_value)}"
+
+
 def winner(results: ExperimentResults) -> VariantResult | None:
     """The variant whose conversion per user beats the control's at p < SIGNIFICANCE (the best if several)."""
     candidates = [
@@ -90,7 +94,7 @@ def render_results(results: ExperimentResults) -> str:
     if best is not None:
         lines.append(
             f"\nWinner: {best.variant}, conversion per user {_lift(best.conversion.per_user)} over"
-            f" {results.control} (p = {_p(best.conversion.per_user.p_value)})."
+            f" {results.control} ({_p_clause(best.conversion.per_user.p_value)})."
         )
     else:
         lines.append(f"\nNo significant winner yet (conversion per user, two-sided p < {SIGNIFICANCE}).")
