@@ -34,9 +34,10 @@ ANALYSIS = """### Where the unmet targets stand, and what it would take
   the agent disabled (no queue, no threads) the same loop measured p99 15-18 µs, against 18-25 µs with it. The
   floor's p99 is about 5 µs. What it would take: fewer instructions per call (validation, id, encode) in compiled
   code, or moving validation out of the call, which the product rules out (bad input must fail at the call site).
-- **20x Segment end-to-end.** Segment delivered about 23,000 events/s here (the issue saw 5,300); PromptStream
-  117,500/s, 5x. After the burst, delivery costs about 6 ms per 1,000-event batch: claim (one SQLite
-  transaction), gzip, POST, and delete.
+- **20x Segment end-to-end.** Segment delivered about 22,500 events/s here (the issue saw 5,300); PromptStream
+  about 118,000/s, 5x. After the burst, delivery costs about 6 ms per 1,000-event batch: claim (one SQLite
+  transaction), gzip, POST, and delete. What it would take: several batches in flight at once (the sink's ceiling is
+  1.3-1.6 million events/s), which the lease design allows but the single sender thread does not do.
 - **Peak RSS with a 1M-event backlog.** A tight loop of a million calls outruns the spooler, so the queue fills to
   its cap (100,000 encoded events, about 33 MiB) and the rest are dropped (460,030 kept). Profile of the spooler:
   storing a 20,000-event chunk is one SQLite statement, 21-30 ms alone and 35-80 ms while the application thread
@@ -46,8 +47,11 @@ ANALYSIS = """### Where the unmet targets stand, and what it would take
   chunk rows with compressed bodies (a new spool schema, with batches addressing events inside chunks), or a
   smaller queue cap, which trades this memory for drops in bursts (the 200k burst peaks near 100,000 queued).
   In ordinary traffic the queue holds one spool interval of events, and a backlog lives on disk.
-- **Import time** is at 1.21x httpx, at the edge of the 1.2x target; most of what remains is msgspec (about 5 ms),
-  the agent's modules and sqlite3.
+- **Import time** is 1.23x httpx's in this run, just over the target (1.16x in the development venv,
+  where httpx itself imports more). `-X importtime` shows what `import promptstream` adds: msgspec 7.7 ms (the
+  models need it), sqlite3 3.7 ms (3.2 ms of it loading `_sqlite3`), platformdirs 2.6 ms, the agent's own modules
+  about 3 ms. What it would take: import sqlite3 and platformdirs only on the spooler thread (the spool path and the
+  spool are only needed there), which means splitting the SQLite spool from the interfaces the agent uses.
 """
 
 
@@ -75,7 +79,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
         (axes[0], cost, [*trackers, "floor"], "caller cost per call (µs, log)", True),
         (axes[1], rate, trackers, "events/s acknowledged (log)", True),
         (axes[2], kept, trackers, "% of a 200k burst delivered", False),
-        (axes[3], rss, trackers, "peak RSS while 1M events pile up, server down (MiB)", False),
+        (axes[3], rss, trackers, "peak RSS, 1M events, server down (MiB)", False),
     ]
     for axis, values, names, title, log in panels:
         bars = axis.bar([NAMES[n] for n in names], [values[n] for n in names], color=[COLOURS[n] for n in names])
