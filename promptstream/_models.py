@@ -64,21 +64,21 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     engagement_score: float | None = None
 
 
-class _EncodedEvent(msgspec.Struct, frozen=True, kw_only=True):
-    # Event as decoded from its own bytes: msgspec decodes into Raw only where Raw is not inside a union
-    event_id: str
-    type: EventType
-    prompt_run_id: str
-    experiment_id: str
-    timestamp: str
-    external_user_id: str | None = None
-    label: str | None = None
-    source: str | None = None
-    metadata: msgspec.Raw = msgspec.Raw(b"null")
-    thumbs_up: bool | None = None
-    rating: float | None = None
-    engagement_score: float | None = None
-
+# Event as decoded from its own bytes: msgspec decodes into Raw only where Raw is not inside a union, so this twin has
+# Event's fields (derived, so they cannot drift apart) with ``metadata: Raw``, whose JSON null means "none".
+_EncodedEvent = msgspec.defstruct(
+    "_EncodedEvent",
+    [
+        (field.name, msgspec.Raw, msgspec.Raw(b"null"))
+        if field.name == "metadata"
+        else (field.name, field.type)
+        if field.required
+        else (field.name, field.type, field.default)
+        for field in msgspec.structs.fields(Event)
+    ],
+    kw_only=True,
+    frozen=True,
+)
 
 _decode_encoded_event = msgspec.json.Decoder(_EncodedEvent).decode
 
