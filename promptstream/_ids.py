@@ -8,7 +8,7 @@ import random
 import time
 import uuid
 
-__all__ = ["new_idempotency_key", "rfc3339_ms", "stamp_event", "unix_ms_of"]
+__all__ = ["new_idempotency_key", "rfc3339_ms", "stamp_event"]
 
 # Our own generator, not the `random` module's: an application that calls random.seed(42) in every worker must not
 # make two processes mint the same event ids.
@@ -65,11 +65,6 @@ def stamp_event() -> tuple[str, str]:
         head = f"{digits[:8]}-{digits[8:]}-7{count >> _RAND_A_SHIFT:03x}-{rand_b_head}"
         _head_cache = (unix_ms, high, head, timestamp)
     return head + _HEX_BYTE[count & 0xFF] + _suffix, timestamp
-
-
-def unix_ms_of(event_id: str) -> int:
-    """The creation time a UUIDv7 carries in its first 48 bits."""
-    return int(event_id[:8] + event_id[9:13], 16)
 
 
 def rfc3339_ms(unix_ms: int) -> str:

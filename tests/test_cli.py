@@ -134,7 +134,7 @@ def test_prompts_and_experiments_from_the_shell(server: Any, capsys: pytest.Capt
         return capsys.readouterr().out
 
     prompt_id = run("prompts", "create", "greeting", "Hello {{name}}").split()[0]
-    assert "v2" in run("prompts", "add-version", prompt_id, "Hi {{name}}!").replace("version 2", "v2")
+    assert f"{prompt_id}  version 2  inputs: name" in run("prompts", "add-version", prompt_id, "Hi {{name}}!")
     shown = run("prompts", "show", prompt_id)
     assert "v1  (name)  Hello {{name}}" in shown and "v2  (name)  Hi {{name}}!" in shown
     assert prompt_id in run("prompts", "list")

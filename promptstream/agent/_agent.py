@@ -53,8 +53,8 @@ __all__ = ["DEFAULT_FLUSH_TIMEOUT", "TrackingAgent", "spool_file_path"]
 logger = logging.getLogger("promptstream")
 
 DEFAULT_FLUSH_TIMEOUT = 10.0
-# Events per spool transaction. Large, because each statement costs the spooler a GIL hand-off (~5 ms while the
-# application is busy): 20,000 events are 2 INSERTs and a commit, a few MB, well under a second even on slow disks.
+# Events per spool write. Large, because each statement costs the spooler a GIL hand-off (~5 ms while the application
+# is busy): 20,000 events are one statement of a few MB, 21-30 ms of SQLite work (docs/delivery.md).
 _SPOOL_CHUNK = 20_000
 _MAX_YIELD_TO_SPOOLER = 2.0  # seconds a sender round waits for a backed-up queue to reach the spool, at most
 
