@@ -183,12 +183,13 @@ def test_celery_prefork_workers_create_their_client_after_the_fork(
     worker_process_init, tasks track through it and flush when they end, and a warm shutdown leaves no traceback."""
     pytest.importorskip("celery")
     broker = tmp_path / "broker"
-    for folder in ("queue", "processed"):
-        (broker / folder).mkdir(parents=True)
+    folders = {"data_folder_in": "queue", "data_folder_out": "queue", "processed_folder": "processed"}
+    folders["control_folder"] = "control"  # kombu's default is ./control, in whatever directory the test runs
+    options = {option: str(broker / folder) for option, folder in folders.items()}
+    for folder in options.values():
+        Path(folder).mkdir(parents=True, exist_ok=True)
     (tmp_path / "celery_test_config.py").write_text(
-        f"broker_transport_options = {{'data_folder_in': {str(broker / 'queue')!r}, "
-        f"'data_folder_out': {str(broker / 'queue')!r}, 'processed_folder': {str(broker / 'processed')!r}}}\n"
-        "worker_hijack_root_logger = False\n"
+        f"broker_transport_options = {options!r}\nworker_hijack_root_logger = False\n"
     )
     env = {
         **recipe_process_env(server, spool_dir),
