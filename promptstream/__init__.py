@@ -1,12 +1,13 @@
 """PromptStream's Python SDK: run versioned prompts and A/B experiments, and track what users do with the output.
 
-Example::
-
+Example:
+    ```python
     from promptstream import PromptStreamClient
 
     client = PromptStreamClient(api_key="ps_...")
     run = client.run_prompt("PROMPT_ID", {"text": "Hi"}, external_user_id="user_123")
     client.track_conversion(run.run_id, run.experiment_id)
+    ```
 """
 
 from ._async_client import AsyncPromptStreamClient

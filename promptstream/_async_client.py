@@ -26,13 +26,14 @@ __all__ = ["AsyncPromptStreamClient"]
 class AsyncPromptStreamClient(_ClientBase):
     """The PromptStream client for asyncio: ``await`` prompt runs, track events without waiting.
 
-    Example::
-
+    Example:
+        ```python
         from promptstream import AsyncPromptStreamClient
 
         async with AsyncPromptStreamClient(api_key="ps_...") as client:
             run = await client.run_prompt("PROMPT_ID", {"text": "Hi"}, external_user_id="user_123")
             client.track_click(run.run_id, run.experiment_id, label="copy")  # no await: it only enqueues
+        ```
 
     Options, errors, retries and delivery guarantees are PromptStreamClient's. One client per event loop: its
     HTTP connections belong to the loop that first used them.
@@ -50,9 +51,10 @@ class AsyncPromptStreamClient(_ClientBase):
     ) -> RunResponse:
         """``PromptStreamClient.run_prompt``, awaited.
 
-        Example::
-
+        Example:
+            ```python
             run = await client.run_prompt("PROMPT_ID", {"text": "Hi"}, external_user_id="user_123")
+            ```
         """
         path, body, headers = self._run_request(prompt_id, inputs, external_user_id, idempotency_key)
         return _decode(await self._request_with_retries("POST", path, body, headers), _decode_run, "run")
@@ -60,9 +62,10 @@ class AsyncPromptStreamClient(_ClientBase):
     async def get_experiment_results(self, experiment_id: str) -> ExperimentResults:
         """``PromptStreamClient.get_experiment_results``, awaited.
 
-        Example::
-
+        Example:
+            ```python
             results = await client.get_experiment_results(run.experiment_id)
+            ```
         """
         response = await self._request_with_retries("GET", self._results_path(experiment_id))
         return _decode(response, _decode_results, "results")
@@ -90,9 +93,10 @@ class AsyncPromptStreamClient(_ClientBase):
     async def flush(self, timeout: float | None = None) -> bool:
         """``PromptStreamClient.flush``, waited for in a worker thread: the event loop keeps running.
 
-        Example::
-
+        Example:
+            ```python
             delivered = await client.flush(timeout=5)
+            ```
         """
         import asyncio
 
@@ -103,9 +107,10 @@ class AsyncPromptStreamClient(_ClientBase):
     async def aclose(self, timeout: float | None = None) -> None:
         """Flush for up to ``timeout`` (default ``shutdown_timeout``) off the loop, stop the agent, close connections.
 
-        Example::
-
+        Example:
+            ```python
             await client.aclose()
+            ```
         """
         import asyncio
 

@@ -14,7 +14,6 @@ import httpx
 import msgspec
 
 from ._config import (
-    DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT,
     ENV_DISABLED,
     AgentConfig,
@@ -63,9 +62,6 @@ _RETRYABLE_RUN_STATUS = frozenset({429, 502, 503, 504})
 _MAX_RETRY_AFTER = 60.0
 
 
-_AGENT_DEFAULTS = AgentConfig()
-
-
 def _discard(event: bytes) -> None:
     """Where a disabled client's events go."""
 
@@ -80,15 +76,15 @@ class _ClientBase:
         *,
         base_url: str | None = None,
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
-        max_retries: int = DEFAULT_MAX_RETRIES,
+        max_retries: int = 2,
         disabled: bool | None = None,
         spool: bool = True,
         spool_dir: str | os.PathLike[str] | None = None,
-        max_spool_bytes: int = _AGENT_DEFAULTS.max_spool_bytes,
-        max_queue_size: int = _AGENT_DEFAULTS.max_queue_size,
-        flush_interval: float = _AGENT_DEFAULTS.flush_interval,
-        batch_max_events: int = _AGENT_DEFAULTS.batch_max_events,
-        shutdown_timeout: float = _AGENT_DEFAULTS.shutdown_timeout,
+        max_spool_bytes: int = 128 * 1024 * 1024,
+        max_queue_size: int = 100_000,
+        flush_interval: float = 0.5,
+        batch_max_events: int = 1000,
+        shutdown_timeout: float = 2.0,
         encoding: Literal["json", "msgpack"] = "json",
         durable: bool = False,
         on_error: Callable[[PromptStreamError], None] | None = None,
@@ -186,9 +182,10 @@ class _ClientBase:
     ) -> str:
         """Record a click on something the run produced. Returns the event's id.
 
-        Example::
-
+        Example:
+            ```python
             client.track_click(run.run_id, run.experiment_id, label="copy", metadata={"position": 1})
+            ```
         """
         return self._track_labelled("click", prompt_run_id, experiment_id, label, external_user_id, source, metadata)
 
@@ -203,9 +200,10 @@ class _ClientBase:
     ) -> str:
         """Record that the user converted after the run (signed up, bought, ...). Returns the event's id.
 
-        Example::
-
+        Example:
+            ```python
             client.track_conversion(run.run_id, run.experiment_id, label="purchase", metadata={"value": 42})
+            ```
         """
         return self._track_labelled(
             "conversion", prompt_run_id, experiment_id, label, external_user_id, source, metadata
@@ -222,9 +220,10 @@ class _ClientBase:
     ) -> str:
         """Record thumbs-up (True) or thumbs-down (False) feedback on the run. Returns the event's id.
 
-        Example::
-
+        Example:
+            ```python
             client.track_feedback(run.run_id, run.experiment_id, thumbs_up=True)
+            ```
         """
         return self._track(
             "feedback",
@@ -241,9 +240,10 @@ class _ClientBase:
     ) -> str:
         """Record a numeric rating of the run (any finite number; your scale). Returns the event's id.
 
-        Example::
-
+        Example:
+            ```python
             client.track_rating(run.run_id, run.experiment_id, rating=4.5)
+            ```
         """
         return self._track(
             "rating", prompt_run_id, experiment_id, external_user_id, rating=check_number("rating", rating)
@@ -258,9 +258,10 @@ class _ClientBase:
     ) -> str:
         """Record an engagement score for the run (e.g. seconds read; any finite number). Returns the event's id.
 
-        Example::
-
+        Example:
+            ```python
             client.track_engagement(run.run_id, run.experiment_id, engagement_score=37.5)
+            ```
         """
         return self._track(
             "engagement",
@@ -339,9 +340,10 @@ class _ClientBase:
     def stats(self) -> DeliveryStats:
         """A snapshot of the tracking agent's counters (see ``DeliveryStats``).
 
-        Example::
-
+        Example:
+            ```python
             print(client.stats().sent, "events delivered")
+            ```
         """
         return DeliveryStats() if self._agent is None else self._agent.stats()
 
@@ -349,18 +351,46 @@ class _ClientBase:
 class PromptStreamClient(_ClientBase):
     """The PromptStream client: run prompts synchronously; track events without waiting.
 
-    Example::
+    ``track_*`` validate their arguments, put the event on an in-memory queue and return its ``event_id``; a
+    background agent spools events to a local SQLite file and delivers them (docs/delivery.md). Constructing a
+    client does no I/O. One client per process: it owns threads and connections.
 
+    Args:
+        api_key: Your API key; default ``$PROMPTSTREAM_API_KEY``. Never logged, never in a ``repr``, an exception
+            or a spool file name.
+        base_url: The server; default ``$PROMPTSTREAM_BASE_URL``, else ``http://127.0.0.1:8700``.
+        timeout: Per request and phase; a float sets every phase. Default 10 s, 5 s to connect.
+        max_retries: Retries of ``run_prompt`` and ``get_experiment_results`` after a connection error, a
+            timeout, 429, 502, 503 or 504.
+        disabled: True (or ``$PROMPTSTREAM_DISABLED``): ``track_*`` validate and return an id, nothing is sent.
+        spool: False keeps events in memory only (read-only file systems).
+        spool_dir: Where the spool lives; default ``$PROMPTSTREAM_SPOOL_DIR``, else the user cache dir.
+        max_spool_bytes: Cap on spooled event bytes; beyond it new events are dropped and counted.
+        max_queue_size: Cap on events in memory waiting for the spooler.
+        flush_interval: Seconds the sender lets events gather before sending a partial batch.
+        batch_max_events: Events per request at most.
+        shutdown_timeout: Seconds ``close()`` and the exit hook spend delivering what is left.
+        encoding: ``"json"`` or ``"msgpack"`` for event batches.
+        durable: True fsyncs every spool write (survives power loss, costs throughput).
+        on_error: Called from the background with a ``PromptStreamError`` when events are rejected, delivery
+            pauses, or the spool is unusable. What it raises is swallowed.
+        before_send: ``before_send(event) -> Event | None``, run on the spooler thread: return the event, a
+            changed copy, or None to drop it. An event whose hook raises is dropped, never sent unscrubbed.
+        hash_user_ids: A secret salt (at least 16 bytes): every ``external_user_id`` is replaced by
+            ``hash_user_id(id, salt)`` before it leaves the process.
+        agent_config: Every agent setting at once (``AgentConfig``); the agent options above are then ignored.
+
+    Raises:
+        ConfigurationError: No API key, or an option out of range.
+
+    Example:
+        ```python
         from promptstream import PromptStreamClient
 
         with PromptStreamClient(api_key="ps_...") as client:
             run = client.run_prompt("PROMPT_ID", {"text": "Hi"}, external_user_id="user_123")
             client.track_click(run.run_id, run.experiment_id, label="copy")
-
-    ``track_*`` validate their arguments, put the event on an in-memory queue and return its ``event_id``; a
-    background agent spools events to a local SQLite file and delivers them (docs/delivery.md). The key comes from
-    ``api_key`` or ``PROMPTSTREAM_API_KEY``; the server from ``base_url`` or ``PROMPTSTREAM_BASE_URL``.
-    Constructing a client does no I/O.
+        ```
     """
 
     # -- prompts and results ------------------------------------------------------------------------------------
@@ -379,10 +409,11 @@ class PromptStreamClient(_ClientBase):
         times with exponential backoff, honouring ``Retry-After``; every attempt carries the same
         ``Idempotency-Key``, so a retry never creates a second run.
 
-        Example::
-
+        Example:
+            ```python
             resp = client.run_prompt("PROMPT_ID", {"text": "Hi"}, external_user_id="user_123")
             print(resp.output)
+            ```
 
         Raises ``AuthenticationError``, ``PromptNotFoundError``, ``BadRequestError`` (e.g. a missing template
         input), ``RateLimitError``, ``ServerError``, ``APIConnectionError`` / ``APITimeoutError``.
@@ -395,10 +426,11 @@ class PromptStreamClient(_ClientBase):
         user) with 95% Wilson intervals, thumbs-up share, mean rating and engagement with 95% intervals, and for
         each variant its lift over the control with a p-value. Retried like ``run_prompt``.
 
-        Example::
-
+        Example:
+            ```python
             results = client.get_experiment_results(run.experiment_id)
             best = max(results.variants, key=lambda v: v.conversion.per_user.rate or 0.0)
+            ```
 
         Raises ``NotFoundError`` for an unknown experiment, and the errors ``run_prompt`` raises.
         """
@@ -427,10 +459,11 @@ class PromptStreamClient(_ClientBase):
         Returns True when it was, False when ``timeout`` (default 10 s) passed first; the events stay spooled
         and are delivered later. Never raises for network or server problems.
 
-        Example::
-
+        Example:
+            ```python
             if not client.flush(timeout=5):
                 print("still delivering:", client.stats().pending)
+            ```
         """
         return True if self._agent is None else self._agent.flush(timeout)
 
@@ -438,7 +471,16 @@ class PromptStreamClient(_ClientBase):
         """Flush for up to ``timeout`` (default ``shutdown_timeout``), stop the agent and close connections.
 
         Events not yet delivered stay in the spool and go out the next time a client for the same server and key
-        starts. Calling ``close`` twice is harmless.
+        starts. Calling ``close`` twice is harmless; ``with PromptStreamClient() as client:`` calls it for you.
+
+        Example:
+            ```python
+            client = PromptStreamClient()
+            try:
+                serve_requests(client)
+            finally:
+                client.close(timeout=5)
+            ```
         """
         if self._agent is not None:
             self._agent.close(timeout)

@@ -23,7 +23,6 @@ __all__ = [
 DEFAULT_BASE_URL = "http://127.0.0.1:8700"
 # Explicit on every phase: a hung server must never hang the caller (or the atexit hook) for ever.
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
-DEFAULT_MAX_RETRIES = 2
 
 ENV_API_KEY = "PROMPTSTREAM_API_KEY"
 ENV_BASE_URL = "PROMPTSTREAM_BASE_URL"
@@ -53,30 +52,50 @@ def env_flag(name: str) -> bool:
 
 
 class AgentConfig(msgspec.Struct, frozen=True):
-    """Every knob of the tracking agent, with its documented default."""
+    """Every knob of the tracking agent, with its documented default (docs/configuration.md).
 
-    # The in-memory queue holds what the spooler has not written yet (at most ~50 ms of traffic normally);
-    # 100k events is ~2 s of an extreme burst and ~30 MiB at worst. Beyond it, new events are dropped and counted.
+    The client's keyword arguments set the common ones; pass an ``AgentConfig`` as ``agent_config=`` for the rest.
+
+    Example:
+        ```python
+        from promptstream import AgentConfig, PromptStreamClient
+
+        client = PromptStreamClient(agent_config=AgentConfig(spool_dir=Path("/var/cache/myapp"), lease_seconds=120.0))
+        ```
+    """
+
     max_queue_size: int = 100_000
-    # How often the spooler moves the queue into the spool: the window a crash (kill -9) can lose.
+    """Events held in memory before the spooler writes them; beyond it new events are dropped and counted.
+    Normally it holds ~50 ms of traffic; 100k events is ~2 s of an extreme burst and ~30 MiB at worst."""
     spool_interval: float = 0.05
-    # How long the sender waits for more events before sending a partial batch.
+    """Seconds between the spooler's writes: the window a crash (kill -9) can lose."""
     flush_interval: float = 0.5
+    """Seconds the sender waits for more events before sending a partial batch."""
     batch_max_events: int = 1000
+    """Events per request at most."""
     batch_max_bytes: int = 1024 * 1024
+    """Uncompressed bytes per request at most."""
     gzip_threshold_bytes: int = 16 * 1024
+    """Bodies at least this big are gzipped."""
     encoding: Literal["json", "msgpack"] = "json"
+    """Wire encoding of event batches."""
     spool: bool = True
+    """False keeps events in memory only: faster to start, but a crash or an outage past the queue loses them."""
     spool_dir: Path | None = None
+    """Where the spool file lives; None is the user cache dir (platformdirs) or ``PROMPTSTREAM_SPOOL_DIR``."""
     max_spool_bytes: int = 128 * 1024 * 1024
-    # A claimed batch belongs to its process for this long; a crashed process's claims are taken over sooner,
-    # as soon as its pid is seen dead.
+    """Cap on the spool's pending payload bytes; beyond it new events are dropped and counted."""
     lease_seconds: float = 60.0
+    """How long a claimed batch belongs to its process. A crashed process's claims are taken over sooner, as soon
+    as its pid is seen dead."""
     shutdown_timeout: float = 2.0
+    """Seconds ``close()`` and the exit hook spend delivering what is left."""
     max_backoff: float = 60.0
-    # When the server rejects the API key (401/403) delivery pauses this long before trying again.
+    """Longest wait between delivery attempts while the server fails."""
     auth_pause: float = 60.0
+    """When the server rejects the API key (401/403), delivery pauses this long before trying again."""
     durable: bool = False
+    """True makes SQLite fsync every spool write (``synchronous=FULL``): survives power loss, at a cost per write."""
 
     def __post_init__(self) -> None:
         positive = {

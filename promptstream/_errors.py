@@ -44,15 +44,42 @@ __all__ = [
 
 
 class PromptStreamError(Exception):
-    """Base class of every exception raised by this SDK."""
+    """Base class of every exception raised by this SDK.
+
+    Example:
+        ```python
+        try:
+            run = client.run_prompt("PROMPT_ID", {"text": "Hi"})
+        except PromptStreamError as exc:  # anything the SDK raised, and nothing else
+            log.warning("prompt failed, showing the fallback: %s", exc)
+        ```
+    """
 
 
 class ConfigurationError(PromptStreamError, ValueError):
-    """The client was configured wrongly, e.g. no API key was given."""
+    """The client was configured wrongly, e.g. no API key was given. Raised by the constructor, never later.
+
+    Example:
+        ```python
+        try:
+            client = PromptStreamClient()  # no api_key= and no PROMPTSTREAM_API_KEY
+        except ConfigurationError as exc:
+            sys.exit(f"PromptStream is not configured: {exc}")
+        ```
+    """
 
 
 class InvalidArgumentError(PromptStreamError, ValueError):
-    """An argument failed validation; ``argument`` names it. Raised before any I/O."""
+    """An argument failed validation; ``argument`` names it. Raised before any I/O, and nothing was queued.
+
+    Example:
+        ```python
+        try:
+            client.track_rating(run.run_id, run.experiment_id, rating=float("nan"))
+        except InvalidArgumentError as exc:
+            print(exc.argument)  # 'rating'
+        ```
+    """
 
     def __init__(self, argument: str, message: str) -> None:
         super().__init__(f"{argument}: {message}")
@@ -60,11 +87,30 @@ class InvalidArgumentError(PromptStreamError, ValueError):
 
 
 class ArgumentTypeError(InvalidArgumentError, TypeError):
-    """An argument has the wrong type; ``argument`` names it."""
+    """An argument has the wrong type; ``argument`` names it. Also a ``TypeError``.
+
+    Example:
+        ```python
+        try:
+            client.track_click(run.run_id, run.experiment_id, label=42)
+        except TypeError as exc:  # an ArgumentTypeError
+            print(exc)  # "label: must be a str, got int"
+        ```
+    """
 
 
 class APIConnectionError(PromptStreamError):
-    """The request did not get an HTTP answer: DNS, connect, TLS or a connection cut mid-way."""
+    """The request did not get an HTTP answer: DNS, connect, TLS or a connection cut mid-way. Raised once the
+    retries (``max_retries``) are used up.
+
+    Example:
+        ```python
+        try:
+            run = client.run_prompt("PROMPT_ID", {"text": "Hi"})
+        except APIConnectionError:  # also catches APITimeoutError
+            run = None  # the server is unreachable: serve your fallback
+        ```
+    """
 
     def __init__(self, message: str, *, request_id: str | None = None) -> None:
         super().__init__(message)
@@ -73,11 +119,30 @@ class APIConnectionError(PromptStreamError):
 
 
 class APITimeoutError(APIConnectionError):
-    """The request timed out (connect, read, write or pool wait)."""
+    """The request timed out (connect, read, write or pool wait), on every attempt.
+
+    Example:
+        ```python
+        client = PromptStreamClient(timeout=httpx.Timeout(3.0, connect=1.0))
+        try:
+            run = client.run_prompt("PROMPT_ID", {"text": "Hi"})
+        except APITimeoutError:
+            run = None
+        ```
+    """
 
 
 class APIStatusError(PromptStreamError):
-    """The server answered with an error status; carries ``status_code``, ``request_id`` and ``error_type``."""
+    """The server answered with an error status; carries ``status_code``, ``request_id`` and ``error_type``.
+
+    Example:
+        ```python
+        try:
+            run = client.run_prompt("PROMPT_ID", {"text": "Hi"})
+        except APIStatusError as exc:
+            log.error("PromptStream said %s (%s), request %s", exc.status_code, exc.error_type, exc.request_id)
+        ```
+    """
 
     def __init__(
         self,
@@ -95,31 +160,98 @@ class APIStatusError(PromptStreamError):
 
 
 class BadRequestError(APIStatusError):
-    """400 or 422: the request was malformed or failed the server's validation (e.g. a missing template input)."""
+    """400 or 422: the request was malformed or failed the server's validation (e.g. a missing template input).
+    Never retried: the same request would fail again.
+
+    Example:
+        ```python
+        try:
+            client.run_prompt("PROMPT_ID", {})  # the template needs {text}
+        except BadRequestError as exc:
+            print(exc.message)
+        ```
+    """
 
 
 class AuthenticationError(APIStatusError):
-    """401: the API key is missing or not valid for this server."""
+    """401: the API key is missing or not valid for this server. Background delivery pauses (``auth_pause``) instead
+    of raising.
+
+    Example:
+        ```python
+        try:
+            client.run_prompt("PROMPT_ID", {"text": "Hi"})
+        except AuthenticationError:
+            alert("PROMPTSTREAM_API_KEY was rejected: rotate it")
+        ```
+    """
 
 
 class PermissionDeniedError(APIStatusError):
-    """403: the API key is valid but may not do this."""
+    """403: the API key is valid but may not do this.
+
+    Example:
+        ```python
+        try:
+            client.get_experiment_results(experiment_id)
+        except PermissionDeniedError:
+            print("this key cannot read results")
+        ```
+    """
 
 
 class NotFoundError(APIStatusError):
-    """404: the resource does not exist."""
+    """404: the resource does not exist, e.g. an unknown experiment id.
+
+    Example:
+        ```python
+        try:
+            results = client.get_experiment_results("exp-unknown")
+        except NotFoundError:
+            results = None
+        ```
+    """
 
 
 class PromptNotFoundError(NotFoundError):
-    """404: no prompt has this id."""
+    """404: no prompt has this id.
+
+    Example:
+        ```python
+        try:
+            run = client.run_prompt("PROMPT_ID", {"text": "Hi"})
+        except PromptNotFoundError:
+            run = None  # a typo in the id, or the prompt was deleted
+        ```
+    """
 
 
 class PayloadTooLargeError(APIStatusError):
-    """413: the request body is larger than the server accepts."""
+    """413: the request body is larger than the server accepts (``run_prompt`` inputs that are too big). The agent
+    splits event batches by itself and never raises this.
+
+    Example:
+        ```python
+        try:
+            client.run_prompt("PROMPT_ID", {"text": huge_document})
+        except PayloadTooLargeError:
+            client.run_prompt("PROMPT_ID", {"text": huge_document[:100_000]})
+        ```
+    """
 
 
 class RateLimitError(APIStatusError):
-    """429: too many requests; ``retry_after`` is the server's wait in seconds, if it gave one."""
+    """429: too many requests, still refused after the retries; ``retry_after`` is the server's wait in seconds, if
+    it gave one.
+
+    Example:
+        ```python
+        try:
+            run = client.run_prompt("PROMPT_ID", {"text": "Hi"})
+        except RateLimitError as exc:
+            queue_for_later(delay=exc.retry_after or 30.0)
+        ```
+    """
 
     def __init__(
         self,
@@ -135,8 +267,27 @@ class RateLimitError(APIStatusError):
 
 
 class ServerError(APIStatusError):
-    """5xx: the server failed; retried automatically where that is safe."""
+    """5xx: the server failed; 502, 503 and 504 were retried first (the idempotency key makes that safe).
+
+    Example:
+        ```python
+        try:
+            run = client.run_prompt("PROMPT_ID", {"text": "Hi"})
+        except ServerError as exc:
+            log.error("PromptStream failed: %s", exc)
+        ```
+    """
 
 
 class InvalidResponseError(APIStatusError):
-    """The server answered with a success status, but its body does not match protocol v1."""
+    """The server answered with a success status, but its body does not match protocol v1 (a proxy or a wrong
+    ``base_url`` is the usual cause).
+
+    Example:
+        ```python
+        try:
+            run = client.run_prompt("PROMPT_ID", {"text": "Hi"})
+        except InvalidResponseError as exc:
+            print("is base_url really a PromptStream server?", client.base_url, exc)
+        ```
+    """

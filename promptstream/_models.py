@@ -35,10 +35,11 @@ class RunRequest(msgspec.Struct, frozen=True, kw_only=True):
 class RunResponse(msgspec.Struct, frozen=True, kw_only=True):
     """The result of ``run_prompt``: one execution of a prompt in an experiment.
 
-    Example::
-
+    Example:
+        ```python
         resp = client.run_prompt("PROMPT_ID", {"text": "Hi"}, external_user_id="user_123")
         print(resp.variant_assigned, resp.output)
+        ```
     """
 
     run_id: str
@@ -48,7 +49,19 @@ class RunResponse(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """One tracked event as it travels to ``POST /v1/events/batch``; fields a type does not use are omitted."""
+    """One tracked event as it travels to ``POST /v1/events/batch``; fields a type does not use are omitted.
+
+    You never build one: ``track_*`` do, after validating their arguments. You meet them in ``before_send`` hooks
+    and in ``RecordingClient.recorded_events``.
+
+    Example:
+        ```python
+        def drop_internal_clicks(event: Event) -> Event | None:
+            return None if event.type == "click" and event.label == "internal" else event
+
+        client = PromptStreamClient(before_send=drop_internal_clicks)
+        ```
+    """
 
     event_id: str
     type: EventType
@@ -122,11 +135,12 @@ class DeliveryStats(msgspec.Struct, frozen=True, kw_only=True):
     """A snapshot of the tracking agent, from ``client.stats()``. Counts are since the client was created (in
     this process), except ``pending`` and ``dead_lettered``, which describe the spool as it is now.
 
-    Example::
-
+    Example:
+        ```python
         stats = client.stats()
         if stats.dropped:
             print(f"{stats.dropped} events were dropped: {stats.last_error}")
+        ```
     """
 
     tracked: int = 0
@@ -165,78 +179,151 @@ class DeliveryStats(msgspec.Struct, frozen=True, kw_only=True):
 
 class RateResult(msgspec.Struct, frozen=True, kw_only=True):
     """A proportion with its 95% Wilson interval and, for a variant other than the control, its lift and the
-    two-sided p-value of a two-proportion z-test against the control."""
+    two-sided p-value of a pooled two-proportion z-test against the control.
+
+    Example:
+        ```python
+        conversion = results.variant("v2").conversion.per_user
+        if conversion.p_value is not None and conversion.p_value < 0.05:
+            print(f"v2 converts {conversion.lift:+.1%} vs the control, p = {conversion.p_value:.3f}")
+        ```
+    """
 
     successes: int
+    """Runs (or users) with the outcome."""
     trials: int
-    rate: float | None  # None with no trials
+    """Runs (or users) that could have had it."""
+    rate: float | None
+    """``successes / trials``; None with no trials."""
     ci_low: float
+    """Lower end of the 95% Wilson interval."""
     ci_high: float
-    lift: float | None = None  # rate - control's rate
-    relative_lift: float | None = None  # lift / control's rate
+    """Upper end of the 95% Wilson interval."""
+    lift: float | None = None
+    """``rate`` minus the control's rate (absolute); None for the control itself."""
+    relative_lift: float | None = None
+    """``lift`` divided by the control's rate; None when that is 0 or for the control."""
     p_value: float | None = None
+    """Two-sided p-value of the difference from the control; None for the control or with too little data."""
 
 
 class MeanResult(msgspec.Struct, frozen=True, kw_only=True):
-    """A mean with its 95% t-interval and, against the control, its lift and Welch's t-test p-value."""
+    """A mean with its 95% t-interval and, against the control, its lift and Welch's t-test p-value.
+
+    Example:
+        ```python
+        rating = results.variant("v2").rating
+        print(f"{rating.mean:.2f} stars from {rating.n} rated runs, p = {rating.p_value}")
+        ```
+    """
 
     n: int
+    """Observations: rated runs for ``rating``, engaged runs for ``engagement``."""
     mean: float | None
+    """None with no observations."""
     ci_low: float | None
+    """Lower end of the 95% t-interval; None with fewer than 2 observations."""
     ci_high: float | None
+    """Upper end of the 95% t-interval; None with fewer than 2 observations."""
     lift: float | None = None
+    """``mean`` minus the control's mean; None for the control itself."""
     relative_lift: float | None = None
+    """``lift`` divided by the control's mean."""
     p_value: float | None = None
+    """Two-sided p-value of Welch's t-test against the control."""
 
 
 class OutcomeRates(msgspec.Struct, frozen=True, kw_only=True):
-    """An outcome (click, conversion) counted once per run, and once per user."""
+    """An outcome (click, conversion) counted once per run, and once per user.
+
+    Example:
+        ```python
+        clicks = results.variant("v1").click_through
+        print(clicks.per_run.rate, clicks.per_user.rate)
+        ```
+    """
 
     per_run: RateResult
+    """Runs with at least one such event, among all runs."""
     per_user: RateResult
+    """Users with at least one such event, among users with a run (runs without a user id are left out)."""
 
 
 class VariantResult(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything measured for one variant of an experiment.
+
+    Example:
+        ```python
+        for variant in results.variants:
+            print(variant.variant, variant.runs, variant.conversion.per_user.rate, variant.thumbs_up.rate)
+        ```
+    """
+
     variant: str
+    """The variant's name, e.g. ``"v1"``."""
     weight: float
+    """Its configured share of traffic."""
     runs: int
     users: int
-    events: dict[str, int]  # deduplicated events per type
+    """Distinct ``external_user_id`` values among its runs."""
+    events: dict[str, int]
+    """Deduplicated events per type."""
     click_through: OutcomeRates
     conversion: OutcomeRates
-    thumbs_up: RateResult  # share of runs whose latest feedback is a thumbs-up, among runs with feedback
-    rating: MeanResult  # the latest rating of each rated run
-    engagement: MeanResult  # each engaged run's total engagement
+    thumbs_up: RateResult
+    """Share of runs whose latest feedback is a thumbs-up, among runs with feedback."""
+    rating: MeanResult
+    """The latest rating of each rated run."""
+    engagement: MeanResult
+    """Each engaged run's total engagement."""
 
 
 class SampleRatio(msgspec.Struct, frozen=True, kw_only=True):
-    """Chi-squared goodness-of-fit of runs and users per variant against the configured weights."""
+    """Chi-squared goodness-of-fit of runs and users per variant against the configured weights.
+
+    Example:
+        ```python
+        if results.sample_ratio.mismatch:
+            print("traffic split does not match the weights: fix assignment before reading lifts")
+        ```
+    """
 
     runs_p_value: float | None
     users_p_value: float | None
-    mismatch: bool  # either p-value below 0.001: the assignment itself looks broken; do not trust the lifts
+    mismatch: bool
+    """Either p-value below 0.001: the assignment itself looks broken; do not trust the lifts."""
 
 
 class ExperimentResults(msgspec.Struct, frozen=True, kw_only=True):
     """``GET /v1/experiments/{id}/results``: every figure is explained in docs/experiments.md.
 
-    Example::
-
+    Example:
+        ```python
         results = client.get_experiment_results(run.experiment_id)
         for variant in results.variants:
             print(variant.variant, variant.conversion.per_user.rate, variant.conversion.per_user.p_value)
+        ```
     """
 
     experiment_id: str
     prompt_id: str
     control: str | None
+    """The variant the others are compared with: the first one configured."""
     variants: list[VariantResult]
     sample_ratio: SampleRatio
     sufficient_sample: bool
+    """False until every variant has 100 runs, 10 of them with a conversion and 10 without."""
     warnings: list[str]
+    """Why the numbers cannot be trusted yet, in words (empty when they can)."""
 
     def variant(self, name: str) -> VariantResult:
-        """The variant called ``name`` (e.g. ``"v2"``); KeyError if the experiment has none."""
+        """The variant called ``name``; ``KeyError`` if the experiment has none.
+
+        Example:
+            ```python
+            v2 = client.get_experiment_results(experiment_id).variant("v2")
+            ```
+        """
         for variant in self.variants:
             if variant.variant == name:
                 return variant

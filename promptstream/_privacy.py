@@ -67,11 +67,12 @@ def apply_before_send(hook: BeforeSend, payloads: list[bytes]) -> HookOutcome:
 def hash_user_id(value: str, salt: str | bytes) -> str:
     """HMAC-SHA256 of ``value`` keyed with ``salt``, as 64 lowercase hex digits.
 
-    Example::
-
+    Example:
+        ```python
         from promptstream import hash_user_id
 
         hash_user_id("ada@example.com", salt=os.environ["PROMPTSTREAM_USER_SALT"])  # '3f1c…' (64 hex digits)
+        ```
     """
     if not isinstance(value, str):
         raise ConfigurationError(f"hash_user_id: value must be a str, got {type(value).__name__}")

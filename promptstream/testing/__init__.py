@@ -5,8 +5,8 @@ the same encoding and the same ``before_send`` hook, and what is recorded is dec
 have been sent. A test that passes against it passes against a real server. ``run_prompt`` validates its arguments
 like the real one and returns canned responses.
 
-Example::
-
+Example:
+    ```python
     from promptstream.testing import RecordingClient
 
     def test_signup_tracks_a_conversion():
@@ -15,6 +15,7 @@ Example::
         app.test_client().post("/signup")
         (event,) = client.events(type="conversion")
         assert event.label == "signup"
+    ```
 
 With pytest, the ``promptstream_client`` fixture (this package's pytest plugin, registered on install) gives a fresh
 ``RecordingClient`` to each test.
@@ -36,7 +37,25 @@ __all__ = ["RecordingClient"]
 
 
 class RecordingClient(PromptStreamClient):
-    """A client with no network and no spool: events go to ``recorded_events``, runs to ``runs``."""
+    """A client with no network and no spool: events go to ``recorded_events``, runs to ``runs``.
+
+    Args:
+        responses: Canned ``run_prompt`` outputs by prompt id: a string (the output) or a whole ``RunResponse``.
+            Other prompt ids get a placeholder output.
+        experiment_id: The experiment id of the canned runs.
+        variant: The variant of the canned runs.
+        before_send: The same hook as in production, applied the same way.
+        hash_user_ids: The same salt as in production, so recorded user ids are the hashed ones.
+
+    Example:
+        ```python
+        client = RecordingClient(responses={"greeting": "Hello, Ada!"})
+        run = client.run_prompt("greeting", {"name": "Ada"}, external_user_id="ada")
+        client.track_click(run.run_id, run.experiment_id, label="copy")
+        assert run.output == "Hello, Ada!"
+        assert [event.label for event in client.events(type="click")] == ["copy"]
+        ```
+    """
 
     def __init__(
         self,
@@ -85,7 +104,14 @@ class RecordingClient(PromptStreamClient):
         label: str | None = None,
         external_user_id: str | None = None,
     ) -> list[Event]:
-        """The recorded events matching every filter given."""
+        """The recorded events matching every filter given.
+
+        Example:
+            ```python
+            (conversion,) = client.events(type="conversion", run_id=run.run_id)
+            assert conversion.label == "signup"
+            ```
+        """
         return [
             event
             for event in self.recorded_events
@@ -104,7 +130,15 @@ class RecordingClient(PromptStreamClient):
         *,
         idempotency_key: str | None = None,
     ) -> RunResponse:
-        """The canned response for ``prompt_id`` (``responses``), validated like the real call; records the run."""
+        """The canned response for ``prompt_id`` (``responses``), validated like the real call; records the run.
+
+        Example:
+            ```python
+            client = RecordingClient(responses={"greeting": "Hi!"})
+            assert client.run_prompt("greeting", {"name": "Ada"}).output == "Hi!"
+            assert client.runs == [("greeting", {"name": "Ada"}, None)]
+            ```
+        """
         prompt_id = check_id("prompt_id", prompt_id)
         checked = check_inputs(dict(inputs) if isinstance(inputs, Mapping) else inputs)
         user = self._user_id(external_user_id)
@@ -117,12 +151,36 @@ class RecordingClient(PromptStreamClient):
         )
 
     def get_experiment_results(self, experiment_id: str) -> ExperimentResults:
+        """Always raises ``PromptStreamError``: there is no server to compute results from.
+
+        Example:
+            ```python
+            with pytest.raises(PromptStreamError):
+                client.get_experiment_results("exp-recorded")
+            ```
+        """
         raise PromptStreamError("RecordingClient has no server to compute results; assert on recorded_events instead")
 
     def flush(self, timeout: float | None = None) -> bool:
+        """True at once: recorded events are already "delivered".
+
+        Example:
+            ```python
+            assert client.flush(timeout=1)
+            ```
+        """
         return True
 
     def stats(self) -> DeliveryStats:
+        """``tracked``, ``filtered`` and ``hook_errors`` as the real agent would count them.
+
+        Example:
+            ```python
+            client = RecordingClient(before_send=lambda event: None)
+            client.track_conversion(run.run_id, run.experiment_id)
+            assert client.stats().filtered == 1
+            ```
+        """
         recorded = len(self.recorded_events)
         return DeliveryStats(
             tracked=recorded + self.filtered + len(self.hook_errors),
@@ -131,6 +189,13 @@ class RecordingClient(PromptStreamClient):
         )
 
     def clear(self) -> None:
-        """Forget what was recorded (between the steps of one test)."""
+        """Forget what was recorded (between the steps of one test).
+
+        Example:
+            ```python
+            client.clear()
+            assert client.recorded_events == [] and client.runs == []
+            ```
+        """
         self.recorded_events.clear()
         self.runs.clear()

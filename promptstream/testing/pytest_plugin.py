@@ -12,7 +12,15 @@ from . import RecordingClient
 
 @pytest.fixture
 def promptstream_client() -> Iterator[RecordingClient]:
-    """A ``RecordingClient``: assert on ``promptstream_client.events(type="click")`` and friends."""
+    """A fresh ``RecordingClient`` for each test, closed after it.
+
+    Example:
+        ```python
+        def test_checkout_tracks_a_conversion(promptstream_client):
+            checkout(cart, promptstream=promptstream_client)
+            assert promptstream_client.events(type="conversion", label="purchase")
+        ```
+    """
     client = RecordingClient()
     yield client
     client.close()
