@@ -1,0 +1,105 @@
+"""The documentation stays true to the code: every public object carries a docstring with an example that parses,
+every error class has its troubleshooting entry, and every option appears in docs/configuration.md with the same
+default as the code. (`tox -e docs` builds the site itself, strictly.)"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import re
+import textwrap
+from collections.abc import Iterator
+from typing import Any
+
+import msgspec
+import pytest
+
+import promptstream
+import promptstream.testing
+from promptstream import AgentConfig, AsyncPromptStreamClient, PromptStreamClient, PromptStreamError
+
+from .helpers import REPO_ROOT
+
+DOCS = REPO_ROOT / "docs"
+EXAMPLE = re.compile(r"^\s*Example:\n\s*```python\n(?P<code>.*?)\n\s*```", re.MULTILINE | re.DOTALL)
+
+
+def public_objects() -> Iterator[tuple[str, Any]]:
+    for module in (promptstream, promptstream.testing):
+        for name in module.__all__:
+            if name != "__version__":
+                yield f"{module.__name__}.{name}", getattr(module, name)
+
+
+def public_methods(cls: type) -> Iterator[tuple[str, Any]]:
+    """Methods and properties a user calls, including those a public class inherits from a private base."""
+    for klass in cls.__mro__:
+        if not klass.__module__.startswith("promptstream"):
+            continue
+        for name, member in vars(klass).items():
+            if not name.startswith("_") and (callable(member) or isinstance(member, property)):
+                yield f"{cls.__name__}.{name}", member
+
+
+def documented() -> Iterator[tuple[str, str | None]]:
+    for qualname, obj in public_objects():
+        yield qualname, vars(obj).get("__doc__") if isinstance(obj, type) else obj.__doc__
+        if isinstance(obj, type) and not issubclass(obj, BaseException):
+            for method_name, method in dict(public_methods(obj)).items():
+                yield method_name, method.__doc__
+    fixture_source = (REPO_ROOT / "promptstream" / "testing" / "pytest_plugin.py").read_text()
+    for node in ast.parse(fixture_source).body:
+        if isinstance(node, ast.FunctionDef):
+            yield f"pytest fixture {node.name}", ast.get_docstring(node, clean=False)
+
+
+@pytest.mark.parametrize(("name", "docstring"), list(documented()), ids=lambda value: str(value)[:60])
+def test_every_public_object_has_a_docstring_with_an_example_that_parses(name: str, docstring: str | None) -> None:
+    assert docstring, f"{name} has no docstring"
+    example = EXAMPLE.search(inspect.cleandoc(docstring))
+    assert example, f"{name}: no 'Example:' section with a ```python block"
+    code = textwrap.dedent(example["code"])
+    try:
+        ast.parse(code)
+    except SyntaxError as exc:  # pragma: no cover - the message is the point
+        pytest.fail(f"{name}: its example does not parse: {exc}\n{code}")
+
+
+def test_the_audit_sees_the_methods_a_client_inherits() -> None:
+    names = {name for name, _ in documented()}
+    assert "PromptStreamClient.track_click" in names and "AsyncPromptStreamClient.aclose" in names
+
+
+def error_classes() -> list[type[PromptStreamError]]:
+    return [obj for _, obj in public_objects() if isinstance(obj, type) and issubclass(obj, PromptStreamError)]
+
+
+def test_troubleshooting_has_an_entry_for_every_error_class() -> None:
+    headings = re.findall(r"^#+ `?(\w+)`?", (DOCS / "troubleshooting.md").read_text(), re.MULTILINE)
+    missing = [cls.__name__ for cls in error_classes() if cls.__name__ not in headings]
+    assert not missing, f"docs/troubleshooting.md has no heading for {missing}"
+    assert len(error_classes()) == 16
+
+
+def test_the_clients_keyword_defaults_are_agent_configs() -> None:
+    agent_defaults = {field.name: field.default for field in msgspec.structs.fields(AgentConfig)}
+    for client in (PromptStreamClient, AsyncPromptStreamClient):
+        for name, parameter in inspect.signature(client).parameters.items():
+            if name in agent_defaults and name != "spool_dir":
+                assert parameter.default == agent_defaults[name], f"{client.__name__}({name}=...)"
+
+
+def test_configuration_md_lists_every_option_with_the_codes_default() -> None:
+    text = (DOCS / "configuration.md").read_text()
+    client_table = text.split("## Client options")[1].split("\n## ")[0]
+    agent_table = text.split("## `AgentConfig`")[1].split("\n## ")[0]
+    for name, parameter in inspect.signature(PromptStreamClient).parameters.items():
+        assert f"| `{name}` |" in client_table, f"docs/configuration.md: client option {name} is missing"
+        if isinstance(parameter.default, (int, float, str)) and not isinstance(parameter.default, bool):
+            row = next(line for line in client_table.splitlines() if line.startswith(f"| `{name}` |"))
+            assert f"`{parameter.default!r}`".replace("'", '"') in row.replace(" s |", " |").replace(" s ", " ")
+    for field in msgspec.structs.fields(AgentConfig):
+        row = next((line for line in agent_table.splitlines() if line.startswith(f"| `{field.name}` |")), None)
+        assert row, f"docs/configuration.md: AgentConfig.{field.name} is missing"
+        if field.default is not None and not isinstance(field.default, bool):
+            assert f"`{field.default!r}`".replace("'", '"') in row, f"AgentConfig.{field.name}: {row}"
