@@ -38,9 +38,12 @@ def test_importing_the_sdk_loads_neither_the_server_nor_its_dependencies() -> No
 
 def test_importing_the_sdk_stays_light() -> None:
     """What `import promptstream` must not pay for (docs/benchmarks.md measures the import against httpx's):
-    asyncio (the async client imports it inside its coroutines) and backoff (which imports asyncio)."""
+    asyncio (the async client imports it inside its coroutines), backoff (which imports asyncio), sqlite3 (the agent
+    imports the SQLite spool when it opens it), platformdirs (needed only to find the default spool directory) and
+    gzip (the sender writes gzip with zlib, which httpx has imported already)."""
+    heavy = ("asyncio", "backoff", "sqlite3", "platformdirs", "gzip")
     result = run_child(
-        "import sys, promptstream\nprint(sorted(m for m in ('asyncio', 'backoff') if m in sys.modules))",
+        f"import sys, promptstream\nprint(sorted(m for m in {heavy!r} if m in sys.modules))",
         {"PYTHONPATH": str(REPO_ROOT)},
     )
     assert result.stdout.strip() == "[]", result.stdout + result.stderr

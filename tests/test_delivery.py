@@ -399,7 +399,7 @@ def _foreign_sqlite(path: Path) -> None:
 def _future_schema(path: Path) -> None:
     import sqlite3
 
-    from promptstream.agent._spool import APPLICATION_ID
+    from promptstream.agent._sqlite_spool import APPLICATION_ID
 
     db = sqlite3.connect(path)
     db.execute(f"PRAGMA application_id={APPLICATION_ID}")

@@ -1,12 +1,16 @@
 """The tracking agent: ``track_*`` -> in-memory queue -> SQLite WAL spool -> batched, idempotent delivery.
 
 - ``_queue.py``: the bounded in-memory queue the callers append to.
-- ``_spool.py``: the durable spool (all SQL) and its in-memory twin.
+- ``_spool.py``: the spool's interface and its in-memory implementation.
+- ``_sqlite_spool.py``: the durable spool, a SQLite WAL file (all SQL). Imported when an agent opens its spool, not
+  by ``import promptstream``: sqlite3 alone would be a fifth of the package's import time.
 - ``_sender.py``: one batch -> one HTTP request -> an outcome.
 - ``_agent.py``: the object that wires them, owns the threads, and handles flush, close, fork and exit.
 
 docs/delivery.md states the guarantees.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from ._agent import DEFAULT_FLUSH_TIMEOUT, TrackingAgent, spool_file_path
 from ._queue import EventQueue
@@ -19,10 +23,11 @@ from ._spool import (
     SpoolCorruptError,
     SpoolCounts,
     SpoolUnavailableError,
-    SqliteSpool,
-    delete_spool,
     owner_token,
 )
+
+if TYPE_CHECKING:
+    from ._sqlite_spool import SqliteSpool, delete_spool
 
 __all__ = [
     "DEFAULT_FLUSH_TIMEOUT",
@@ -46,3 +51,12 @@ __all__ = [
     "owner_token",
     "spool_file_path",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``SqliteSpool`` and ``delete_spool`` on first use (the CLI, tests), so that importing the agent skips sqlite3."""
+    if name in ("SqliteSpool", "delete_spool"):
+        from . import _sqlite_spool
+
+        return getattr(_sqlite_spool, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

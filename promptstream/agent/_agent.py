@@ -18,14 +18,11 @@ import contextlib
 import hashlib
 import logging
 import os
-import sqlite3
 import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-
-import platformdirs
 
 from .._config import ENV_SPOOL_DIR, AgentConfig
 from .._errors import AuthenticationError, BadRequestError, PromptStreamError
@@ -37,16 +34,7 @@ from .._privacy import BeforeSend, apply_before_send
 from .._retry import RetrySchedule
 from ._queue import EventQueue
 from ._sender import BatchSender, Delivered, Paused, Refused, Retry
-from ._spool import (
-    ClaimedBatch,
-    MemorySpool,
-    Spool,
-    SpoolCorruptError,
-    SpoolUnavailableError,
-    SqliteSpool,
-    owner_token,
-    quarantine_spool,
-)
+from ._spool import ClaimedBatch, MemorySpool, Spool, SpoolCorruptError, SpoolUnavailableError, owner_token
 
 __all__ = ["DEFAULT_FLUSH_TIMEOUT", "TrackingAgent", "spool_file_path"]
 
@@ -63,7 +51,11 @@ ErrorCallback = Callable[[PromptStreamError], None]
 
 def spool_file_path(config: AgentConfig, base_url: str, api_key: str) -> Path:
     """One spool per (base URL, API key): named by a digest, so the file name does not reveal the key."""
-    directory = config.spool_dir or os.environ.get(ENV_SPOOL_DIR) or platformdirs.user_cache_dir("promptstream")
+    directory = config.spool_dir or os.environ.get(ENV_SPOOL_DIR)
+    if not directory:
+        import platformdirs  # here, not at module level: `import promptstream` stays cheap (docs/benchmarks.md)
+
+        directory = platformdirs.user_cache_dir("promptstream")
     digest = hashlib.blake2b(f"{base_url}\x00{api_key}".encode(), digest_size=12, person=b"ps-spool").hexdigest()
     return Path(directory) / f"spool-{digest}.sqlite3"
 
@@ -212,6 +204,13 @@ class TrackingAgent:
         config = self._config
         if not config.spool:
             return MemorySpool(max_bytes=config.max_spool_bytes)
+        # Imported only now, and on our thread under the fork lock (see _forksafety): `import promptstream` skips
+        # sqlite3, and a fork() cannot land inside this first import.
+        import_in_background("promptstream.agent._sqlite_spool")
+        import sqlite3
+
+        from ._sqlite_spool import SqliteSpool
+
         try:
             spool = SqliteSpool(
                 self._spool_path,
@@ -237,6 +236,8 @@ class TrackingAgent:
             logger.warning("promptstream: spool failed (%s); moving it aside and starting a new one", exc)
             spool.close()
             if spool.path is not None:
+                from ._sqlite_spool import quarantine_spool  # only a SqliteSpool has a path: already imported
+
                 quarantine_spool(Path(spool.path))
             self._quarantined += 1
             self._spool = self._open_spool()

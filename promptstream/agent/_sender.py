@@ -3,8 +3,8 @@ the protocol and HTTP; it knows nothing of threads, spools or retries."""
 
 from __future__ import annotations
 
-import gzip
 import logging
+import zlib
 
 import httpx
 import msgspec
@@ -57,6 +57,13 @@ class Paused(msgspec.Struct, frozen=True):
 Outcome = Delivered | Retry | Refused | Paused
 
 
+def _gzip(body: bytes) -> bytes:
+    """A gzip member at level 1 with mtime 0 (so a retried batch is byte-identical). zlib writes it directly:
+    httpx has imported zlib already, and the gzip module would add to `import promptstream`."""
+    compressor = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    return compressor.compress(body) + compressor.flush()
+
+
 class BatchSender:
     def __init__(self, transport: HttpTransport, *, encoding: str = "json", gzip_threshold: int = 16 * 1024) -> None:
         self._transport = transport
@@ -76,7 +83,7 @@ class BatchSender:
         headers = {"Content-Type": content_type, "Idempotency-Key": batch.batch_id}
         if len(body) >= self._gzip_threshold:
             # level 1: most of the size win for a fraction of the CPU; mtime=0 keeps retries byte-identical
-            body = gzip.compress(body, compresslevel=1, mtime=0)
+            body = _gzip(body)
             headers["Content-Encoding"] = "gzip"
         return body, headers
 
