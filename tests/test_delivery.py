@@ -425,6 +425,32 @@ def test_unwritable_spool_dir_falls_back_to_memory(server: Any, client_factory: 
     assert client.stats().spool_path is None
 
 
+def test_a_python_without_sqlite3_tracks_in_memory(server: Any, spool_dir: Path) -> None:
+    """Slim Python builds lack _sqlite3: `import promptstream` still works (it never imports sqlite3), and the agent
+    keeps events in memory, says so once, and delivers them."""
+    run_id, experiment_id = make_run(server)
+    child = run_child(
+        f"""
+        import sys
+        sys.modules["sqlite3"] = sys.modules["_sqlite3"] = None  # what `import sqlite3` meets without the module
+        from promptstream import PromptStreamClient
+
+        errors = []
+        client = PromptStreamClient(on_error=errors.append, flush_interval=0.05)
+        ids = [client.track_click({run_id!r}, {experiment_id!r}, "x") for _ in range(50)]
+        assert client.flush(10), client.stats()
+        stats = client.stats()
+        assert stats.spool_path is None and stats.sent == 50, stats
+        assert len(errors) == 1 and "sqlite3 is unavailable" in str(errors[0]), errors
+        print(",".join(ids))
+        """,
+        client_env(server.url, spool_dir),
+    )
+    assert child.returncode == 0, child.stderr
+    assert sorted(server.stored_event_ids()) == sorted(child.stdout.strip().split(","))
+    assert not spool_dir.exists() or not any(spool_dir.iterdir())
+
+
 def test_a_logging_handler_that_tracks_does_not_loop(server_factory: Any, client_factory: Any, spool_dir: Path) -> None:
     server = server_factory()
     run_id, experiment_id = make_run(server)

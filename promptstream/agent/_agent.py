@@ -206,7 +206,10 @@ class TrackingAgent:
             return MemorySpool(max_bytes=config.max_spool_bytes)
         # Imported only now, and on our thread under the fork lock (see _forksafety): `import promptstream` skips
         # sqlite3, and a fork() cannot land inside this first import.
-        import_in_background("promptstream.agent._sqlite_spool")
+        try:
+            import_in_background("promptstream.agent._sqlite_spool")
+        except ImportError as exc:  # a Python built without sqlite3 (some slim container images)
+            return self._memory_only(f"sqlite3 is unavailable ({exc})")
         import sqlite3
 
         from ._sqlite_spool import SqliteSpool
@@ -220,14 +223,17 @@ class TrackingAgent:
                 durable=config.durable,
             )
         except (OSError, sqlite3.Error, SpoolUnavailableError, SpoolCorruptError) as exc:
-            message = f"spool at {self._spool_path} is unusable ({exc}); events are kept in memory only"
-            logger.warning("promptstream: %s", message)
-            self._report(PromptStreamError(message))
-            return MemorySpool(max_bytes=config.max_spool_bytes)
+            return self._memory_only(f"spool at {self._spool_path} is unusable ({exc})")
         if spool.quarantined:
             self._quarantined += len(spool.quarantined)
             self._report(PromptStreamError(f"corrupt spool moved aside: {spool.quarantined[-1]}"))
         return spool
+
+    def _memory_only(self, reason: str) -> Spool:
+        message = f"{reason}; events are kept in memory only"
+        logger.warning("promptstream: %s", message)
+        self._report(PromptStreamError(message))
+        return MemorySpool(max_bytes=self._config.max_spool_bytes)
 
     def _replace_corrupt_spool(self, spool: Spool, exc: Exception) -> None:
         with self._spool_open_lock:
