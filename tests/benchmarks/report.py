@@ -26,32 +26,39 @@ COLOURS = {"promptstream": "#2b6cb0", "segment": "#52b788", "posthog": "#f4a261"
 # What the profiles showed where a target is not met (measured on this machine, 2026-11-27; see the issue 5 note).
 ANALYSIS = """### Where the unmet targets stand, and what it would take
 
+Figures quoted here are from the run above (commit f88d02b) unless they name another.
+
 - **40x lower caller cost than Segment and PostHog.** On this machine, in this run, Segment's `track` cost its caller
-  about 40 µs and PostHog's `capture` about 70 µs (the issue measured 124 µs and 220 µs here earlier). 40x below
-  Segment is about 1 µs: less than the floor itself, which only builds the dict and appends it. No tracker that
-  builds an event at all can get there; PromptStream is at 2.3x the floor.
+  about 35 µs and PostHog's `capture` about 61 µs (the issue measured 124 µs and 220 µs here earlier). 40x below
+  Segment is about 0.9 µs: the floor itself, which only builds the dict and appends it. No tracker that builds an
+  event at all can get there; PromptStream is at 2.3x the floor.
 - **p99 at a steady 5,000 calls/s.** The tail is the call itself running cold after each sleep, not the agent: with
-  the agent disabled (no queue, no threads) the same loop measured p99 15-18 µs, against 18-25 µs with it. The
-  floor's p99 is about 5 µs. What it would take: fewer instructions per call (validation, id, encode) in compiled
-  code, or moving validation out of the call, which the product rules out (bad input must fail at the call site).
-- **20x Segment end-to-end.** Segment delivered about 22,500 events/s here (the issue saw 5,300); PromptStream
-  about 118,000/s, 5x. After the burst, delivery costs about 6 ms per 1,000-event batch: claim (one SQLite
+  the agent disabled (no queue, no threads) the same loop measured p99 15-18 µs (at f6e7c8e), against 18-25 µs with
+  it (23 µs in this run). The floor's p99 is 5-6 µs. What it would take: fewer instructions per call (validation,
+  id, encode) in compiled code, or moving validation out of the call, which the product rules out (bad input must
+  fail at the call site).
+- **20x Segment end-to-end.** Segment delivered about 24,700 events/s here (the issue saw 5,300); PromptStream
+  about 134,000/s, 5.4x. After the burst, delivery costs about 6 ms per 1,000-event batch: claim (one SQLite
   transaction), gzip, POST, and delete. What it would take: several batches in flight at once (the sink's ceiling is
-  1.3-1.6 million events/s), which the lease design allows but the single sender thread does not do.
+  1.3-1.7 million events/s), which the lease design allows but the single sender thread does not do.
 - **Peak RSS with a 1M-event backlog.** A tight loop of a million calls outruns the spooler, so the queue fills to
-  its cap (100,000 encoded events, about 33 MiB) and the rest are dropped (460,030 kept). Profile of the spooler:
-  storing a 20,000-event chunk is one SQLite statement, 21-30 ms alone and 35-80 ms while the application thread
-  holds the GIL (each hand-off waits up to the 5 ms switch interval), against 44-50 ms for the caller to produce
-  those 20,000 events; the spool writes about 600 bytes per event (WAL plus checkpoint). Storing each chunk as one
-  row instead of 20,000 was measured at 14 ms (2x), so even that would only just keep up. What it would take:
-  chunk rows with compressed bodies (a new spool schema, with batches addressing events inside chunks), or a
-  smaller queue cap, which trades this memory for drops in bursts (the 200k burst peaks near 100,000 queued).
+  its cap (100,000 encoded events, about 33 MiB) and the rest are dropped (460,030 kept). Profile of the spooler
+  (at f6e7c8e): storing a 20,000-event chunk is one SQLite statement, 21-30 ms alone and 35-80 ms while the
+  application thread holds the GIL (each hand-off waits up to the 5 ms switch interval), against 44-50 ms for the
+  caller to produce those 20,000 events; the spool writes about 600 bytes per event (WAL plus checkpoint). Storing
+  each chunk as one row instead of 20,000 was measured at 14 ms (2x), so even that would only just keep up. What it
+  would take: chunk rows with compressed bodies (a new spool schema, with batches addressing events inside chunks),
+  or a smaller queue cap, which trades this memory for drops in bursts (the 200k burst peaks near 100,000 queued).
   In ordinary traffic the queue holds one spool interval of events, and a backlog lives on disk.
-- **Import time** is 1.23x httpx's in this run, just over the target (1.16x in the development venv,
-  where httpx itself imports more). `-X importtime` shows what `import promptstream` adds: msgspec 7.7 ms (the
-  models need it), sqlite3 3.7 ms (3.2 ms of it loading `_sqlite3`), platformdirs 2.6 ms, the agent's own modules
-  about 3 ms. What it would take: import sqlite3 and platformdirs only on the spooler thread (the spool path and the
-  spool are only needed there), which means splitting the SQLite spool from the interfaces the agent uses.
+
+### Import time (met since f88d02b)
+
+At f6e7c8e `import promptstream` cost 1.23x httpx's import. `-X importtime` showed what it added: msgspec 7.7 ms
+(the models need it), sqlite3 3.7 ms (3.2 ms of it loading `_sqlite3`), platformdirs 2.6 ms, the agent's own
+modules about 3 ms. Now the SQLite spool lives in its own module, which the agent imports when it opens the spool,
+on its own thread; platformdirs is imported only to find the default spool directory, at construction; and gzip
+bodies come from zlib, which httpx has imported already. `tests/test_architecture.py` keeps all three out of
+`import promptstream`. This run: 1.18x.
 """
 
 
