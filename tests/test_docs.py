@@ -15,6 +15,7 @@ import msgspec
 import pytest
 
 import promptstream
+import promptstream.server
 import promptstream.testing
 from promptstream import AgentConfig, AsyncPromptStreamClient, PromptStreamClient, PromptStreamError
 
@@ -25,10 +26,12 @@ EXAMPLE = re.compile(r"^\s*Example:\n\s*```python\n(?P<code>.*?)\n\s*```", re.MU
 
 
 def public_objects() -> Iterator[tuple[str, Any]]:
-    for module in (promptstream, promptstream.testing):
+    """The classes and functions of the SDK, its testing helpers, and the reference server (constants aside)."""
+    for module in (promptstream, promptstream.testing, promptstream.server):
         for name in module.__all__:
-            if name != "__version__":
-                yield f"{module.__name__}.{name}", getattr(module, name)
+            obj = getattr(module, name)
+            if isinstance(obj, type) or callable(obj):
+                yield f"{module.__name__}.{name}", obj
 
 
 def public_methods(cls: type) -> Iterator[tuple[str, Any]]:

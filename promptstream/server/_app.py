@@ -323,7 +323,14 @@ def create_app(
     rate_limit: float | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> ASGIApp:
-    """The ASGI application for ``store`` and ``api_keys``; ``promptstream serve`` runs it under uvicorn."""
+    """The ASGI application for ``store`` and ``api_keys``; ``promptstream serve`` runs it under uvicorn.
+
+    Example:
+        ```python
+        app = create_app(Store("server.sqlite3"), ["ps_dev_key"], rate_limit=100.0)
+        uvicorn.run(app, port=8700)
+        ```
+    """
     server = ServerApp(store, api_keys, rate_limit=rate_limit, max_body_bytes=max_body_bytes)
     handler = Callable[[Request], Awaitable[Response]]
     routes: list[tuple[str, handler, list[str]]] = [

@@ -26,12 +26,27 @@ logger = logging.getLogger("promptstream.server")
 
 
 def default_data_dir() -> Path:
+    """Where ``promptstream serve`` keeps its database and dev key by default: the user data dir.
+
+    Example:
+        ```python
+        db = default_data_dir() / "server.sqlite3"
+        ```
+    """
     return Path(platformdirs.user_data_dir("promptstream"))
 
 
 def resolve_server_keys(keys: Sequence[str], data_dir: Path) -> tuple[list[str], bool]:
     """Keys from the command line, else the environment, else a dev key generated once and kept in the data dir.
-    Returns the keys and whether a dev key was generated now."""
+    Returns the keys and whether a dev key was generated now.
+
+    Example:
+        ```python
+        keys, generated = resolve_server_keys([], default_data_dir())
+        if generated:
+            print("dev API key:", keys[0])
+        ```
+    """
     if keys:
         return list(keys), False
     from_env = [k.strip() for k in os.environ.get(ENV_SERVER_API_KEYS, "").split(",") if k.strip()]
@@ -61,9 +76,15 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 
 class ServerThread:
-    """A reference server on a background thread: ``with ServerThread(store, ["key"]) as server: server.url``.
+    """A reference server on a background thread, on a free loopback port unless ``port`` is given: for tests.
 
     ``stop()`` and ``start()`` again on the same port simulate an outage.
+
+    Example:
+        ```python
+        with ServerThread(Store(), ["ps_test_key"]) as server:
+            client = PromptStreamClient(api_key="ps_test_key", base_url=server.url)
+        ```
     """
 
     def __init__(
@@ -87,9 +108,23 @@ class ServerThread:
 
     @property
     def url(self) -> str:
+        """``http://host:port``, with the port bound once started.
+
+        Example:
+            ```python
+            client = PromptStreamClient(api_key="ps_test_key", base_url=server.url)
+            ```
+        """
         return f"http://{self.host}:{self.port}"
 
     def start(self, timeout: float = 10.0) -> ServerThread:
+        """Bind the port and serve on a daemon thread; returns once the server accepts connections.
+
+        Example:
+            ```python
+            server = ServerThread(store, ["ps_test_key"]).start()
+            ```
+        """
         sock = bind_socket(self.host, self.port)
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(self._app, log_level="warning", lifespan="off", access_log=False)
@@ -113,6 +148,14 @@ class ServerThread:
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Stop serving and wait for the thread (at most ``timeout``); ``start()`` brings it back on the same port.
+
+        Example:
+            ```python
+            server.stop()  # the SDK now sees an outage
+            server.start()  # and delivers its backlog
+            ```
+        """
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:
@@ -141,7 +184,13 @@ def serve(
     """Run the server in the foreground until interrupted (``promptstream serve``).
 
     Raises OSError when the address cannot be bound (we bind it ourselves, so the caller can say so in one line
-    rather than uvicorn exiting the process)."""
+    rather than uvicorn exiting the process).
+
+    Example:
+        ```python
+        serve(host="127.0.0.1", port=8700, db="server.sqlite3", api_keys=["ps_dev_key"], rate_limit=None)
+        ```
+    """
     sock = bind_socket(host, port)
     store = Store(db)
     try:

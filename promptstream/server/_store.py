@@ -58,7 +58,16 @@ _SQL_CHUNK = 500  # stays below SQLite's host-parameter limit on old builds (999
 
 
 class StoreError(Exception):
-    """A request the store refuses; the app turns it into an error response."""
+    """A request the store refuses; the app turns it into an error response.
+
+    Example:
+        ```python
+        try:
+            store.get_prompt("no-such-prompt")
+        except StoreError as exc:
+            print(exc.status, exc.error_type)  # 404 prompt_not_found
+        ```
+    """
 
     def __init__(self, status: int, error_type: str, message: str) -> None:
         super().__init__(message)
@@ -68,18 +77,49 @@ class StoreError(Exception):
 
 
 class ModelProvider(Protocol):
-    """What produces a run's output. The default renders the template offline and deterministically."""
+    """What produces a run's output. The default renders the template offline and deterministically.
 
-    def complete(self, template: str, inputs: dict[str, Any]) -> str: ...
+    Example:
+        ```python
+        class Shouting:
+            def complete(self, template: str, inputs: dict[str, Any]) -> str:
+                return template.upper()
+
+        store = Store(provider=Shouting())
+        ```
+    """
+
+    def complete(self, template: str, inputs: dict[str, Any]) -> str:
+        """The output of one run: ``template`` (the served version's) rendered with the run's ``inputs``.
+
+        Example:
+            ```python
+            output = provider.complete("Hello {{name}}", {"name": "Ada"})
+            ```
+        """
+        ...
 
 
 class TemplateProvider:
-    """The offline default: the output is the template with its ``{{name}}`` placeholders filled in."""
+    """The offline default: the output is the template with its ``{{name}}`` placeholders filled in.
+
+    Example:
+        ```python
+        assert TemplateProvider().complete("Hello {{name}}!", {"name": "Ada"}) == "Hello Ada!"
+        ```
+    """
 
     def __init__(self) -> None:
         self.calls = 0
 
     def complete(self, template: str, inputs: dict[str, Any]) -> str:
+        """``template`` with each ``{{name}}`` replaced by ``inputs[name]`` (non-strings as JSON).
+
+        Example:
+            ```python
+            TemplateProvider().complete("{{n}} items", {"n": 3})  # '3 items'
+            ```
+        """
         self.calls += 1
         return _PLACEHOLDER.sub(lambda m: _as_text(inputs[m.group(1)]), template)
 
@@ -99,12 +139,27 @@ class Variant:
 
 
 def assign_bucket(experiment_id: str, external_user_id: str) -> float:
-    """A user's sticky position in [0, 1) for an experiment: the same inputs always give the same position."""
+    """A user's sticky position in [0, 1) for an experiment: the same inputs always give the same position.
+
+    Example:
+        ```python
+        position = assign_bucket(experiment_id, "user_123")
+        assert position == assign_bucket(experiment_id, "user_123") and 0 <= position < 1
+        ```
+    """
     digest = hashlib.sha256(f"{experiment_id}\x00{external_user_id}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
 def pick_variant(variants: Sequence[Variant], position: float) -> Variant:
+    """The variant whose share of ``[0, 1)`` holds ``position``: variants take consecutive ranges proportional to
+    their weights, in their configured order (docs/protocol.md, Assignment).
+
+    Example:
+        ```python
+        variant = pick_variant(variants, assign_bucket(experiment_id, "user_123"))
+        ```
+    """
     total = sum(v.weight for v in variants)
     threshold = position * total
     running = 0.0
@@ -116,6 +171,18 @@ def pick_variant(variants: Sequence[Variant], position: float) -> Variant:
 
 
 class Store:
+    """The reference server's data: prompts, versions, experiments, runs and events in one SQLite file (WAL), safe
+    to share between threads. The HTTP app is a thin layer over it; tests and the demo also use it directly.
+
+    Example:
+        ```python
+        store = Store("/tmp/promptstream.sqlite3")  # or Store() for an in-memory database
+        prompt = store.create_prompt("welcome", "Write a welcome for {{name}}")
+        store.add_version(prompt["prompt_id"], "Say hi to {{name}}")
+        store.create_experiment(prompt["prompt_id"], [VariantSpec(version=1), VariantSpec(version=2)])
+        ```
+    """
+
     def __init__(self, path: str | Path = ":memory:", provider: ModelProvider | None = None) -> None:
         self.path = str(path)
         self.provider: ModelProvider = provider or TemplateProvider()
@@ -132,12 +199,27 @@ class Store:
             self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
+        """Close the database.
+
+        Example:
+            ```python
+            store.close()
+            ```
+        """
         with self._lock:
             self._db.close()
 
     # -- prompts and experiments ----------------------------------------------------------------------------------
 
     def create_prompt(self, name: str, template: str) -> dict[str, Any]:
+        """Create a prompt with version 1 and its default experiment (which serves the latest version).
+
+        Example:
+            ```python
+            prompt = store.create_prompt("welcome", "Hello {{name}}")
+            print(prompt["prompt_id"], prompt["experiment_id"])
+            ```
+        """
         if not name.strip():
             raise StoreError(422, "invalid_request", "name must not be empty")
         prompt_id = str(uuid.uuid4())
@@ -158,16 +240,37 @@ class Store:
             return self._prompt(prompt_id)
 
     def add_version(self, prompt_id: str, template: str) -> dict[str, Any]:
+        """Add the next version of a prompt; its inputs are the template's placeholders.
+
+        Example:
+            ```python
+            store.add_version(prompt_id, "Hi {{name}}, welcome back")  # {"version": 2, ...}
+            ```
+        """
         with self._lock, self._transaction():
             latest = self._latest_version(prompt_id)
             self._insert_version(prompt_id, latest + 1, template, time.time())
             return {"prompt_id": prompt_id, "version": latest + 1, "inputs": template_inputs(template)}
 
     def get_prompt(self, prompt_id: str) -> dict[str, Any]:
+        """A prompt with all its versions; ``StoreError`` 404 if there is none.
+
+        Example:
+            ```python
+            versions = store.get_prompt(prompt_id)["versions"]
+            ```
+        """
         with self._lock:
             return self._prompt(prompt_id)
 
     def list_prompts(self) -> list[dict[str, Any]]:
+        """Every prompt, oldest first.
+
+        Example:
+            ```python
+            names = [prompt["name"] for prompt in store.list_prompts()]
+            ```
+        """
         with self._lock:
             ids = [row[0] for row in self._db.execute("SELECT id FROM prompts ORDER BY created_at")]
             return [self._prompt(prompt_id) for prompt_id in ids]
@@ -175,7 +278,16 @@ class Store:
     def create_experiment(
         self, prompt_id: str, variants: list[VariantSpec], name: str | None = None, *, experiment_id: str | None = None
     ) -> dict[str, Any]:
-        """``experiment_id`` is for a reproducible demo (assignment hashes it); the HTTP API always makes a new one."""
+        """Start an experiment over some of the prompt's versions, ending the prompt's previous one.
+
+        ``experiment_id`` is for a reproducible demo (assignment hashes it); the HTTP API always makes a new one.
+
+        Example:
+            ```python
+            variants = [VariantSpec(version=1, weight=1.0), VariantSpec(version=2, weight=1.0)]
+            experiment = store.create_experiment(prompt_id, variants, name="shorter greeting")
+            ```
+        """
         if not variants:
             raise StoreError(422, "invalid_request", "variants must not be empty")
         for spec in variants:
@@ -203,10 +315,24 @@ class Store:
             return self._experiment(experiment_id)
 
     def get_experiment(self, experiment_id: str) -> dict[str, Any]:
+        """An experiment: its prompt, variants, and whether it is still live.
+
+        Example:
+            ```python
+            live = store.get_experiment(experiment_id)["active"]
+            ```
+        """
         with self._lock:
             return self._experiment(experiment_id)
 
     def list_experiments(self, prompt_id: str | None = None) -> list[dict[str, Any]]:
+        """Every experiment (of one prompt, if given), oldest first.
+
+        Example:
+            ```python
+            experiments = store.list_experiments(prompt_id)
+            ```
+        """
         with self._lock:
             query = "SELECT id FROM experiments"
             args: tuple[str, ...] = ()
@@ -228,7 +354,14 @@ class Store:
         encode: Any,
     ) -> tuple[int, bytes]:
         """Run a prompt in its live experiment. With ``idempotency`` (scope, key, hash) the answer is stored in the
-        same transaction as the run, so a retry replays it and never runs the model twice."""
+        same transaction as the run, so a retry replays it and never runs the model twice. Returns the status and the
+        encoded response body.
+
+        Example:
+            ```python
+            status, body = store.create_run(prompt_id, {"name": "Ada"}, "ada", idempotency=None, encode=json_encode)
+            ```
+        """
         with self._lock:
             replay = self._replay(idempotency)
             if replay is not None:
@@ -296,7 +429,13 @@ class Store:
     ) -> bytes:
         """Store the new events of a batch whose events were decoded one by one (one bad event never rejects its
         neighbours), count the ones already stored (dedup by event_id) and record the answer under the batch's
-        Idempotency-Key, all in one transaction."""
+        Idempotency-Key, all in one transaction. Returns the encoded response body.
+
+        Example:
+            ```python
+            body = store.ingest_events(len(events), list(enumerate(events)), [], idempotency=None, encode=json_encode)
+            ```
+        """
         rejected = list(rejected)
         for index, event in list(decoded):
             problem = _event_problem(event)
@@ -368,7 +507,14 @@ class Store:
     # -- reading, for results, the CLI and tests ------------------------------------------------------------------
 
     def experiment_results(self, experiment_id: str) -> dict[str, Any]:
-        """Per-variant results with intervals, lifts against the control and p-values (docs/experiments.md)."""
+        """Per-variant results with intervals, lifts against the control and p-values (docs/experiments.md).
+
+        Example:
+            ```python
+            results = store.experiment_results(experiment_id)
+            print(results["control"], [variant["conversion"]["per_user"]["rate"] for variant in results["variants"]])
+            ```
+        """
         with self._lock:
             experiment = self._experiment(experiment_id)
             runs = self._db.execute(
@@ -382,16 +528,37 @@ class Store:
         return compute_results(experiment, runs, events)
 
     def event_ids(self) -> list[str]:
+        """Every stored event's id, sorted: what tests compare with the ids ``track_*`` returned.
+
+        Example:
+            ```python
+            assert sorted(tracked_ids) == store.event_ids()
+            ```
+        """
         with self._lock:
             return [row[0] for row in self._db.execute("SELECT event_id FROM events ORDER BY event_id")]
 
     def count(self, table: str, where: str = "", args: Iterable[Any] = ()) -> int:
+        """Rows of one of the store's tables, optionally filtered by a ``WHERE`` clause with ``?`` arguments.
+
+        Example:
+            ```python
+            clicks = store.count("events", "WHERE type = ?", ["click"])
+            ```
+        """
         if table not in ("events", "runs", "batch_log", "prompts", "experiments", "idempotency"):
             raise ValueError(table)
         with self._lock:
             return int(self._db.execute(f"SELECT COUNT(*) FROM {table} {where}", tuple(args)).fetchone()[0])
 
     def batch_log(self) -> list[dict[str, Any]]:
+        """Every event batch the server answered, in order (for tests of retries and idempotency).
+
+        Example:
+            ```python
+            keys = [entry["idempotency_key"] for entry in store.batch_log()]
+            ```
+        """
         with self._lock:
             cursor = self._db.execute("SELECT * FROM batch_log ORDER BY seq")
             names = [d[0] for d in cursor.description]

@@ -20,6 +20,14 @@ class AddVersion(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class VariantSpec(msgspec.Struct, forbid_unknown_fields=True):
+    """One variant of a new experiment: a prompt version and its relative share of traffic.
+
+    Example:
+        ```python
+        store.create_experiment(prompt_id, [VariantSpec(version=1, weight=3.0), VariantSpec(version=2)])  # 75/25
+        ```
+    """
+
     version: int
     weight: float = 1.0
 
