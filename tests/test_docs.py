@@ -106,3 +106,47 @@ def test_configuration_md_lists_every_option_with_the_codes_default() -> None:
         assert row, f"docs/configuration.md: AgentConfig.{field.name} is missing"
         if field.default is not None and not isinstance(field.default, bool):
             assert f"`{field.default!r}`".replace("'", '"') in row, f"AgentConfig.{field.name}: {row}"
+
+
+def test_configuration_md_lists_every_environment_variable_the_code_reads() -> None:
+    """Every PROMPTSTREAM_* name the package reads from os.environ has a row in the environment table."""
+    table = (DOCS / "configuration.md").read_text().split("## Environment variables")[1]
+    read: set[str] = set()
+    for path in (REPO_ROOT / "promptstream").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            # ENV_X = "PROMPTSTREAM_X" constants, and literal os.environ["..."] / os.environ.get("...") reads
+            if isinstance(node, ast.Assign) and any(
+                isinstance(target, ast.Name) and target.id.startswith("ENV_") for target in node.targets
+            ):
+                value = node.value
+            elif isinstance(node, ast.Subscript) and getattr(node.value, "attr", None) == "environ":
+                value = node.slice
+            elif (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "get"
+                and getattr(node.func.value, "attr", None) == "environ"
+                and node.args
+            ):
+                value = node.args[0]
+            else:
+                continue
+            if isinstance(value, ast.Constant) and str(value.value).startswith("PROMPTSTREAM_"):
+                read.add(value.value)
+    assert len(read) == 5, read  # the scan finds what it should: the client's four and the server's keys
+    missing = sorted(name for name in read if f"`{name}`" not in table)
+    assert not missing, f"docs/configuration.md has no row for {missing}"
+
+
+def python_blocks() -> Iterator[tuple[str, str]]:
+    for path in [REPO_ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]:
+        for number, block in enumerate(re.findall(r"^```python\n(.*?)^```", path.read_text(), re.M | re.S)):
+            yield f"{path.relative_to(REPO_ROOT)}#{number}", block
+
+
+@pytest.mark.parametrize(("where", "code"), list(python_blocks()), ids=lambda value: str(value)[:40])
+def test_python_in_the_docs_parses(where: str, code: str) -> None:
+    try:
+        ast.parse(code)
+    except SyntaxError as exc:  # pragma: no cover - the message is the point
+        pytest.fail(f"{where}: {exc}\n{code}")
