@@ -41,15 +41,28 @@ Figures quoted here are from the run above (commit f88d02b) unless they name ano
   about 134,000/s, 5.4x. After the burst, delivery costs about 6 ms per 1,000-event batch: claim (one SQLite
   transaction), gzip, POST, and delete. What it would take: several batches in flight at once (the sink's ceiling is
   1.3-1.7 million events/s), which the lease design allows but the single sender thread does not do.
-- **Peak RSS with a 1M-event backlog.** A tight loop of a million calls outruns the spooler, so the queue fills to
-  its cap (100,000 encoded events, about 33 MiB) and the rest are dropped (460,030 kept). Profile of the spooler
-  (at f6e7c8e): storing a 20,000-event chunk is one SQLite statement, 21-30 ms alone and 35-80 ms while the
-  application thread holds the GIL (each hand-off waits up to the 5 ms switch interval), against 44-50 ms for the
-  caller to produce those 20,000 events; the spool writes about 600 bytes per event (WAL plus checkpoint). Storing
-  each chunk as one row instead of 20,000 was measured at 14 ms (2x), so even that would only just keep up. What it
-  would take: chunk rows with compressed bodies (a new spool schema, with batches addressing events inside chunks),
-  or a smaller queue cap, which trades this memory for drops in bursts (the 200k burst peaks near 100,000 queued).
-  In ordinary traffic the queue holds one spool interval of events, and a backlog lives on disk.
+- **Peak RSS with a 1M-event backlog.** Two limits meet here (measured after this run, at 7a2aee6, with the same
+  scenario). First, the spool's default cap, `max_spool_bytes` = 128 MiB of payload, holds about 460,000 of these
+  ~290-byte events: that, not memory, is why 460,030 were kept. A 25,000-event queue kept the same number, and with a
+  1 GiB cap 937,176 of the million were spooled. Second, a tight loop of a million calls outruns the spooler, so the
+  queue fills to its cap (100,000 events, about 33 MiB) and overflows: 62,824 dropped with the 1 GiB cap. Peak RSS
+  is that queue, plus the spooler's chunk in flight (20,000 payloads joined into one blob, which SQLite copies when
+  it binds it), plus what the allocator keeps. A sweep of the queue cap (`max_queue_size`) measured:
+
+  | `max_queue_size` | peak RSS, 1M outage | dropped of a 200k burst (3 runs) |
+  |---|---|---|
+  | 100,000 (default) | 59.4 MiB | 0, 0, 0 |
+  | 50,000 | 49.1 MiB | 0, 0, 40,223 |
+  | 25,000 | 42.4 MiB | 13,197, 14,441, 58,908 |
+
+  So no queue cap meets both the memory target and the zero-drop target on this design, and the default keeps the
+  zero drops. Why the spooler falls behind (profile at f6e7c8e): storing a 20,000-event chunk is one SQLite
+  statement, 21-30 ms alone and 35-80 ms while the application thread holds the GIL (each hand-off waits up to the
+  5 ms switch interval), against 44-50 ms for the caller to produce those 20,000 events; the spool writes about
+  600 bytes per event (WAL plus checkpoint). Storing each chunk as one row instead of 20,000 was measured at 14 ms
+  (2x). What it would take: chunk rows with compressed bodies (a new spool schema, with batches addressing events
+  inside chunks), which would also let a million of these events fit under the 128 MiB cap. In ordinary traffic
+  the queue holds one spool interval of events, and a backlog lives on disk.
 
 ### Import time (met since f88d02b)
 
