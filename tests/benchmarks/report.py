@@ -60,9 +60,16 @@ Figures quoted here are from the run above (commit f88d02b) unless they name ano
   statement, 21-30 ms alone and 35-80 ms while the application thread holds the GIL (each hand-off waits up to the
   5 ms switch interval), against 44-50 ms for the caller to produce those 20,000 events; the spool writes about
   600 bytes per event (WAL plus checkpoint). Storing each chunk as one row instead of 20,000 was measured at 14 ms
-  (2x). What it would take: chunk rows with compressed bodies (a new spool schema, with batches addressing events
-  inside chunks), which would also let a million of these events fit under the 128 MiB cap. In ordinary traffic
-  the queue holds one spool interval of events, and a backlog lives on disk.
+  (2x). A prototype of that (not shipped: only `append` was replaced, one row per 1,000 events, same 1M loop with a
+  1 GiB cap) fixed the drops but not the memory. With raw bodies it spooled all 1,000,000 (the queue peaked at 60,576
+  instead of filling), at 80 MiB peak RSS. With zlib level-1 bodies the spool took 8 MiB of disk instead of 299 MiB,
+  but compressing on the spooler thread fell behind the caller, and 574,823 were dropped. Smaller spool statements
+  (5,000 or 2,000 events) cut the transient memory (47-52 MiB with a full queue), but more statements mean more GIL
+  hand-offs: 129,151 and 454,000 dropped. What it would take, then: chunk rows to keep up, plus a spool write whose
+  memory does not grow with the chunk (SQLite's incremental blob I/O, `blobopen` from Python 3.11, instead of
+  binding one joined blob), with a queue of 30,000-40,000 events. Compressed chunks would also fit a million of these events under the 128 MiB cap,
+  if the compression runs where it does not starve the spooler. In ordinary traffic the queue holds one spool
+  interval of events, and a backlog lives on disk.
 
 ### Import time (met since f88d02b)
 
