@@ -67,9 +67,9 @@ Figures quoted here are from the run above (commit f88d02b) unless they name ano
   (5,000 or 2,000 events) cut the transient memory (47-52 MiB with a full queue), but more statements mean more GIL
   hand-offs: 129,151 and 454,000 dropped. What it would take, then: chunk rows to keep up, plus a spool write whose
   memory does not grow with the chunk (SQLite's incremental blob I/O, `blobopen` from Python 3.11, instead of
-  binding one joined blob), with a queue of 30,000-40,000 events. Compressed chunks would also fit a million of these events under the 128 MiB cap,
-  if the compression runs where it does not starve the spooler. In ordinary traffic the queue holds one spool
-  interval of events, and a backlog lives on disk.
+  binding one joined blob), with a queue of 30,000-40,000 events. Compressed chunks would also fit a million of
+  these events under the 128 MiB cap, if the compression runs where it does not starve the spooler. In ordinary
+  traffic the queue holds one spool interval of events, and a backlog lives on disk.
 
 ### Import time (met since f88d02b)
 
