@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -22,6 +23,42 @@ from promptstream import AgentConfig, PromptStreamClient
 
 API_KEY = "ps_test_key_0123456789"
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_server_process(
+    command: list[str], env: dict[str, str], *, ready_path: str, cwd: Path | None = None
+) -> tuple[subprocess.Popen[str], str]:
+    """Start a real HTTP server process on a free port (``{port}`` in ``command``); returns it and its URL once
+    ``ready_path`` answers at all (any status below 500). Output goes to the process's stdout pipe."""
+    port = free_port()
+    process = subprocess.Popen(
+        [part.format(port=port) for part in command],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return httpx.get(f"{url}{ready_path}", timeout=1).status_code < 500
+        except httpx.TransportError:
+            return process.poll() is not None  # died: stop waiting, the caller's asserts show why
+
+    if not (wait_until(up, timeout=30) and process.poll() is None):
+        process.kill()
+        output, _ = process.communicate(timeout=10)
+        raise AssertionError(f"server did not come up: {command}\n{output}")
+    return process, url
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.01) -> bool:

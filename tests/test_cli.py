@@ -16,40 +16,15 @@ import pytest
 from promptstream import PromptStreamClient
 from promptstream.cli import main
 
-from .helpers import API_KEY, REPO_ROOT, client_env, make_run, run_child, wait_until
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from .helpers import API_KEY, REPO_ROOT, client_env, free_port, make_run, run_child, start_server_process
 
 
 def serve(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "promptstream", "serve", "--port", str(port), *args],
-        env={
-            "PATH": "/usr/bin:/bin",
-            "HOME": str(tmp_path),
-            "XDG_DATA_HOME": str(tmp_path / "data"),
-            "PYTHONPATH": str(REPO_ROOT),
-            **(env or {}),
-        },
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    command = [sys.executable, "-m", "promptstream", "serve", "--port", "{port}", *args]
+    home = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path / "data")}
+    return start_server_process(
+        command, {**home, "PYTHONPATH": str(REPO_ROOT), **(env or {})}, ready_path="/v1/prompts"
     )
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return httpx.get(f"{url}/v1/prompts", timeout=1).status_code == 401
-        except httpx.TransportError:
-            return False
-
-    assert wait_until(up, timeout=20), "server did not come up"
-    return process, url
 
 
 def stop(process: subprocess.Popen[str]) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import ast
 import importlib
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ import pytest
 
 from promptstream import PromptStreamClient
 
-from .helpers import REPO_ROOT, client_env, fast, make_run, run_child, wait_until
+from .helpers import REPO_ROOT, client_env, fast, make_run, run_child, start_server_process, wait_until
 
 EXAMPLES = REPO_ROOT / "docs" / "examples"
 
@@ -88,33 +87,9 @@ def test_the_desktop_tool_sends_its_offline_backlog_on_the_next_start(server: An
     assert server.store.count("events") == 2
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def serve(command: list[str], env: dict[str, str], children: list[Any], ready_path: str) -> str:
-    """Start a real HTTP server process on a free port (``{port}`` in ``command``); its URL once ``ready_path``
-    answers."""
-    port = free_port()
-    process = subprocess.Popen(
-        [part.format(port=port) for part in command],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process, url = start_server_process(command, env, ready_path=ready_path)
     children.append(process)
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return httpx.get(f"{url}{ready_path}", timeout=1).status_code < 500
-        except httpx.TransportError:
-            return process.poll() is not None  # died: stop waiting, the caller's asserts show why
-
-    assert wait_until(up, timeout=30) and process.poll() is None, f"server did not come up: {command}"
     return url
 
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from ..helpers import REPO_ROOT, client_env, make_run, total_duplicates, wait_until
+from ..helpers import REPO_ROOT, client_env, make_run, start_server_process, total_duplicates
 
 pytestmark = pytest.mark.skipif(
     shutil.which("gunicorn", path=str(Path(sys.executable).parent)) is None,
@@ -22,45 +20,28 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_gunicorn_preload_with_four_workers_stores_every_tracked_event(
     server: Any, spool_dir: Path, children: list[Any]
 ) -> None:
     run_id, experiment_id = make_run(server)
-    port = free_port()
-    master = subprocess.Popen(
+    master, base = start_server_process(
         [
             str(Path(sys.executable).parent / "gunicorn"),
             "--preload",
             "--workers",
             "4",
             "--bind",
-            f"127.0.0.1:{port}",
+            "127.0.0.1:{port}",
             "--graceful-timeout",
             "20",
             "gunicorn_app:app",
         ],
+        {**client_env(server.url, spool_dir, RUN=run_id, EXP=experiment_id), "PATH": "/usr/bin:/bin"},
+        ready_path="/",
         cwd=REPO_ROOT / "docs" / "examples",  # the recipe itself (docs/recipes.md)
-        env={**client_env(server.url, spool_dir, RUN=run_id, EXP=experiment_id), "PATH": "/usr/bin:/bin"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
     )
     children.append(master)
-    url = f"http://127.0.0.1:{port}/"
-
-    def up() -> bool:
-        try:
-            return httpx.get(url, timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    assert wait_until(up, timeout=30), "gunicorn did not come up"
+    url = f"{base}/"
     tracked: list[str] = []
     workers: set[str] = set()
     with httpx.Client(timeout=10) as http:
