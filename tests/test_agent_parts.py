@@ -237,6 +237,35 @@ def test_the_wal_is_truncated_when_the_spool_drains(tmp_path: Path) -> None:
     assert spool.integrity_ok()
 
 
+def test_appends_leave_checkpoints_to_the_spooler_until_the_valve(tmp_path: Path) -> None:
+    # SQLite's default would checkpoint inside the append that takes the WAL past 1,000 pages (16 MiB here), and a
+    # checkpointing append is what let bursts outrun the spooler; now only checkpoint_if_due() (or the valve) does it.
+    path, wal = tmp_path / "spool.sqlite3", tmp_path / "spool.sqlite3-wal"
+    spool = SqliteSpool(path, owner=f"{os.getpid()}:a", max_bytes=100 * MB, lease_seconds=60)
+    assert not spool.checkpoint_if_due()  # nothing written yet
+    chunk_of_8_mib = [payload(i, pad=900) for i in range(9_000)]
+    for _ in range(3):
+        spool.append(chunk_of_8_mib, 0)
+    assert wal.stat().st_size > 24 * MB  # three chunks in the WAL, none checkpointed by an append
+
+    assert spool.checkpoint_if_due()
+    assert not spool.checkpoint_if_due()  # nothing new since
+    spool.append([payload(0)], 0)  # the next write starts the WAL over and trims it (journal_size_limit, 4 MiB)
+    assert wal.stat().st_size <= 4 * MB
+    assert spool.counts().pending == 27_001
+    assert spool.integrity_ok()
+
+
+@pytest.mark.parametrize(("max_bytes", "valve_mb"), [(4 * MB, 16), (128 * MB, 128), (4096 * MB, 256)])
+def test_the_wal_valve_follows_the_spool_cap(tmp_path: Path, max_bytes: int, valve_mb: int) -> None:
+    """A producer that never lets the spooler catch up still gets checkpoints: SQLite's own, at the cap's size."""
+    spool = SqliteSpool(tmp_path / "spool.sqlite3", owner=f"{os.getpid()}:a", max_bytes=max_bytes, lease_seconds=60)
+    with spool._using_connection() as db:
+        (pages,) = db.execute("PRAGMA wal_autocheckpoint").fetchone()
+        (page_size,) = db.execute("PRAGMA page_size").fetchone()
+    assert pages * page_size == valve_mb * MB
+
+
 def test_queue_is_fifo_bounded_and_counts_drops() -> None:
     queue: EventQueue[int] = EventQueue(max_size=3)
     assert [queue.put(i) for i in range(5)] == [True, True, True, False, False]

@@ -255,6 +255,9 @@ class TrackingAgent:
             while True:
                 events = self._queue.take(_SPOOL_CHUNK)
                 if not events:
+                    # Caught up: the moment for a checkpoint, which inside an append would let a burst outrun us.
+                    if self._spool is not None:
+                        self._spool.checkpoint_if_due()
                     return
                 if self._before_send is not None:
                     events = self._run_before_send(events)
