@@ -252,13 +252,18 @@ class TrackingAgent:
     def _spool_queued(self) -> None:
         """Move everything queued into the spool, in large transactions."""
         with self._spooling_lock:
+            moved = 0
             while True:
                 events = self._queue.take(_SPOOL_CHUNK)
                 if not events:
-                    # Caught up: the moment for a checkpoint, which inside an append would let a burst outrun us.
-                    if self._spool is not None:
+                    # A pass that found less than a chunk: the application is not in a burst, so the WAL checkpoint
+                    # that is due (tens of ms) can run now. Inside an append, or when the queue merely ran dry for
+                    # a moment in the middle of a burst, it lets the burst outrun the spooler (measured: the queue
+                    # filled; see _sqlite_spool._CHECKPOINT_EVERY_BYTES). A burst's checkpoint waits for its end.
+                    if moved < _SPOOL_CHUNK and self._spool is not None:
                         self._spool.checkpoint_if_due()
                     return
+                moved += len(events)
                 if self._before_send is not None:
                     events = self._run_before_send(events)
                     if not events:

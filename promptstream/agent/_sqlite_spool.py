@@ -159,11 +159,12 @@ _PAGE_OVERHEAD_FACTOR = 3  # rows, index entries and free pages on top of the pa
 # When the WAL is copied back into the database file (a checkpoint). SQLite's default does it inside whichever commit
 # takes the WAL past 1,000 pages, so every few appends of a burst paid for one: measured while the application thread
 # was busy, an append of 20,000 events took 60-74 ms when it checkpointed against 30-37 ms when it did not, and the
-# spooler fell behind the caller (docs/benchmarks.md). So the spooler checkpoints when it has caught up with the
-# queue, after this much was written. SQLite's own trigger stays as a valve, at the spool's cap (at most 256 MiB), so
-# a producer that never lets the spooler catch up cannot grow the WAL past the size of the spool itself.
+# spooler fell behind the caller (docs/benchmarks.md). So the spooler checkpoints between bursts, once this much was
+# written (TrackingAgent._spool_queued). SQLite's own trigger stays as a valve at twice the spool's cap (16-512 MiB):
+# above what filling the spool once writes, so a burst into an empty spool never meets it, while a producer that
+# never lets the spooler catch up cannot grow the WAL without bound.
 _CHECKPOINT_EVERY_BYTES = 16 * 1024 * 1024
-_MAX_CHECKPOINT_VALVE_BYTES = 256 * 1024 * 1024
+_MAX_CHECKPOINT_VALVE_BYTES = 512 * 1024 * 1024
 
 
 def _error_text(exc: BaseException) -> str:
@@ -256,7 +257,7 @@ class SqliteSpool:
             db.execute("PRAGMA journal_size_limit=4194304")
             db.execute("PRAGMA temp_store=MEMORY")
             page_size = db.execute("PRAGMA page_size").fetchone()[0]
-            valve_bytes = min(_MAX_CHECKPOINT_VALVE_BYTES, max(_CHECKPOINT_EVERY_BYTES, self._max_bytes))
+            valve_bytes = min(_MAX_CHECKPOINT_VALVE_BYTES, max(_CHECKPOINT_EVERY_BYTES, 2 * self._max_bytes))
             db.execute(f"PRAGMA wal_autocheckpoint={valve_bytes // page_size}")
             max_pages = (self._max_bytes * _PAGE_OVERHEAD_FACTOR + 8 * 1024 * 1024) // page_size
             db.execute(f"PRAGMA max_page_count={int(max_pages)}")
