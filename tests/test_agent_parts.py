@@ -25,6 +25,7 @@ from promptstream.agent import (
     EventQueue,
     MemorySpool,
     Paused,
+    PayloadChunk,
     Refused,
     Retry,
     Spool,
@@ -264,6 +265,38 @@ def test_the_wal_valve_follows_the_spool_cap(tmp_path: Path, max_bytes: int, val
         (pages,) = db.execute("PRAGMA wal_autocheckpoint").fetchone()
         (page_size,) = db.execute("PRAGMA page_size").fetchone()
     assert pages * page_size == valve_mb * MB
+
+
+@pytest.mark.parametrize("size", [0, 1, 7])
+def test_a_payload_chunk_is_the_sequence_of_its_payloads(size: int) -> None:
+    payloads = [payload(i, pad=i * 3) for i in range(size)]
+    chunk = PayloadChunk(payloads)
+    assert len(chunk) == size and list(chunk) == payloads
+    assert chunk.blob == b"".join(payloads) and list(chunk.lengths) == [len(p) for p in payloads]
+    for index in range(-size, size):
+        assert chunk[index] == payloads[index]
+    for bad in (size, -size - 1):
+        with pytest.raises(IndexError):
+            chunk[bad]
+    for part in (
+        slice(None, 3),
+        slice(2, None),
+        slice(1, -1),
+        slice(5, 2),
+        slice(None, None, 2),
+        slice(None, None, -1),
+    ):
+        sliced = chunk[part]
+        assert isinstance(sliced, PayloadChunk) and list(sliced) == payloads[part], part
+        assert sliced.blob == b"".join(payloads[part])
+
+
+def test_both_spools_store_a_payload_chunk_like_the_payloads(make_spool: SpoolFactory) -> None:
+    spool = make_spool(max_bytes=len(payload(0)) * 4)
+    result = spool.append(PayloadChunk([payload(i) for i in range(6)]), 0)  # the cap takes a prefix of the chunk
+    assert (result.stored, result.dropped) == (4, 2)
+    batch = spool.claim(100, MB, "t")
+    assert batch is not None and ids(batch) == ["e0", "e1", "e2", "e3"]
 
 
 def test_queue_is_fifo_bounded_and_counts_drops() -> None:

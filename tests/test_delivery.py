@@ -7,12 +7,13 @@ import logging
 import os
 import signal
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from promptstream.agent import SqliteSpool, spool_file_path
+from promptstream.agent import AppendResult, SpoolUnavailableError, SqliteSpool, spool_file_path
 
 from .faults.proxy import FaultProxy
 from .helpers import (
@@ -278,6 +279,30 @@ def test_the_spooler_checkpoints_the_wal_once_it_has_caught_up(
     client.track_click("run-1", "exp-1", "cta")  # a write after a checkpoint starts the WAL over and trims it
     assert wait_until(lambda: client.stats().spooled == 30_001)
     assert wal.stat().st_size < 16 * 1024 * 1024  # not the whole 21 MiB: it was checkpointed and started over
+
+
+def test_events_wait_in_memory_while_the_spool_refuses_them_and_are_delivered_after(
+    server: Any, client_factory: Any, spool_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refusals = 3
+    append = SqliteSpool.append
+
+    def refusing(spool: SqliteSpool, payloads: Sequence[bytes], created_ms: int) -> AppendResult:
+        nonlocal refusals
+        if refusals:
+            refusals -= 1
+            raise SpoolUnavailableError("database is locked (injected)")
+        return append(spool, payloads, created_ms)
+
+    monkeypatch.setattr(SqliteSpool, "append", refusing)
+    run_id, experiment_id = make_run(server)
+    client = client_factory(server.url, agent_config=fast(spool_dir))
+    ids = track_many(client, run_id, experiment_id, 3000)
+    # flush() would return False at once while the spool refuses (the events are still queued): the spooler retries
+    assert wait_until(lambda: refusals == 0 and client.stats().queued == 0, timeout=30)
+    assert client.flush(timeout=30) is True
+    assert sorted(server.stored_event_ids()) == sorted(ids)  # every chunk given back came back whole
+    assert total_duplicates(server) == 0 and client.stats().dropped == 0
 
 
 def test_rejected_events_are_dead_lettered_and_good_ones_delivered(

@@ -34,7 +34,15 @@ from .._privacy import BeforeSend, apply_before_send
 from .._retry import RetrySchedule
 from ._queue import EventQueue
 from ._sender import BatchSender, Delivered, Paused, Refused, Retry
-from ._spool import ClaimedBatch, MemorySpool, Spool, SpoolCorruptError, SpoolUnavailableError, owner_token
+from ._spool import (
+    ClaimedBatch,
+    MemorySpool,
+    PayloadChunk,
+    Spool,
+    SpoolCorruptError,
+    SpoolUnavailableError,
+    owner_token,
+)
 
 __all__ = ["DEFAULT_FLUSH_TIMEOUT", "TrackingAgent", "spool_file_path"]
 
@@ -268,16 +276,20 @@ class TrackingAgent:
                     events = self._run_before_send(events)
                     if not events:
                         continue
+                # Joined now, and the payloads let go of, so that while SQLite stores the chunk (the longest step,
+                # and the one a burst keeps queueing through) memory holds it once, not twice.
+                chunk = PayloadChunk(events)
+                del events
                 spool = self._get_spool()
                 try:
-                    result = spool.append(events, time.time_ns() // 1_000_000)
+                    result = spool.append(chunk, time.time_ns() // 1_000_000)
                 except SpoolUnavailableError as exc:
-                    self._queue.give_back(events)
+                    self._queue.give_back(list(chunk))
                     self._last_error = f"spool unavailable: {exc}"
                     self._warn_once("spool_unavailable", "spool unavailable (%s); events wait in memory", exc)
                     return
                 except SpoolCorruptError as exc:
-                    self._queue.give_back(events)
+                    self._queue.give_back(list(chunk))
                     self._replace_corrupt_spool(spool, exc)
                     continue
                 self._warned.discard("spool_unavailable")
@@ -294,7 +306,7 @@ class TrackingAgent:
                     self._warned.discard("spool_full")
                 with self._progress:
                     self._progress.notify_all()
-                if len(events) >= self._config.batch_max_events or len(self._queue):
+                if len(chunk) >= self._config.batch_max_events or len(self._queue):
                     self._sender_wake.set()
 
     def _run_before_send(self, payloads: list[bytes]) -> list[bytes]:

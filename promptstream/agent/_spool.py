@@ -14,12 +14,14 @@ semantics in memory, for ``spool=False`` or when the disk cannot be used).
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import uuid
+from array import array
 from collections import deque
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Protocol, overload
 
 import msgspec
 
@@ -27,6 +29,7 @@ __all__ = [
     "AppendResult",
     "ClaimedBatch",
     "MemorySpool",
+    "PayloadChunk",
     "Spool",
     "SpoolCorruptError",
     "SpoolCounts",
@@ -50,6 +53,56 @@ class ClaimedBatch(msgspec.Struct, frozen=True):
     @property
     def size(self) -> int:
         return sum(len(p) for p in self.payloads)
+
+
+class PayloadChunk(Sequence[bytes]):
+    """Encoded events on their way into a spool, joined into one buffer plus each one's length.
+
+    One object instead of thousands: the spooler lets go of the individual payloads before the spool stores the
+    chunk, so during the statement memory holds the chunk once (and SQLite's copy of it) rather than twice over
+    (docs/benchmarks.md). It is a sequence of the payloads: indexing slices one back out.
+    """
+
+    __slots__ = ("_ends", "blob", "lengths")
+
+    def __init__(self, payloads: Iterable[bytes]) -> None:
+        payloads = payloads if isinstance(payloads, (list, tuple)) else list(payloads)
+        self.blob = b"".join(payloads)
+        self.lengths = array("I", map(len, payloads))
+        self._ends: list[int] | None = None  # offsets where each payload ends, only if someone indexes
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    @overload
+    def __getitem__(self, index: int) -> bytes: ...
+    @overload
+    def __getitem__(self, index: slice) -> PayloadChunk: ...
+    def __getitem__(self, index: int | slice) -> bytes | PayloadChunk:
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self))
+            if step != 1:
+                return PayloadChunk(self[i] for i in range(start, stop, step))
+            chunk = PayloadChunk(())
+            if start < stop:  # a run of payloads is a run of the buffer: slice both, no per-payload copies
+                offset = sum(self.lengths[:start])
+                chunk.lengths = self.lengths[start:stop]
+                chunk.blob = self.blob[offset : offset + sum(chunk.lengths)]
+            return chunk
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError("PayloadChunk index out of range")
+        if self._ends is None:
+            self._ends = list(itertools.accumulate(self.lengths))
+        end = self._ends[index]
+        return self.blob[end - self.lengths[index] : end]
+
+    def __iter__(self) -> Iterator[bytes]:
+        start = 0
+        for length in self.lengths:
+            yield self.blob[start : start + length]
+            start += length
 
 
 class SpoolCounts(msgspec.Struct, frozen=True):

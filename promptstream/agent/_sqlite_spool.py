@@ -26,7 +26,7 @@ from typing import Any
 
 import msgspec
 
-from ._spool import AppendResult, ClaimedBatch, SpoolCorruptError, SpoolCounts, SpoolUnavailableError
+from ._spool import AppendResult, ClaimedBatch, PayloadChunk, SpoolCorruptError, SpoolCounts, SpoolUnavailableError
 
 __all__ = ["SqliteSpool", "delete_spool", "quarantine_spool"]
 
@@ -562,6 +562,8 @@ _encode_lengths = msgspec.json.Encoder().encode
 
 def _incoming(payloads: Sequence[bytes], created_ms: int, cap: int) -> tuple[int, bytes, bytes, int]:
     """The one row the `incoming` view takes for a chunk."""
+    if isinstance(payloads, PayloadChunk):  # already joined by the spooler
+        return created_ms, _encode_lengths(payloads.lengths.tolist()), payloads.blob, cap
     return created_ms, _encode_lengths(list(map(len, payloads))), b"".join(payloads), cap
 
 
@@ -588,14 +590,15 @@ def _insert_rows(db: sqlite3.Connection, payloads: Sequence[bytes], created_ms: 
 
 def _prefix_within(payloads: Sequence[bytes], room: int) -> tuple[Sequence[bytes], int]:
     """The longest prefix whose bytes fit in ``room`` (the cap drops the newest), and its size."""
-    total = sum(map(len, payloads))
+    lengths: Sequence[int] = payloads.lengths if isinstance(payloads, PayloadChunk) else list(map(len, payloads))
+    total = sum(lengths)
     if total <= room:
         return payloads, total
     total = count = 0
-    for payload in payloads:
-        if total + len(payload) > room:
+    for length in lengths:
+        if total + length > room:
             break
-        total += len(payload)
+        total += length
         count += 1
     return payloads[:count], total
 
