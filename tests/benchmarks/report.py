@@ -17,6 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from contenders import version_of
+from figures import outage_medians
 
 REPO = Path(__file__).resolve().parent.parent.parent
 NAMES = {"promptstream": "PromptStream", "segment": "Segment", "posthog": "PostHog", "floor": "floor"}
@@ -98,8 +99,9 @@ def plot(results: dict[str, Any], path: Path) -> None:
         for n in trackers
     }
     kept = {n: statistics.median(r["distinct"] for r in burst[n]) / 2_000 for n in trackers}
-    rss = {n: results["outage"][n][0]["peak_rss_mib"] for n in trackers}
-    kept_backlog = {n: results["outage"][n][0]["outage_delivered"] for n in trackers}
+    outage = {n: outage_medians(results["outage"][n]) for n in trackers}
+    rss = {n: outage[n]["peak_rss_mib"] for n in trackers}
+    kept_backlog = {n: outage[n]["outage_delivered"] for n in trackers}
 
     figure, axes = plt.subplots(1, 4, figsize=(16, 4.2))
     panels = [
@@ -150,7 +152,7 @@ def targets(results: dict[str, Any]) -> str:
     }
     p99 = median(results["steady"]["promptstream"], "p99_us")
     dropped = statistics.median(200_000 - r["distinct"] for r in burst["promptstream"])
-    rss = results["outage"]["promptstream"][0]["peak_rss_mib"]
+    rss = outage_medians(results["outage"]["promptstream"])["peak_rss_mib"]
     imports = results["import"]["promptstream"] / results["import"]["httpx"]
     io = results["construct"]["promptstream"][0]["construct_io"]
     lower = min(cost[n] for n in trackers) / cost["promptstream"]

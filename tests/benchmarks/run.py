@@ -28,6 +28,7 @@ import httpx
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 from contenders import IMPORT_NAMES, KEY  # noqa: E402
+from figures import median_of, outage_medians  # noqa: E402
 
 REPO = HERE.parent.parent
 TRACKERS = ["promptstream", "segment", "posthog"]
@@ -115,11 +116,6 @@ def import_seconds(module: str, repeats: int = 9) -> float:
     return statistics.median(runs)
 
 
-def median_of(runs: list[dict[str, Any]], key: str) -> float | None:
-    values = [run[key] for run in runs if run.get(key) is not None]
-    return statistics.median(values) if values else None
-
-
 def measure(repeats: int) -> dict[str, Any]:
     results: dict[str, Any] = {"burst": {}, "steady": {}, "outage": {}, "construct": {}, "atexit": {}, "import": {}}
     port = free_port()
@@ -152,7 +148,9 @@ def measure(repeats: int) -> dict[str, Any]:
             results["atexit"][name] = [run]
             print(f"atexit {name}: {run}", flush=True)
     for name in TRACKERS:  # the sink is down; each child brings one up on its own port once the backlog is built
-        results["outage"][name] = [child("outage", name, f"http://127.0.0.1:{free_port()}", BACKLOG)]
+        results["outage"][name] = [
+            child("outage", name, f"http://127.0.0.1:{free_port()}", BACKLOG) for _ in range(repeats)
+        ]
         print(f"outage {name}: {results['outage'][name]}", flush=True)
     results["reference_server"] = reference_server_burst(repeats)
     for name in ["httpx", *TRACKERS]:
@@ -224,7 +222,7 @@ def summarise(results: dict[str, Any]) -> list[tuple[str, ...]]:
     rows.append(("CPU s per million delivered", *(fmt(cpu[n]) for n in TRACKERS), "—", ""))
     wire = {n: statistics.median(r.get("wire_bytes_per_event", 0) for r in burst[n]) for n in TRACKERS}
     rows.append(("bytes on the wire per event", *(fmt(wire[n], digits=0) for n in TRACKERS), "—", ""))
-    outage = {n: results["outage"][n][0] for n in TRACKERS}
+    outage = {n: outage_medians(results["outage"][n]) for n in TRACKERS}
     rows.append(
         (
             f"peak RSS above idle, {BACKLOG:,} events, server down (MiB)",
@@ -279,7 +277,7 @@ def summarise(results: dict[str, Any]) -> list[tuple[str, ...]]:
     atexit = {n: results["atexit"][n][0] for n in TRACKERS}
     rows.append(
         (
-            "short script, 1,000 events, atexit: delivered / wall s",
+            "short script, 1,000 events, atexit: delivered / wall s (one run)",
             *(f"{atexit[n]['distinct']:,} / {atexit[n]['wall_s']:.2f}" for n in TRACKERS),
             "—",
             "",
