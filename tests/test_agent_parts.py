@@ -19,6 +19,7 @@ import pytest
 from promptstream._http import HttpTransport
 from promptstream._retry import RetrySchedule, parse_retry_after
 from promptstream.agent import (
+    ArrivalMeter,
     BatchSender,
     ClaimedBatch,
     Delivered,
@@ -312,6 +313,26 @@ def test_queue_is_fifo_bounded_and_counts_drops() -> None:
 def batch_of(n: int, pad: int = 0) -> ClaimedBatch:
     payloads = tuple(payload(i, pad) for i in range(n))
     return ClaimedBatch("key-1", "2026-01-01T00:00:00.000Z", tuple(range(n)), payloads, 0)
+
+
+def test_queue_counts_every_item_offered_whatever_became_of_it() -> None:
+    queue: EventQueue[int] = EventQueue(max_size=2)
+    for i in range(3):
+        queue.put(i)  # the third is refused
+    taken = queue.take(1)
+    assert (queue.offered, queue.taken, len(queue), queue.dropped) == (3, 1, 1, 1)
+    queue.give_back(taken)
+    assert queue.offered == 3
+
+
+def test_the_arrival_meter_needs_a_full_window_to_tell_a_lull_from_a_burst() -> None:
+    meter = ArrivalMeter(0.05, now=0.0)
+    assert meter.rate(1_000, now=0.01) is None  # too short: the window goes on
+    assert meter.rate(50_000, now=0.1) == pytest.approx(500_000)  # a burst: 50,000 in 100 ms
+    # the queue ran dry for a moment inside the burst: nothing new in 1 ms says nothing yet
+    assert meter.rate(50_000, now=0.101) is None
+    assert meter.rate(51_000, now=0.2) == pytest.approx(10_000)  # 1,000 in the 100 ms since: a lull
+    assert meter.rate(51_000, now=1.2) == 0.0
 
 
 def test_sender_bodies_are_valid_deterministic_and_gzipped_above_the_threshold() -> None:

@@ -13,7 +13,7 @@ docs/delivery.md states the guarantees.
 from typing import TYPE_CHECKING, Any
 
 from ._agent import DEFAULT_FLUSH_TIMEOUT, TrackingAgent, spool_file_path
-from ._queue import EventQueue
+from ._queue import ArrivalMeter, EventQueue
 from ._sender import BatchSender, Delivered, Outcome, Paused, Refused, Retry
 from ._spool import (
     AppendResult,
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_FLUSH_TIMEOUT",
     "AppendResult",
+    "ArrivalMeter",
     "BatchSender",
     "ClaimedBatch",
     "Delivered",

@@ -32,7 +32,7 @@ from .._ids import rfc3339_ms
 from .._models import DeliveryStats
 from .._privacy import BeforeSend, apply_before_send
 from .._retry import RetrySchedule
-from ._queue import EventQueue
+from ._queue import ArrivalMeter, EventQueue
 from ._sender import BatchSender, Delivered, Paused, Refused, Retry
 from ._spool import (
     ClaimedBatch,
@@ -52,6 +52,10 @@ DEFAULT_FLUSH_TIMEOUT = 10.0
 # Events per spool write. Large, because each statement costs the spooler a GIL hand-off (~5 ms while the application
 # is busy): 20,000 events are one statement of a few MB, 21-30 ms of SQLite work (docs/delivery.md).
 _SPOOL_CHUNK = 20_000
+# Below this rate of arrivals a checkpoint's pause (tens of ms) queues a few thousand events at most; above it, a
+# burst is on. The rate is measured over at least _RATE_WINDOW seconds (see ArrivalMeter).
+_CHECKPOINT_BELOW_EVENTS_PER_S = 100_000
+_RATE_WINDOW = 0.05
 _MAX_YIELD_TO_SPOOLER = 2.0  # seconds a sender round waits for a backed-up queue to reach the spool, at most
 
 ErrorCallback = Callable[[PromptStreamError], None]
@@ -127,6 +131,7 @@ class TrackingAgent:
         self._last_error: str | None = None
         self._warned: set[str] = set()
         self._deliveries_since_compact = 0
+        self._arrivals = ArrivalMeter(_RATE_WINDOW, now=time.monotonic())
 
     # -- the hot path ---------------------------------------------------------------------------------------------
 
@@ -260,18 +265,11 @@ class TrackingAgent:
     def _spool_queued(self) -> None:
         """Move everything queued into the spool, in large transactions."""
         with self._spooling_lock:
-            moved = 0
             while True:
                 events = self._queue.take(_SPOOL_CHUNK)
                 if not events:
-                    # A pass that found less than a chunk: the application is not in a burst, so the WAL checkpoint
-                    # that is due (tens of ms) can run now. Inside an append, or when the queue merely ran dry for
-                    # a moment in the middle of a burst, it lets the burst outrun the spooler (measured: the queue
-                    # filled; see _sqlite_spool._CHECKPOINT_EVERY_BYTES). A burst's checkpoint waits for its end.
-                    if moved < _SPOOL_CHUNK and self._spool is not None:
-                        self._spool.checkpoint_if_due()
+                    self._checkpoint_unless_in_a_burst()
                     return
-                moved += len(events)
                 if self._before_send is not None:
                     events = self._run_before_send(events)
                     if not events:
@@ -308,6 +306,16 @@ class TrackingAgent:
                     self._progress.notify_all()
                 if len(chunk) >= self._config.batch_max_events or len(self._queue):
                     self._sender_wake.set()
+
+    def _checkpoint_unless_in_a_burst(self) -> None:
+        """Run the WAL checkpoint that is due (see _sqlite_spool._CHECKPOINT_EVERY_BYTES) if events arrive slowly
+        enough that the queue cannot pile up behind it: it blocks the spooler for tens of ms per 16 MiB, so during a
+        burst it waits for the burst's end. Measured in a tight loop: a checkpoint inside every append, after every
+        partial chunk, or whenever the queue ran dry for a moment (which a burst's queue does, and the checkpoint
+        then owed ~150 MiB and took 200-330 ms) each let the queue fill to its cap."""
+        rate = self._arrivals.rate(self._queue.offered, time.monotonic())
+        if rate is not None and rate < _CHECKPOINT_BELOW_EVENTS_PER_S and self._spool is not None:
+            self._spool.checkpoint_if_due()
 
     def _run_before_send(self, payloads: list[bytes]) -> list[bytes]:
         """The user's hook on each event, here on the spooler thread; see _privacy.py for the rules."""
@@ -509,7 +517,7 @@ class TrackingAgent:
             except (SpoolUnavailableError, SpoolCorruptError):
                 pass
         queue = self._queue
-        tracked = queue.taken + len(queue) + queue.dropped
+        tracked = queue.offered
         dropped = queue.dropped + self._spool_dropped
         removed = self._filtered + self._hook_errors  # by before_send: never spooled, not "dropped" either
         return DeliveryStats(

@@ -7,7 +7,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Generic, TypeVar
 
-__all__ = ["EventQueue"]
+__all__ = ["ArrivalMeter", "EventQueue"]
 
 T = TypeVar("T")
 
@@ -55,3 +55,27 @@ class EventQueue(Generic[T]):
 
     def __len__(self) -> int:
         return len(self._items)
+
+    @property
+    def offered(self) -> int:
+        """Every item ever put or refused: what the producers handed over, whatever became of it."""
+        return self.taken + len(self._items) + self.dropped
+
+
+class ArrivalMeter:
+    """How fast items arrive, over windows of at least ``window`` seconds: shorter ones cannot tell a lull from a
+    burst (a burst's queue runs dry for a moment whenever the consumer catches up)."""
+
+    def __init__(self, window: float, *, offered: int = 0, now: float) -> None:
+        self.window = window
+        self._start = now
+        self._offered_at_start = offered
+
+    def rate(self, offered: int, now: float) -> float | None:
+        """Items per second since the window began, starting a new window; None while it is too short."""
+        elapsed = now - self._start
+        if elapsed < self.window:
+            return None
+        rate = (offered - self._offered_at_start) / elapsed
+        self._start, self._offered_at_start = now, offered
+        return rate
