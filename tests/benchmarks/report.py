@@ -27,50 +27,69 @@ COLOURS = {"promptstream": "#2b6cb0", "segment": "#52b788", "posthog": "#f4a261"
 # What the profiles showed where a target is not met (measured on this machine, 2026-11-27; see the issue 5 note).
 ANALYSIS = """### Where the unmet targets stand, and what it would take
 
-Figures quoted here are from the run above (commit f88d02b) unless they name another.
+Figures quoted here are from the run above (commit 465763d) unless they name another. Probes named below were run
+separately on this machine, with the same event and the same loops.
 
-- **40x lower caller cost than Segment and PostHog.** On this machine, in this run, Segment's `track` cost its caller
-  about 35 µs and PostHog's `capture` about 61 µs (the issue measured 124 µs and 220 µs here earlier). 40x below
-  Segment is about 0.9 µs: the floor itself, which only builds the dict and appends it. No tracker that builds an
-  event at all can get there; PromptStream is at 2.3x the floor.
-- **p99 at a steady 5,000 calls/s.** The tail is the call itself running cold after each sleep, not the agent: with
-  the agent disabled (no queue, no threads) the same loop measured p99 15-18 µs (at f6e7c8e), against 18-25 µs with
-  it (23 µs in this run). The floor's p99 is 5-6 µs. What it would take: fewer instructions per call (validation,
-  id, encode) in compiled code, or moving validation out of the call, which the product rules out (bad input must
-  fail at the call site).
-- **20x Segment end-to-end.** Segment delivered about 24,700 events/s here (the issue saw 5,300); PromptStream
-  about 134,000/s, 5.4x. After the burst, delivery costs about 6 ms per 1,000-event batch: claim (one SQLite
-  transaction), gzip, POST, and delete. What it would take: several batches in flight at once (the sink's ceiling is
-  1.3-1.7 million events/s), which the lease design allows but the single sender thread does not do.
-- **Peak RSS with a 1M-event backlog.** Two limits meet here (measured after this run, at 7a2aee6, with the same
-  scenario). First, the spool's default cap, `max_spool_bytes` = 128 MiB of payload, holds about 460,000 of these
-  ~290-byte events: that, not memory, is why 460,030 were kept. A 25,000-event queue kept the same number, and with a
-  1 GiB cap 937,176 of the million were spooled. Second, a tight loop of a million calls outruns the spooler, so the
-  queue fills to its cap (100,000 events, about 33 MiB) and overflows: 62,824 dropped with the 1 GiB cap. Peak RSS
-  is that queue, plus the spooler's chunk in flight (20,000 payloads joined into one blob, which SQLite copies when
-  it binds it), plus what the allocator keeps. A sweep of the queue cap (`max_queue_size`) measured:
+- **40x lower caller cost than Segment and PostHog.** In this run, Segment's `track` cost its caller about 33 µs
+  and PostHog's `capture` about 61 µs (the issue measured 124 µs and 220 µs here earlier). 40x below Segment is
+  about 0.8 µs, which is the floor itself: it only builds the dict and appends it. No tracker that builds an event
+  at all can get there. PromptStream is at 2.5x the floor.
+- **p99 at a steady 5,000 calls/s.** The tail comes from any call that runs cold after a sleep, and it grows with
+  the code the call runs, not with what the agent does. A probe (5,000 calls/s for 6 s, 3 rounds each) measured
+  these p99s (at c222655; the call is unchanged since):
 
-  | `max_queue_size` | peak RSS, 1M outage | dropped of a 200k burst (3 runs) |
-  |---|---|---|
-  | 100,000 (default) | 59.4 MiB | 0, 0, 0 |
-  | 50,000 | 49.1 MiB | 0, 0, 40,223 |
-  | 25,000 | 42.4 MiB | 13,197, 14,441, 58,908 |
+  | what one call does | p99 |
+  |---|---|
+  | nothing (an empty lambda) | 0.2 µs |
+  | the floor: a dict appended to a deque | 4.5-7.7 µs |
+  | `stamp_event()` alone: the event id and timestamp, a dozen lines | 9-18 µs |
+  | `track_click` with the agent disabled (no queue, no threads) | 11-18 µs |
+  | `track_click` with the agent running | 13-21 µs |
 
-  So no queue cap meets both the memory target and the zero-drop target on this design, and the default keeps the
-  zero drops. Why the spooler falls behind (profile at f6e7c8e): storing a 20,000-event chunk is one SQLite
-  statement, 21-30 ms alone and 35-80 ms while the application thread holds the GIL (each hand-off waits up to the
-  5 ms switch interval), against 44-50 ms for the caller to produce those 20,000 events; the spool writes about
-  600 bytes per event (WAL plus checkpoint). Storing each chunk as one row instead of 20,000 was measured at 14 ms
-  (2x). A prototype of that (not shipped: only `append` was replaced, one row per 1,000 events, same 1M loop with a
-  1 GiB cap) fixed the drops but not the memory. With raw bodies it spooled all 1,000,000 (the queue peaked at 60,576
-  instead of filling), at 80 MiB peak RSS. With zlib level-1 bodies the spool took 8 MiB of disk instead of 299 MiB,
-  but compressing on the spooler thread fell behind the caller, and 574,823 were dropped. Smaller spool statements
-  (5,000 or 2,000 events) cut the transient memory (47-52 MiB with a full queue), but more statements mean more GIL
-  hand-offs: 129,151 and 454,000 dropped. What it would take, then: chunk rows to keep up, plus a spool write whose
-  memory does not grow with the chunk (SQLite's incremental blob I/O, `blobopen` from Python 3.11, instead of
-  binding one joined blob), with a queue of 30,000-40,000 events. Compressed chunks would also fit a million of
-  these events under the 128 MiB cap, if the compression runs where it does not starve the spooler. In ordinary
-  traffic the queue holds one spool interval of events, and a backlog lives on disk.
+  The p99 of the same call moves by 10 µs from one repeat to the next (14, 26 and 24 µs in this run). What it
+  would take: fewer instructions and less memory touched per call, in compiled code (validation, id, encoding),
+  or moving validation out of the call, which the product rules out (bad input must fail at the call site).
+- **20x Segment end-to-end.** Segment delivered about 27,000 events/s in this run, so 20x is about 540,000/s. Two
+  bounds, both from this run, put that out of reach. First, the figure counts from the first call, and 200,000
+  calls at 1.96 µs take 0.39 s, so even instant delivery gives at most 510,000/s. Second, delivery costs CPU:
+  6.35 CPU seconds per million events delivered, caller included, and the machine has 2 cores, which the sink's
+  process shares. So even with perfect use of both cores, the rate is at most about 315,000/s. PromptStream
+  reached 137,000/s (5.1x Segment). What it would take: CPU per event cut to about 3.7 µs (2 cores / 540,000),
+  caller included, and delivery spread over both cores past the GIL. After the burst, delivery costs about 6 ms per
+  1,000-event batch (claim, gzip, POST, delete), and one sender thread runs them one at a time.
+- **Peak RSS with a 1M-event backlog.** The median was 51 MiB (47.8, 51.0 and 59.0 in the 3 repeats; the run at
+  f88d02b had 73.6). A profile of the tight loop (at c222655) found two causes, both now fixed:
+  - **Checkpoints.** SQLite checkpointed the WAL inside every third append. Those appends took 60-74 ms instead of
+    30-37 ms, and the queue grew by about 16,000 events each time, up to its 100,000 cap (about 33 MiB). Now the
+    spooler checkpoints only while events arrive at under 100,000/s, measured over 50 ms. A first version that
+    checkpointed whenever the queue ran dry misfired: the queue runs dry for a moment inside a burst, and that
+    checkpoint owed about 150 MiB of WAL and took 200-330 ms.
+  - **The chunk in flight.** The spooler held the 20,000 taken payloads (about 7 MiB) for the whole SQLite
+    statement. Now it joins them into one buffer and lets go of them before the statement.
+
+  Result: in a probe of the same loop with `max_spool_bytes` = 1 GiB (so that the cap does not drop events), 3 of
+  3 runs spooled all 1,000,000, with 44-47 MiB peak RSS; at c222655, 4 runs dropped 115,000-309,000. With the
+  default 128 MiB cap, the spool still holds the first 460,030 events, and the rest are dropped because the cap
+  is full, not because of memory.
+
+  What remains at the peak:
+  - the queue, 15,000-47,000 events (5-16 MiB);
+  - the chunk's buffer (5.8 MiB);
+  - SQLite's copy of it, because Python's sqlite3 copies every bound blob, plus its page cache
+    (`sqlite3_memory_highwater` 8.7-14.5 MiB);
+  - what the allocators keep.
+
+  Smaller chunks would shrink the middle two, but each SQLite statement costs the spooler one GIL hand-off (up to
+  the 5 ms switch interval while the application thread computes). With 10,000- or 5,000-event chunks the
+  spooler fell behind the loop, and the queue filled to its cap.
+
+  What it would take: fewer statements per event, so that small chunks keep up. That means chunk rows: one row per
+  chunk, with batches addressing events inside chunks, a spool schema v3. A prototype at 7a2aee6 stored 20,000
+  events in 14 ms instead of 21. Chunk rows would also need a write whose memory does not grow with the chunk
+  (incremental blob I/O, `blobopen`, Python 3.11+), or a spooler that does not need the GIL (native code).
+  Compressed chunks would also fit a million of these events under the 128 MiB cap, if the compression runs where
+  it does not starve the spooler (zlib on the spooler thread fell behind, at 7a2aee6). In ordinary traffic, the
+  queue holds one spool interval of events, and a backlog lives on disk.
 
 ### Import time (met since f88d02b)
 
@@ -79,7 +98,7 @@ At f6e7c8e `import promptstream` cost 1.23x httpx's import. `-X importtime` show
 modules about 3 ms. Now the SQLite spool lives in its own module, which the agent imports when it opens the spool,
 on its own thread; platformdirs is imported only to find the default spool directory, at construction; and gzip
 bodies come from zlib, which httpx has imported already. `tests/test_architecture.py` keeps all three out of
-`import promptstream`. This run: 1.18x.
+`import promptstream`. The run above: 1.13x.
 """
 
 
