@@ -160,9 +160,9 @@ _PAGE_OVERHEAD_FACTOR = 3  # rows, index entries and free pages on top of the pa
 # takes the WAL past 1,000 pages, so every few appends of a burst paid for one: measured while the application thread
 # was busy, an append of 20,000 events took 60-74 ms when it checkpointed against 30-37 ms when it did not, and the
 # spooler fell behind the caller (docs/benchmarks.md). So the spooler checkpoints between bursts, once this much was
-# written (TrackingAgent._spool_queued). SQLite's own trigger stays as a valve at twice the spool's cap (16-512 MiB):
-# above what filling the spool once writes, so a burst into an empty spool never meets it, while a producer that
-# never lets the spooler catch up cannot grow the WAL without bound.
+# written (TrackingAgent._checkpoint_unless_in_a_burst). SQLite's own trigger stays as a valve at twice the spool's
+# cap (16-512 MiB): above what filling the spool once writes, so a burst into an empty spool never meets it, while a
+# producer that never lets the spooler catch up cannot grow the WAL without bound.
 _CHECKPOINT_EVERY_BYTES = 16 * 1024 * 1024
 _MAX_CHECKPOINT_VALVE_BYTES = 512 * 1024 * 1024
 
@@ -500,7 +500,7 @@ class SqliteSpool:
 
     def checkpoint_if_due(self) -> bool:
         """Copy the WAL back into the database file if enough was written since the last time (see
-        _CHECKPOINT_EVERY_BYTES). The spooler calls this when it has caught up with the queue."""
+        _CHECKPOINT_EVERY_BYTES). The spooler calls this between bursts, never inside an append."""
         if self._written_since_checkpoint < _CHECKPOINT_EVERY_BYTES:
             return False
         with self._lock:
