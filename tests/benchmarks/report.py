@@ -84,9 +84,11 @@ separately on this machine, with the same event and the same loops.
   spooler fell behind the loop, and the queue filled to its cap.
 
   What it would take: fewer statements per event, so that small chunks keep up. That means chunk rows: one row per
-  chunk, with batches addressing events inside chunks, a spool schema v3. A prototype at 7a2aee6 stored 20,000
-  events in 14 ms instead of 21. Chunk rows would also need a write whose memory does not grow with the chunk
-  (incremental blob I/O, `blobopen`, Python 3.11+), or a spooler that does not need the GIL (native code).
+  chunk, with batches addressing events inside chunks, a spool schema v3. Measured at f6e7c8e, one row per chunk
+  stored 20,000 events in 14 ms instead of 21; a prototype at 7a2aee6 (only `append` replaced) spooled all of a
+  million but peaked at 80 MiB, since its chunk was still one bound blob. So chunk rows would also need a write
+  whose memory does not grow with the chunk (incremental blob I/O, `blobopen`, Python 3.11+), or a spooler that
+  does not need the GIL (native code).
   Compressed chunks would also fit a million of these events under the 128 MiB cap, if the compression runs where
   it does not starve the spooler (zlib on the spooler thread fell behind, at 7a2aee6). In ordinary traffic, the
   queue holds one spool interval of events, and a backlog lives on disk.
