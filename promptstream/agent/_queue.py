@@ -66,10 +66,10 @@ class ArrivalMeter:
     """How fast items arrive, over windows of at least ``window`` seconds: shorter ones cannot tell a lull from a
     burst (a burst's queue runs dry for a moment whenever the consumer catches up)."""
 
-    def __init__(self, window: float, *, offered: int = 0, now: float) -> None:
+    def __init__(self, window: float, *, now: float) -> None:
         self.window = window
         self._start = now
-        self._offered_at_start = offered
+        self._offered_at_start = 0
 
     def rate(self, offered: int, now: float) -> float | None:
         """Items per second since the window began, starting a new window; None while it is too short."""

@@ -14,7 +14,6 @@ semantics in memory, for ``spool=False`` or when the disk cannot be used).
 
 from __future__ import annotations
 
-import itertools
 import os
 import threading
 import uuid
@@ -63,13 +62,12 @@ class PayloadChunk(Sequence[bytes]):
     (docs/benchmarks.md). It is a sequence of the payloads: indexing slices one back out.
     """
 
-    __slots__ = ("_ends", "blob", "lengths")
+    __slots__ = ("blob", "lengths")
 
     def __init__(self, payloads: Iterable[bytes]) -> None:
         payloads = payloads if isinstance(payloads, (list, tuple)) else list(payloads)
         self.blob = b"".join(payloads)
         self.lengths = array("I", map(len, payloads))
-        self._ends: list[int] | None = None  # offsets where each payload ends, only if someone indexes
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -93,10 +91,8 @@ class PayloadChunk(Sequence[bytes]):
             index += len(self)
         if not 0 <= index < len(self):
             raise IndexError("PayloadChunk index out of range")
-        if self._ends is None:
-            self._ends = list(itertools.accumulate(self.lengths))
-        end = self._ends[index]
-        return self.blob[end - self.lengths[index] : end]
+        start = sum(self.lengths[:index])  # the spool only iterates and slices; indexing is the rare Sequence path
+        return self.blob[start : start + self.lengths[index]]
 
     def __iter__(self) -> Iterator[bytes]:
         start = 0
