@@ -15,12 +15,15 @@ from collections.abc import Sequence
 __all__ = [
     "Z_95",
     "chi_squared_sf",
+    "mean_and_variance",
+    "proportion_difference_interval",
     "normal_sf",
     "regularized_incomplete_beta",
     "sample_ratio_p_value",
     "student_t_quantile",
     "student_t_sf",
     "two_proportion_z_test",
+    "welch_difference_interval",
     "welch_interval",
     "welch_t_test",
     "wilson_interval",
@@ -158,7 +161,8 @@ def two_proportion_z_test(successes_a: int, trials_a: int, successes_b: int, tri
     return min(1.0, 2.0 * normal_sf(abs(z)))
 
 
-def _mean_and_variance(values: Sequence[float]) -> tuple[float, float]:
+def mean_and_variance(values: Sequence[float]) -> tuple[float, float]:
+    """The mean and the unbiased sample variance (0 for a single value)."""
     mean = math.fsum(values) / len(values)
     variance = math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
     return mean, variance
@@ -168,7 +172,7 @@ def welch_interval(values: Sequence[float]) -> tuple[float, float] | None:
     """The 95% t-interval for a mean (df = n - 1); None with fewer than two values."""
     if len(values) < 2:
         return None
-    mean, variance = _mean_and_variance(values)
+    mean, variance = mean_and_variance(values)
     half = student_t_quantile(0.975, len(values) - 1) * math.sqrt(variance / len(values))
     return mean - half, mean + half
 
@@ -177,8 +181,8 @@ def welch_t_test(a: Sequence[float], b: Sequence[float]) -> float | None:
     """Two-sided p-value of Welch's t-test (unequal variances); None when it is undefined."""
     if len(a) < 2 or len(b) < 2:
         return None
-    mean_a, variance_a = _mean_and_variance(a)
-    mean_b, variance_b = _mean_and_variance(b)
+    mean_a, variance_a = mean_and_variance(a)
+    mean_b, variance_b = mean_and_variance(b)
     error_a, error_b = variance_a / len(a), variance_b / len(b)
     if error_a + error_b == 0.0:
         return None
@@ -189,12 +193,45 @@ def welch_t_test(a: Sequence[float], b: Sequence[float]) -> float | None:
 
 def sample_ratio_p_value(observed: Sequence[int], weights: Sequence[float]) -> float | None:
     """Chi-squared goodness-of-fit of counts per variant against the configured weights (sample-ratio mismatch)."""
-    pairs = [(count, weight) for count, weight in zip(observed, weights, strict=True) if weight > 0]
+    pairs = [(count, weight) for count, weight in zip(observed, weights, strict=True) if 0 < weight < math.inf]
+    total = sum(count for count, _ in pairs)
+    if total == 0 or len(pairs) < 2:
+        return None
+    largest = max(weight for _, weight in pairs)  # weights of 1e308 in an old database: scale before summing
+    pairs = [(count, weight / largest) for count, weight in pairs if weight / largest > 0.0]
     total = sum(count for count, _ in pairs)
     if total == 0 or len(pairs) < 2:
         return None
     weight_sum = math.fsum(weight for _, weight in pairs)
-    statistic = math.fsum(
-        (count - total * weight / weight_sum) ** 2 / (total * weight / weight_sum) for count, weight in pairs
-    )
+    statistic = 0.0
+    for count, weight in pairs:
+        expected = total * weight / weight_sum
+        statistic += (count - expected) * ((count - expected) / expected)  # no ** 2: it raises on overflow
+    if not math.isfinite(statistic):
+        return 0.0  # a weight so small that any traffic at all is infinitely unlikely
     return chi_squared_sf(statistic, len(pairs) - 1)
+
+
+def proportion_difference_interval(
+    successes_a: int, trials_a: int, successes_b: int, trials_b: int, z: float = Z_95
+) -> tuple[float, float] | None:
+    """The 95% Wald interval (unpooled) for p_b - p_a; None without trials on either side."""
+    if trials_a == 0 or trials_b == 0:
+        return None
+    rate_a, rate_b = successes_a / trials_a, successes_b / trials_b
+    half = z * math.sqrt(rate_a * (1.0 - rate_a) / trials_a + rate_b * (1.0 - rate_b) / trials_b)
+    return rate_b - rate_a - half, rate_b - rate_a + half
+
+
+def welch_difference_interval(a: Sequence[float], b: Sequence[float]) -> tuple[float, float] | None:
+    """The 95% Welch interval for mean(b) - mean(a); None with fewer than two values a side or no variance."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    mean_a, variance_a = mean_and_variance(a)
+    mean_b, variance_b = mean_and_variance(b)
+    error_a, error_b = variance_a / len(a), variance_b / len(b)
+    if error_a + error_b == 0.0:
+        return None
+    df = (error_a + error_b) ** 2 / (error_a**2 / (len(a) - 1) + error_b**2 / (len(b) - 1))
+    half = student_t_quantile(0.975, df) * math.sqrt(error_a + error_b)
+    return mean_b - mean_a - half, mean_b - mean_a + half
