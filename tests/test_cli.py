@@ -83,7 +83,7 @@ def test_demo_runs_the_experiment_and_prints_results_that_match_the_server(
     out = capsys.readouterr().out
     table = out[out.index("variant") :]
     assert "v1 (control)" in table and "v2" in table and "conversion / user" in table
-    assert "Winner: v2" in out or "No significant winner yet" in out
+    assert re.search(r"^Decision: (ship|keep running) — ", out, re.MULTILINE)
     delivery = next(line for line in out.splitlines() if line.startswith("SDK delivery"))
     tracked, stored = (int(n.replace(",", "")) for n in re.findall(r"([\d,]+) (?:events tracked|stored)", delivery))
     assert tracked == stored and "0 dropped" in delivery

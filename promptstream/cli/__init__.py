@@ -2,10 +2,10 @@
 
     promptstream serve | demo
     promptstream prompts create|list|show|add-version
-    promptstream experiments create|list|results
+    promptstream experiments create|list|results|plan
     promptstream spool status|drain|purge
 
-The parser lives here; each group of commands in its own module (_server.py, _admin.py, _spool.py, _demo.py).
+The parser lives here; each group of commands in its own module (_server.py, _admin.py, _results.py, _spool.py, _demo.py).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def _connection_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import _admin, _demo, _server, _spool
+    from . import _admin, _demo, _results, _server, _spool
 
     parser = argparse.ArgumentParser(prog="promptstream", description="PromptStream SDK and reference server.")
     parser.add_argument("--version", action="version", version=f"promptstream {__version__}")
@@ -86,10 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     listed = experiment_commands.add_parser("list", help="experiments, optionally of one prompt")
     listed.add_argument("--prompt", dest="prompt_id")
     listed.set_defaults(handler=_admin.cmd_experiments_list)
-    results = experiment_commands.add_parser("results", help="per-variant results with intervals and p-values")
-    results.add_argument("experiment_id")
-    results.add_argument("--json", action="store_true", help="the raw results as JSON")
-    results.set_defaults(handler=_admin.cmd_experiments_results)
+    results = _results.add_commands(experiment_commands)
 
     spool = commands.add_parser("spool", help="the local spool of undelivered events")
     spool_commands = spool.add_subparsers(dest="action", required=True, metavar="ACTION")

@@ -1,14 +1,15 @@
-"""Experiment results as a plain-text table (no colour, so it reads the same in a log or a pipe)."""
+"""Experiment results as a plain-text table (no colour, so it reads the same in a log or a pipe).
+
+The verdict printed under the table is the server's peeking-safe decision (``results.decision``); the fixed-horizon
+p-value column is labelled as such, for teams that read the results once at a pre-registered sample size."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .._models import ExperimentResults, MeanResult, RateResult, VariantResult
+from .._models import ExperimentResults, LiftEstimate, MeanResult, RateResult, VariantResult
 
-__all__ = ["SIGNIFICANCE", "render_results", "winner"]
-
-SIGNIFICANCE = 0.05  # two-sided; the demo and the CLI call a variant the winner below this p-value
+__all__ = ["render_decision", "render_results", "winner"]
 
 
 def _percent(rate: RateResult) -> str:
@@ -38,22 +39,24 @@ def _p(p_value: float | None) -> str:
     return "<0.001" if p_value < 0.001 else f"{p_value:.3f}"
 
 
-def _p_clause(p_value: float | None) -> str:
-    return "p < 0.001" if p_value is not None and p_value < 0.001 else f"p = {_p(p_value)}"
+def _interval(estimate: LiftEstimate | None) -> str:
+    if estimate is None or estimate.ci_low is None or estimate.ci_high is None:
+        return "—"
+    return f"[{estimate.ci_low * 100:+.1f}, {estimate.ci_high * 100:+.1f}] pts"
 
 
 def winner(results: ExperimentResults) -> VariantResult | None:
-    """The variant whose conversion per user beats the control's at p < SIGNIFICANCE (the best if several)."""
-    candidates = [
-        v
-        for v in results.variants
-        if v.conversion.per_user.p_value is not None
-        and v.conversion.per_user.p_value < SIGNIFICANCE
-        and (v.conversion.per_user.lift or 0.0) > 0
-    ]
-    if not candidates:
+    """The variant the server's peeking-safe decision says to ship, if any (never a bare p < 0.05)."""
+    if results.decision is None or results.decision.winner is None:
         return None
-    return max(candidates, key=lambda v: v.conversion.per_user.rate or 0.0)
+    return results.variant(results.decision.winner)
+
+
+def render_decision(results: ExperimentResults) -> str:
+    """One line: the decision and its reason, or a note that the server predates decisions."""
+    if results.decision is None:
+        return "Decision: none (the server predates peeking-safe decisions; read the fixed-horizon p-values only once)"
+    return f"Decision: {results.decision.action.replace('_', ' ')} — {results.decision.reason}"
 
 
 def render_results(results: ExperimentResults) -> str:
@@ -66,7 +69,9 @@ def render_results(results: ExperimentResults) -> str:
         "thumbs-up",
         "mean rating",
         "conv. lift",
-        "p-value",
+        "always-valid 95% CI",
+        "always-valid p",
+        "fixed-horizon p",
     )
     rows: list[Sequence[str]] = [header]
     for v in results.variants:
@@ -81,6 +86,8 @@ def render_results(results: ExperimentResults) -> str:
                 _percent(v.thumbs_up),
                 _mean(v.rating),
                 _lift(conversion),
+                _interval(conversion.always_valid),
+                _p(conversion.always_valid.adjusted_p_value if conversion.always_valid else None),
                 _p(conversion.p_value),
             )
         )
@@ -90,13 +97,14 @@ def render_results(results: ExperimentResults) -> str:
         for row in rows
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    best = winner(results)
-    if best is not None:
+    lines.append("")
+    lines.append(render_decision(results))
+    if results.decision is not None:
         lines.append(
-            f"\nWinner: {best.variant}, conversion per user {_lift(best.conversion.per_user)} over"
-            f" {results.control} ({_p_clause(best.conversion.per_user.p_value)})."
+            f"(primary metric {results.decision.primary_metric}, guardrails"
+            f" {', '.join(results.decision.guardrail_metrics) or 'none'}; {results.decision.method}; always-valid p"
+            " is Holm-adjusted and stays valid however often you look; the fixed-horizon p is valid only at a sample"
+            " size fixed in advance)"
         )
-    else:
-        lines.append(f"\nNo significant winner yet (conversion per user, two-sided p < {SIGNIFICANCE}).")
     lines.extend(f"warning: {w}" for w in results.warnings)
     return "\n".join(lines)
