@@ -36,7 +36,7 @@ SRM_ALPHA = 0.001  # the usual threshold for a sample-ratio-mismatch alarm: it s
 VALUE_LIMIT = 1e9  # the wire limit on ratings and engagement scores (docs/protocol.md, "Limits")
 
 
-@dataclass
+@dataclass(slots=True)
 class _Run:
     variant: str
     user: str | None
@@ -48,7 +48,7 @@ class _Run:
     latest: dict[str, str] = field(default_factory=dict)  # (timestamp, event_id) of the latest replacing event
 
 
-@dataclass
+@dataclass(slots=True)
 class _Variant:
     name: str
     weight: float
