@@ -4,7 +4,7 @@
 Used by tests/test_sequential.py (a short run in the default suite, the long one marked ``slow``) and to produce
 the figures and the plot in docs/experiments.md::
 
-    python -m tests.stats_simulation --experiments 1000 --plot docs/experiments-peeking.png
+    python -m tests.stats_simulation --experiments 1000 --users 5000 --plot docs/experiments-peeking.png
 """
 
 from __future__ import annotations
@@ -187,10 +187,17 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=5000)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--ab-experiments", type=int, default=500)
+    parser.add_argument("--ab-users", type=int, default=20_000)
+    parser.add_argument("--ab-batch", type=int, default=500)
     parser.add_argument("--plot")
     args = parser.parse_args()
-    _report("A/A 10% vs 10%", run(args.experiments, 0.10, 0.10, args.users, args.batch, args.seed))
-    _report("A/B 10% vs 12%", run(args.experiments, 0.10, 0.12, args.users, args.batch, args.seed + 1))
+    if args.experiments:
+        _report("A/A 10% vs 10%", run(args.experiments, 0.10, 0.10, args.users, args.batch, args.seed))
+    if args.ab_experiments:
+        _report(
+            "A/B 10% vs 12%", run(args.ab_experiments, 0.10, 0.12, args.ab_users, args.ab_batch, args.seed + 1)
+        )
     if args.plot:
         _plot(args.plot, args.seed)
 

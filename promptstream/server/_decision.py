@@ -116,9 +116,10 @@ def _rule(
     if answer["sufficient_sample"] and clean:
         best = max(clean, key=lambda v: _metric(v, primary)["lift"])
         figure = _metric(best, primary)["always_valid"]
+        scale, unit = (100.0, " pts") if "rate" in _metric(best, primary) else (1.0, "")
         reason = (
-            f"{best['variant']} beats {answer['control']} on {label} by {figure['lift']:+.4g}"
-            f" (always-valid interval [{figure['ci_low']:.4g}, {figure['ci_high']:.4g}],"
+            f"{best['variant']} beats {answer['control']} on {label} by {figure['lift'] * scale:+.3g}{unit}"
+            f" (always-valid 95% interval [{figure['ci_low'] * scale:+.3g}, {figure['ci_high'] * scale:+.3g}]{unit},"
             f" adjusted p = {figure['adjusted_p_value']:.3g} < {alpha})"
         )
         return "ship", best["variant"], reason + (f"; also: {flags}" if flags else "")
