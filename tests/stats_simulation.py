@@ -108,9 +108,7 @@ class Summary:
         return count / self.experiments, low, high
 
 
-def run(
-    experiments: int, control_rate: float, treatment_rate: float, users: int, batch: int, seed: int
-) -> Summary:
+def run(experiments: int, control_rate: float, treatment_rate: float, users: int, batch: int, seed: int) -> Summary:
     rng = random.Random(seed)
     outcomes = [simulate(rng, control_rate, treatment_rate, users, batch) for _ in range(experiments)]
     stops = [o.always_valid_stop for o in outcomes if o.always_valid_stop is not None]
@@ -195,9 +193,7 @@ def main() -> None:
     if args.experiments:
         _report("A/A 10% vs 10%", run(args.experiments, 0.10, 0.10, args.users, args.batch, args.seed))
     if args.ab_experiments:
-        _report(
-            "A/B 10% vs 12%", run(args.ab_experiments, 0.10, 0.12, args.ab_users, args.ab_batch, args.seed + 1)
-        )
+        _report("A/B 10% vs 12%", run(args.ab_experiments, 0.10, 0.12, args.ab_users, args.ab_batch, args.seed + 1))
     if args.plot:
         _plot(args.plot, args.seed)
 

@@ -147,11 +147,12 @@ def test_two_ratings_of_1e308_no_longer_break_the_results_for_good(server: Any) 
             "INSERT INTO experiments VALUES ('e308', ?, NULL, ?, 0, 0, NULL)",
             (prompt["prompt_id"], json.dumps([{"version": 1, "weight": 1e308}, {"version": 1, "weight": 1e308}])),
         )
-        for number, (kind, rating, score) in enumerate(
-            [("rating", 1e308, None), ("rating", 1e308, None), ("engagement", None, 1e308)]
-            + [("engagement", None, -1e308), ("rating", 4.0, None), ("rating", 2.0, None)]
-        ):
-            db.execute("INSERT INTO runs VALUES (?, ?, 'e308', 1, 'v1', NULL, '', 0)", (f"r{number}", prompt["prompt_id"]))
+        rows = [("rating", 1e308, None), ("rating", 1e308, None), ("engagement", None, 1e308)]
+        rows += [("engagement", None, -1e308), ("rating", 4.0, None), ("rating", 2.0, None)]
+        for number, (kind, rating, score) in enumerate(rows):
+            db.execute(
+                "INSERT INTO runs VALUES (?, ?, 'e308', 1, 'v1', NULL, '', 0)", (f"r{number}", prompt["prompt_id"])
+            )
             db.execute(
                 "INSERT INTO events (event_id, type, prompt_run_id, experiment_id, timestamp, rating, engagement_score,"
                 " received_at) VALUES (?, ?, ?, 'e308', '2024-01-01T00:00:00Z', ?, ?, 0)",

@@ -5,7 +5,8 @@
     promptstream experiments create|list|results|plan
     promptstream spool status|drain|purge
 
-The parser lives here; each group of commands in its own module (_server.py, _admin.py, _results.py, _spool.py, _demo.py).
+The parser lives here; each group of commands in its own module (_server.py, _admin.py, _results.py, _spool.py,
+_demo.py).
 """
 
 from __future__ import annotations

@@ -55,7 +55,11 @@ def _progress(total: int) -> tuple[AbstractContextManager[Any], Callable[[], Non
         TextColumn("simulating users"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
     )
     task = progress.add_task("users", total=total)
-    return progress, lambda: progress.advance(task), lambda line: progress.console.print(line, highlight=False, soft_wrap=True)
+    return (
+        progress,
+        lambda: progress.advance(task),
+        lambda line: progress.console.print(line, highlight=False, soft_wrap=True),
+    )
 
 
 def _matplotlib_missing() -> bool:

@@ -27,9 +27,7 @@ def add_commands(experiment_commands: argparse._SubParsersAction[argparse.Argume
     results.set_defaults(handler=cmd_experiments_results)
     plan = experiment_commands.add_parser("plan", help="users per variant needed to detect an effect")
     plan.add_argument("--baseline", type=float, required=True, help="the control's rate, e.g. 0.10 for 10%%")
-    plan.add_argument(
-        "--mde", type=float, required=True, help="minimum detectable effect: absolute (0.02 = 2 points)"
-    )
+    plan.add_argument("--mde", type=float, required=True, help="minimum detectable effect: absolute (0.02 = 2 points)")
     plan.add_argument("--relative", action="store_true", help="read --mde as relative (0.2 = +20%%)")
     plan.add_argument("--alpha", type=float, default=0.05, help="false-positive rate (default 0.05)")
     plan.add_argument("--power", type=float, default=0.8, help="chance to detect the effect (default 0.8)")

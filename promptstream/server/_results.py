@@ -143,7 +143,8 @@ def compute_results(
         "data_quality": {"excluded": dict(sorted(excluded.counts.items())), "value_limit": VALUE_LIMIT},
     }
     answer["decision"] = decide(answer)
-    return _finite(answer)
+    finite: dict[str, Any] = _finite(answer)
+    return finite
 
 
 def _finite(value: Any) -> Any:
