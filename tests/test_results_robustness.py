@@ -167,3 +167,39 @@ def test_two_ratings_of_1e308_no_longer_break_the_results_for_good(server: Any) 
     assert results.data_quality is not None
     assert results.data_quality.excluded == {"engagement_score": 2, "rating": 2}
     assert results.variant("v1").rating.mean == 3.0 and results.variant("v1").rating.n == 2
+
+
+scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=3))
+json_like = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["version", "weight", "x"]), inner),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    variants=json_like,
+    runs=st.lists(st.tuples(st.sampled_from(["r1", "r2", "r3"]), st.sampled_from(["v1", "v2", "v9"]), st.none())),
+    events=st.lists(
+        st.tuples(
+            st.sampled_from(["r1", "r2", "r3", "r4"]),
+            st.sampled_from(["click", "conversion", "feedback", "rating", "engagement", "other"]),
+            scalars,
+            scalars,
+            scalars,
+            st.one_of(st.text(max_size=3), st.none()),
+            st.one_of(st.text(max_size=3), st.none()),
+        )
+    ),
+)
+def test_the_computation_never_raises_and_never_answers_a_non_finite_figure(
+    variants: Any, runs: list[Any], events: list[Any]
+) -> None:
+    """The computation itself, on any Python values a row or a variants column could decode to."""
+    from promptstream.server._results import compute_results
+
+    answer = compute_results({"experiment_id": "e", "prompt_id": "p", "variants": variants}, runs, events)
+    encoded = msgspec.json.encode(answer)
+    assert b"NaN" not in encoded and b"Infinity" not in encoded
+    msgspec.json.decode(encoded, type=ExperimentResults)

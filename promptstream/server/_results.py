@@ -97,9 +97,10 @@ def compute_results(
     """``runs``: (run_id, variant, external_user_id); ``events``: (run_id, type, thumbs_up, rating,
     engagement_score, timestamp, event_id)."""
     excluded = _Excluded()
+    stored_variants = experiment["variants"] if isinstance(experiment["variants"], list) else []
     configured = [
         (f"v{v['version']}" if v.get("version") is not None else None, _weight(v.get("weight"), excluded))
-        for v in experiment["variants"]
+        for v in (item if isinstance(item, dict) else {} for item in stored_variants)
     ]
     variants: dict[str, _Variant] = {name: _Variant(name, weight) for name, weight in configured if name is not None}
     by_id: dict[str, _Run] = {}
@@ -127,10 +128,10 @@ def compute_results(
     if mismatch:
         warnings.insert(0, "sample ratio mismatch: runs or users per variant do not match the configured weights")
     for name, count in sorted(excluded.counts.items()):
-        warnings.append(
-            f"left out {count} stored {name} value{'s' if count != 1 else ''} that are not finite numbers"
-            + (f" within ±{VALUE_LIMIT:.0e}" if name != "weight" else " above 0")
-        )
+        rule = "a positive finite number" if name == "weight" else f"a finite number within ±{VALUE_LIMIT:.0e}"
+        if name == "thumbs_up":
+            rule = "0 or 1"
+        warnings.append(f"left out {count} stored {name} value{'s' if count != 1 else ''} (each must be {rule})")
     sufficient = not any(w.startswith("too few") for w in warnings)
     answer = {
         "experiment_id": experiment["experiment_id"],
