@@ -3,7 +3,7 @@
 
 The always-valid figure uses the same confidence sequence as the server's results (Waudby-Smith et al. 2024, tuned
 at ``TUNING_SAMPLE`` observations); the SDK never imports the server, so the three lines of its boundary are
-repeated here, and tests/test_planning.py checks both agree.
+repeated here, and tests/test_sequential.py checks both agree.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from ._errors import InvalidArgumentError
 __all__ = ["SampleSizePlan", "plan_sample_size"]
 
 TUNING_SAMPLE = 5000  # must match promptstream/server/_sequential.py
+MAX_USERS = 1e12  # per variant: beyond this a plan is not a plan, and the search would lose precision
 _NORMAL = NormalDist()
 
 
@@ -73,8 +74,8 @@ def plan_sample_size(
 
     ``minimum_detectable_effect`` is absolute (0.02 is two points) unless ``relative`` (0.2 is +20%). With more than
     two variants, alpha is split over the comparisons with the control (Bonferroni, which Holm never needs more
-    than). Raises ``InvalidArgumentError`` for rates outside (0, 1), alpha or power outside (0, 1), or fewer than two
-    variants.
+    than). Raises ``InvalidArgumentError`` for a rate outside (0, 1), alpha outside (0, 0.5], power outside
+    [0.5, 1), variants outside 2..100, or an effect too small to detect with 10**12 users per variant.
 
     Example:
         ```python
@@ -83,22 +84,30 @@ def plan_sample_size(
         ```
     """
     baseline = _check_fraction("baseline_rate", baseline_rate)
-    alpha = _check_fraction("alpha", alpha)
-    power = _check_fraction("power", power)
+    alpha = _check_fraction("alpha", alpha, high_open=0.5 + 1e-12)
+    power = _check_fraction("power", power, low_open=0.5 - 1e-12)
     if isinstance(variants, bool) or not isinstance(variants, int) or not 2 <= variants <= 100:
         raise InvalidArgumentError("variants", "must be an int from 2 to 100")
     if isinstance(minimum_detectable_effect, bool) or not isinstance(minimum_detectable_effect, int | float):
         raise InvalidArgumentError("minimum_detectable_effect", "must be a number")
-    effect = float(minimum_detectable_effect) * (baseline if relative else 1.0)
-    target = baseline + effect
-    if effect == 0.0 or not math.isfinite(effect) or not 0.0 < target < 1.0:
+    target = math.nan
+    if abs(minimum_detectable_effect) < 1e6:  # also keeps a 400-digit int away from float()
+        effect = float(minimum_detectable_effect) * (baseline if relative else 1.0)
+        target = baseline + effect
+    if not 0.0 < target < 1.0 or target == baseline:
         raise InvalidArgumentError(
             "minimum_detectable_effect", "must be non-zero and keep the target rate strictly between 0 and 1"
         )
+    effect = target - baseline
     per_comparison_alpha = alpha / (variants - 1)
     spread = baseline * (1 - baseline) + target * (1 - target)  # n * Var(p_b - p_a) with n users a side
     z_power = _NORMAL.inv_cdf(power)
-    fixed = (_NORMAL.inv_cdf(1 - per_comparison_alpha / 2) + z_power) ** 2 * spread / effect**2
+    # -inv_cdf(a/2) rather than inv_cdf(1 - a/2): 1 - a/2 rounds to 1.0 for a tiny alpha
+    fixed = (-_NORMAL.inv_cdf(per_comparison_alpha / 2) + z_power) ** 2 * spread / effect**2
+    if not fixed <= MAX_USERS:
+        raise InvalidArgumentError(
+            "minimum_detectable_effect", f"too small to detect with at most {MAX_USERS:.0e} users per variant"
+        )
 
     def enough(per_variant: float) -> bool:
         z = abs(effect) / math.sqrt(spread / per_variant)
@@ -107,6 +116,10 @@ def plan_sample_size(
     low, high = 1.0, max(2.0, fixed)
     while not enough(high):
         high *= 2.0
+        if high > 4 * MAX_USERS:
+            raise InvalidArgumentError(
+                "minimum_detectable_effect", f"too small to detect with at most {MAX_USERS:.0e} users per variant"
+            )
     while high - low > 0.5:
         middle = (low + high) / 2
         low, high = (low, middle) if enough(middle) else (middle, high)

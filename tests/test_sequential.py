@@ -317,3 +317,25 @@ def test_long_simulation_false_positives_and_power() -> None:
     lift = simulate_many(300, 0.10, 0.12, 20_000, 500, seed=22)
     found, _, _ = lift.rate(lift.always_valid_rejections)
     assert found >= 0.8 and lift.wrong_direction == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    baseline=st.one_of(st.floats(), st.integers(), st.booleans(), st.none(), st.text(max_size=2)),
+    effect=st.one_of(st.floats(), st.integers(-(10**400), 10**400), st.booleans(), st.none()),
+    relative=st.booleans(),
+    alpha=st.one_of(st.floats(), st.just(0.05)),
+    power_=st.one_of(st.floats(), st.just(0.8)),
+    variants=st.one_of(st.integers(-5, 200), st.floats(), st.just(2)),
+)
+def test_planning_either_plans_or_raises_invalid_argument(
+    baseline: Any, effect: Any, relative: bool, alpha: Any, power_: Any, variants: Any
+) -> None:
+    from promptstream import InvalidArgumentError
+
+    try:
+        plan = plan_sample_size(baseline, effect, relative=relative, alpha=alpha, power=power_, variants=variants)
+    except InvalidArgumentError:
+        return
+    assert 0 < plan.target_rate < 1 and plan.users_per_variant >= plan.fixed_horizon_users_per_variant >= 1
+    assert plan.total_users == plan.users_per_variant * plan.variants
