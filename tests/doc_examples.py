@@ -137,16 +137,35 @@ def public_objects() -> Iterator[tuple[str, Any]]:
                 yield f"{module.__name__}.{name}", obj
 
 
+def reference_directives() -> list[str]:
+    """What the API reference pages render: the `::: dotted.path` of docs/reference/*.md."""
+    pages = sorted((DOCS / "reference").glob("*.md"))
+    return [dotted for page in pages for dotted in re.findall(r"^:::\s*([\w.]+)", page.read_text(), re.M)]
+
+
+def unresolved_directives() -> list[str]:
+    missing = []
+    for dotted in reference_directives():
+        try:
+            resolve(dotted)
+        except (LookupError, AttributeError):
+            missing.append(dotted)
+    return missing
+
+
 def rendered_objects() -> dict[str, Any]:
-    """Qualified name -> object for every object the docs site or the public API shows."""
+    """Qualified name -> object for every object the docs site or the public API shows (a directive naming nothing
+    is skipped here, so collection never breaks; unresolved_directives() names it)."""
     objects: dict[str, Any] = dict(public_objects())
-    for page in sorted((DOCS / "reference").glob("*.md")):
-        for dotted in re.findall(r"^:::\s*([\w.]+)", page.read_text(), re.M):
+    for dotted in reference_directives():
+        try:
             obj = resolve(dotted)
-            if not (inspect.isclass(obj) or inspect.isfunction(obj)):  # a pytest fixture: read from its source below
-                continue
-            if not any(obj is known for known in objects.values()):
-                objects[dotted] = obj
+        except (LookupError, AttributeError):
+            continue
+        if not (inspect.isclass(obj) or inspect.isfunction(obj)):  # a pytest fixture: read from its source below
+            continue
+        if not any(obj is known for known in objects.values()):
+            objects[dotted] = obj
     return objects
 
 

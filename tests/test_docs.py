@@ -28,6 +28,7 @@ from .doc_examples import (
     markdown_examples,
     public_objects,
     run_example,
+    unresolved_directives,
 )
 from .helpers import REPO_ROOT
 
@@ -140,6 +141,10 @@ def test_examples_that_do_not_run_are_few_and_say_why() -> None:
     marked = {example.where: example.no_run for example in ALL_EXAMPLES if example.no_run is not None}
     assert all(why and why != "(no reason given)" for why in marked.values()), marked
     assert len(marked) <= MAX_NO_RUN, f"{len(marked)} examples are marked `# doc: no-run`: {marked}"
+
+
+def test_every_object_the_reference_pages_render_exists() -> None:
+    assert not unresolved_directives()
 
 
 def test_the_runner_finds_every_documented_example() -> None:
