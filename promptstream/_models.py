@@ -43,9 +43,13 @@ class RunResponse(msgspec.Struct, frozen=True, kw_only=True):
     """
 
     run_id: str
+    """The run's id: pass it to every ``track_*`` call about this output, so events count towards its variant."""
     experiment_id: str
+    """The experiment (the prompt's live one) the run was assigned in: for ``track_*`` and its results."""
     variant_assigned: str
+    """The variant that served this run, e.g. ``"v2"``: sticky per ``external_user_id``, random without one."""
     output: str
+    """The rendered output of the variant's prompt version for these inputs (at most 1 MiB of UTF-8)."""
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

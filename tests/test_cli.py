@@ -12,6 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from promptstream import PromptStreamClient
 from promptstream.cli import main
@@ -152,6 +154,38 @@ def test_each_failure_is_one_clear_line_and_exit_1(
     assert "Traceback" not in captured.err
 
 
+secrets = st.text(alphabet="abcdefXYZ0123456789", min_size=4, max_size=16)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    user=secrets.map("SeCrEtUsEr".__add__),
+    password=secrets.map("SeCrEtPw".__add__),
+    key=secrets.map("ps_SeCrEtKey".__add__),
+    host=st.sampled_from(["127.0.0.1", "localhost", "[::1]"]),
+    path=st.sampled_from(["", "/promptstream", "/api/v1", "/a%20b"]),
+    command=st.sampled_from([["prompts", "list"], ["experiments", "list"], ["experiments", "results", "e1"]]),
+)
+def test_server_down_names_the_url_it_tried_and_never_a_secret(
+    user: str,
+    password: str,
+    key: str,
+    host: str,
+    path: str,
+    command: list[str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    port = free_port()  # nothing listens there
+    monkeypatch.setenv("PROMPTSTREAM_API_KEY", key)
+    for base_url in (f"http://{user}:{password}@{host}:{port}{path}", f"http://{host}:{port}{path}"):
+        assert main([*command, "--base-url", base_url]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("promptstream: error: cannot reach the server at "), err
+        assert f" at http://{host}:{port}{path}: " in err, err
+        assert "SeCrEt" not in err, err
+
+
 def test_spool_status_drain_and_purge(
     server: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -179,7 +213,7 @@ def test_spool_status_drain_and_purge(
     status = capsys.readouterr().out
     assert "pending:        300 events" in status and "dead-lettered:  0" in status and "s ago" in status
     assert main(["spool", "drain", "--timeout", "3"]) == 1  # still down: says so in one line
-    assert "300 events still pending" in capsys.readouterr().err
+    assert f"300 events still pending for {server.url}" in capsys.readouterr().err
     server.thread.start()
     assert main(["spool", "drain"]) == 0
     assert "drained: 300 delivered" in capsys.readouterr().out

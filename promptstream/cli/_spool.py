@@ -11,7 +11,7 @@ from typing import Any
 
 from .._config import AgentConfig, resolve_base_url
 from ..agent import SpoolCounts, SqliteSpool, delete_spool, owner_token, spool_file_path
-from ._common import CommandError, api_key_or_fail
+from ._common import CommandError, api_key_or_fail, display_url
 
 
 def _path(args: argparse.Namespace) -> Path:
@@ -85,7 +85,7 @@ def cmd_drain(args: argparse.Namespace) -> int:
         client.close(timeout=1)
     if stats.pending:
         reason = f": {stats.last_error}" if stats.last_error else ""
-        raise CommandError(f"{stats.pending:,} events still pending{reason}")
+        raise CommandError(f"{stats.pending:,} events still pending for {display_url(client.base_url)}{reason}")
     print(f"drained: {stats.sent:,} delivered, {stats.duplicates:,} already on the server, {stats.rejected:,} rejected")
     return 0
 

@@ -327,6 +327,7 @@ def create_app(
 
     Example:
         ```python
+        # doc: no-run: uvicorn.run serves until interrupted
         app = create_app(Store("server.sqlite3"), ["ps_dev_key"], rate_limit=100.0)
         uvicorn.run(app, port=8700)
         ```

@@ -188,6 +188,7 @@ def serve(
 
     Example:
         ```python
+        # doc: no-run: serves until interrupted
         serve(host="127.0.0.1", port=8700, db="server.sqlite3", api_keys=["ps_dev_key"], rate_limit=None)
         ```
     """

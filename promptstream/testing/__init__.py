@@ -108,6 +108,7 @@ class RecordingClient(PromptStreamClient):
 
         Example:
             ```python
+            client.track_conversion(run.run_id, run.experiment_id, label="signup")
             (conversion,) = client.events(type="conversion", run_id=run.run_id)
             assert conversion.label == "signup"
             ```
