@@ -441,9 +441,12 @@ def run_example(example: Example, tmp_path: Path) -> dict[str, Any]:
     and what the context supplied, when it raises."""
     world = World(tmp_path, example.client_kind, example.template_input)
     saved = {name: os.environ.get(name) for name in world.environment()}
+    saved_cwd = os.getcwd()
     namespace: dict[str, Any] = {"__name__": "__doc_example__"}
     supplied: list[str] = []
     try:
+        # Relative paths an example names (`Store("server.sqlite3")`) land in its tmp dir, never in the checkout.
+        os.chdir(tmp_path)
         os.environ.update(world.environment())
         code = with_placeholders_filled(example.code, world)
         tree = ast.parse(code)
@@ -467,6 +470,7 @@ def run_example(example: Example, tmp_path: Path) -> dict[str, Any]:
     finally:
         _close_what_it_made(namespace)
         world.close()
+        os.chdir(saved_cwd)
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
