@@ -82,7 +82,9 @@ def server_command(app: str, port: int) -> list[str]:
             *("--bind", f"127.0.0.1:{port}", "--config", str(HERE / "gunicorn_conf.py"), "flask_app:app"),
         ]
     return [
+        # uvloop and httptools named, so that a missing one fails loudly instead of silently measuring the slow path
         *(sys.executable, "-m", "uvicorn", "fastapi_app:app", "--workers", str(WORKERS)),
+        *("--loop", "uvloop", "--http", "httptools"),
         *("--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning"),
     ]
 
@@ -94,14 +96,16 @@ def _get_json(url: str) -> dict[str, Any]:
     return dict(response.json())
 
 
-def from_every_worker(url: str, timeout: float = 60.0) -> dict[int, dict[str, Any]]:
+def from_every_worker(
+    url: str, timeout: float = 60.0, server: subprocess.Popen[bytes] | None = None
+) -> dict[int, dict[str, Any]]:
     """One answer from each of the workers, keyed by pid. The kernel hands each connection to whichever worker
     accepts first, so ask a few at once until both have answered (a busy sync worker leaves the next to the other)."""
     answers: dict[int, dict[str, Any]] = {}
     deadline = time.monotonic() + timeout
     with concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="bench-probe") as pool:
         while len(answers) < WORKERS:
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or (server is not None and server.poll() is not None):
                 raise TimeoutError(f"only workers {sorted(answers)} answered {url} within {timeout} s")
             for futures in concurrent.futures.as_completed([pool.submit(_get_json, url) for _ in range(4)]):
                 try:
@@ -124,7 +128,7 @@ class AppServer:
                 server_command(app, port), cwd=HERE, env=env, stdout=out, stderr=subprocess.STDOUT
             )
         try:
-            self.workers = sorted(from_every_worker(self.url + "/_bench/health"))
+            self.workers = sorted(from_every_worker(self.url + "/_bench/health", server=self.process))
         except TimeoutError:
             self.stop()
             raise RuntimeError(f"{app} did not start; its log:\n{log.read_text()[-3000:]}") from None
@@ -183,12 +187,19 @@ def drain(sink: Sink, tracked: int, timeout: float) -> float | None:
     return time.monotonic() - start
 
 
-def track_samples(before: dict[int, dict[str, Any]], after: dict[int, dict[str, Any]]) -> list[int]:
-    """The per-request track times (ns) of the requests served between two snapshots, every worker's together."""
+def track_times(before: dict[int, dict[str, Any]], after: dict[int, dict[str, Any]]) -> dict[str, float | None]:
+    """Mean, p50 and p99 (µs) of the per-request time in the track calls, over the requests served between two
+    snapshots, every worker's together (None when nothing was tracked)."""
     samples: list[int] = []
     for pid, report in after.items():
         samples += report["track_ns"][len(before.get(pid, {}).get("track_ns", [])) :]
-    return samples
+    samples.sort()
+
+    def at(q: float) -> float | None:
+        return samples[min(len(samples) - 1, int(q * len(samples)))] / 1e3 if samples else None
+
+    mean = sum(samples) / len(samples) / 1e3 if samples else None
+    return {"track_mean_us": mean, "track_p50_us": at(0.50), "track_p99_us": at(0.99), "track_samples": len(samples)}
 
 
 def settled(sink: Sink, quiet: float = 0.5, timeout: float = 10.0) -> dict[str, int]:
@@ -238,8 +249,8 @@ def one_run(app: str, variant: str, sink: Sink, args: argparse.Namespace) -> dic
         log_tail = (Path(tmp) / "server.log").read_text(errors="replace")[-2000:]
     peak["cpu_ms_per_request"] = (cpu_peak - cpu_start) * 1e3 / max(peak["requests"], 1)
     paced["cpu_ms_per_request"] = (cpu_paced - cpu_peak) * 1e3 / max(paced["completed"], 1)
-    peak["track_ns"] = track_samples(at_start, after_peak)
-    paced["track_ns"] = track_samples(after_peak, after_paced)
+    peak.update(track_times(at_start, after_peak))
+    paced.update(track_times(after_peak, after_paced))
     return {
         "app": app,
         "variant": variant,
@@ -290,7 +301,33 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     commit = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
     results["commit"] = commit.stdout.strip() or "?"
     results["date"] = time.strftime("%Y-%m-%d")
+    results["machine"] = machine()
     return results
+
+
+def machine() -> dict[str, str]:
+    """Where and with what the figures were taken."""
+    import importlib.metadata
+    import platform
+
+    lines = Path("/proc/cpuinfo").read_text().splitlines()
+    cpu = next((line.split(":", 1)[1].strip() for line in lines if "model name" in line), platform.processor() or "?")
+    packages = ["promptstream", "segment-analytics-python", "posthog", "flask", "gunicorn", "fastapi", "uvicorn"]
+    packages += ["uvloop", "httptools"]
+    versions = {}
+    for name in packages:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.split(" [")[0]
+    return {
+        "cpu": f"{cpu}, {os.cpu_count()} cores",
+        "os": platform.platform(),
+        "python": f"Python {platform.python_version()}",
+        "wrk": wrk,
+        "packages": ", ".join(f"{name} {version}" for name, version in versions.items()),
+    }
 
 
 def main() -> int:
@@ -304,7 +341,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=2, help="seconds of wrk before measuring (default 2)")
     parser.add_argument("--drain-timeout", type=float, default=30, help="seconds to wait for delivery (default 30)")
     parser.add_argument("--apps", default=",".join(APPS), help="comma-separated subset of flask,fastapi")
-    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ",".join(VARIANTS))
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of those 4")
     parser.add_argument("--quick", action="store_true", help="1 round, 3 s per phase, 1 s warm-up: to try it")
     parser.add_argument("--write-docs", action="store_true", help="rewrite its section of docs/benchmarks.md + plot")
     parser.add_argument("--from-json", type=Path, help="re-render a saved run instead of measuring")

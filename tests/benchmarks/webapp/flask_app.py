@@ -1,8 +1,6 @@
-"""The benchmark's Flask app, served by gunicorn (sync workers, ``--preload``; see gunicorn_conf.py).
-
-    GET /answer            a ~2 KB JSON answer; tracks 3 events (tracking.handle)
-    GET /_bench/health     {"pid": ...} of the worker that answered
-    GET /_bench/counters   that worker's meter (tracking.Meter.report)
+"""The benchmark's Flask app, served by gunicorn (sync workers, ``--preload``; see gunicorn_conf.py). Routes:
+``GET /answer`` builds a ~2 KB JSON answer and tracks 3 events (tracking.handle); ``GET /_bench/health`` answers the
+serving worker's pid; ``GET /_bench/counters`` that worker's meter (tracking.Meter.report).
 """
 
 from __future__ import annotations

@@ -20,11 +20,8 @@ APP_TITLES = {
     "fastapi": "FastAPI under uvicorn (2 workers, PromptStream's async client)",
 }
 
+EN_DASH, MINUS = "\u2013", "\u2212"  # typographic, as in the table
 Figure = Callable[[dict[str, Any]], float | None]
-
-
-def _p99(samples: list[int]) -> float | None:
-    return sorted(samples)[min(len(samples) - 1, int(0.99 * len(samples)))] / 1e3 if samples else None
 
 
 FIGURES: dict[str, Figure] = {
@@ -33,8 +30,8 @@ FIGURES: dict[str, Figure] = {
     "p90_ms": lambda run: run["peak"]["p90_us"] / 1e3,
     "p99_ms": lambda run: run["peak"]["p99_us"] / 1e3,
     "cpu_ms": lambda run: run["peak"]["cpu_ms_per_request"],
-    "track_us": lambda run: statistics.fmean(run["peak"]["track_ns"]) / 1e3 if run["peak"]["track_ns"] else None,
-    "track_p99_us": lambda run: _p99(run["peak"]["track_ns"]),
+    "track_us": lambda run: run["peak"]["track_mean_us"],
+    "track_p99_us": lambda run: run["peak"]["track_p99_us"],
     "rss_mib": lambda run: run["rss_mib"],
     "pss_mib": lambda run: run["pss_mib"],
     "paced_req_s": lambda run: run["paced"]["achieved_rate"],
@@ -43,9 +40,8 @@ FIGURES: dict[str, Figure] = {
     "paced_p99_ms": lambda run: run["paced"]["p99_ms"],
     "paced_p999_ms": lambda run: run["paced"]["p999_ms"],
     "paced_cpu_ms": lambda run: run["paced"]["cpu_ms_per_request"],
-    "paced_track_us": lambda run: (
-        statistics.fmean(run["paced"]["track_ns"]) / 1e3 if run["paced"]["track_ns"] else None
-    ),
+    "paced_track_us": lambda run: run["paced"]["track_mean_us"],
+    "paced_lag_ms": lambda run: run["paced"]["generator_lag_p99_ms"],
 }
 
 
@@ -57,13 +53,13 @@ def spread(runs: list[dict[str, Any]], figure: str) -> tuple[float, float, float
 
 def _cell(value: tuple[float, float, float] | None, digits: int, base: tuple[float, float, float] | None = None) -> str:
     if value is None:
-        return "–"
+        return EN_DASH
     median, low, high = value
     text = f"{median:,.{digits}f}"
     if base is not None and base[0]:
-        text += f" ({(median / base[0] - 1) * 100:+.0f} %)".replace("-", "−")
+        text += f" ({(median / base[0] - 1) * 100:+.0f} %)".replace("-", MINUS)
     if high > low:
-        text += f"<br><small>{low:,.{digits}f}–{high:,.{digits}f}</small>"
+        text += f"<br><small>{low:,.{digits}f}{EN_DASH}{high:,.{digits}f}</small>"
     return text
 
 
@@ -107,6 +103,7 @@ def app_tables(results: dict[str, Any], app: str) -> str:
         ("paced_p999_ms", 1, False),
         ("paced_cpu_ms", 2, True),
         ("paced_track_us", 0, False),
+        ("paced_lag_ms", 1, False),
     ]
     wrk = f"wrk -t{config['threads']} -c{config['connections']} -d{config['duration']:g}s"
     lines = [
@@ -123,7 +120,7 @@ def app_tables(results: dict[str, Any], app: str) -> str:
         " connections, latency from the intended send time):",
         "",
         "| variant | achieved req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | app CPU per request (ms)"
-        " | time in the 3 track calls, mean µs |",
+        " | time in the 3 track calls, mean µs | generator's own lag, p99 ms |",
         "|---|" + "---:|" * len(paced_columns),
         *(row(v, paced_columns) for v in variants),
         "",
@@ -172,6 +169,8 @@ def markdown(results: dict[str, Any]) -> str:
         " rounds; the percentage is against no tracking in the same app."
         f" Commit {results.get('commit', '?')}, {results.get('date', '?')}."
     )
+    if "machine" in results:
+        header += " " + "; ".join(results["machine"].values()) + "."
     return "\n\n".join([header, *(app_tables(results, app) for app in results["apps"])])
 
 
@@ -200,9 +199,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
                 [NAMES[v] for v in variants], medians, yerr=errors, capsize=4, color=[COLOURS[v] for v in variants]
             )
             for bar, median in zip(bars, medians, strict=True):
-                axis.annotate(
-                    f"{median:,.3g}", (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom", fontsize=9
-                )
+                top = (bar.get_x() + bar.get_width() / 2, bar.get_height())
+                axis.annotate(f"{median:,.3g}", top, ha="center", va="bottom", fontsize=9)
             axis.set_title(f"{app}: {title}", fontsize=10)
             axis.tick_params(axis="x", labelsize=8)
     figure.suptitle("Tracking SDKs inside a web app: medians over the rounds, bars show the range")
@@ -232,6 +230,10 @@ counting sink. Each variant runs in a fresh server in every round; variants are 
 - **App CPU per request**: CPU of the server's process tree (master and workers, from /proc) from the start of the
   load until the sink had every event tracked in it, per request served.
 - **Time in the 3 track calls**: `perf_counter_ns` around them inside the app, one sample per request.
+- **Servers**: gunicorn's sync workers close the connection after each answer; uvicorn keeps it alive and runs on
+  uvloop and httptools (`uvicorn[standard]`, as deployed; its pure-Python h11 path stalled keep-alive answers about
+  40 ms here). **Generator's own lag**: how late the paced generator handed out requests; it bounds what the
+  fixed-rate percentiles can resolve.
 - **RSS / PSS**: summed over the process tree after the load; PSS counts the pages `--preload` shares only once.
 - **Delivery**: tracked = track calls that returned in the workers; delivered = distinct event ids at the sink after a
   drain and the server's shutdown; duplicates = events received beyond one per id.

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from contenders import CONTENDERS, EXPERIMENT_ID, KEY, RUN_ID, Contender, PromptStream  # noqa: E402
+from contenders import CONTENDERS, EXPERIMENT_ID, KEY, RUN_ID, Contender, PromptStream
 
 VARIANT = os.environ.get("BENCH_VARIANT", "none")
 EVENTS_PER_REQUEST = 3
