@@ -107,9 +107,9 @@ def from_every_worker(
         while len(answers) < WORKERS:
             if time.monotonic() > deadline or (server is not None and server.poll() is not None):
                 raise TimeoutError(f"only workers {sorted(answers)} answered {url} within {timeout} s")
-            for futures in concurrent.futures.as_completed([pool.submit(_get_json, url) for _ in range(4)]):
+            for future in concurrent.futures.as_completed([pool.submit(_get_json, url) for _ in range(4)]):
                 try:
-                    answer = futures.result()
+                    answer = future.result()
                 except httpx.HTTPError:
                     time.sleep(0.05)  # not listening yet
                     continue
@@ -149,6 +149,8 @@ class AppServer:
             deadline = time.monotonic() + 10
             while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
                 time.sleep(0.05)
+            if Path(f"/proc/{pid}").exists():
+                os.kill(pid, signal.SIGKILL)
 
 
 def run_wrk(url: str, seconds: float, threads: int, connections: int) -> dict[str, Any]:

@@ -174,6 +174,10 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n\n".join([header, *(app_tables(results, app) for app in results["apps"])])
 
 
+def _short(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+
+
 def plot(results: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -200,7 +204,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
             )
             for bar, median in zip(bars, medians, strict=True):
                 top = (bar.get_x() + bar.get_width() / 2, bar.get_height())
-                axis.annotate(f"{median:,.3g}", top, ha="center", va="bottom", fontsize=9)
+                axis.annotate(_short(median), top, ha="center", va="bottom", fontsize=9)
             axis.set_title(f"{app}: {title}", fontsize=10)
             axis.tick_params(axis="x", labelsize=8)
     figure.suptitle("Tracking SDKs inside a web app: medians over the rounds, bars show the range")
