@@ -17,7 +17,7 @@ NAMES = {"none": "no tracking", "promptstream": "PromptStream", "segment": "Segm
 COLOURS = {"none": "#999999", "promptstream": "#2b6cb0", "segment": "#52b788", "posthog": "#f4a261"}
 APP_TITLES = {
     "flask": "Flask under gunicorn (2 sync workers, --preload)",
-    "fastapi": "FastAPI under uvicorn (2 workers, PromptStream's async client)",
+    "fastapi": "FastAPI under uvicorn (2 workers; PromptStream's and PostHog's async clients)",
 }
 
 EN_DASH, MINUS = "\u2013", "\u2212"  # typographic, as in the issue's table
@@ -223,10 +223,11 @@ def section(tables: str | None) -> str:
 ## In a web app under load
 
 What the SDKs cost a real web app (issue 19), measured by `tests/benchmarks/webapp/bench.py`: a small Flask app
-under gunicorn (2 sync workers, `--preload`) and the same app in FastAPI under uvicorn (2 workers, PromptStream's
-async client). Each request builds a ~2 KB JSON answer and tracks 3 events, each for another user. Variants: no
-tracking, PromptStream, Segment and PostHog, each SDK with its default settings and all sending to the same loopback
-counting sink. Each variant runs in a fresh server in every round; variants are interleaved, their order rotating.
+under gunicorn (2 sync workers, `--preload`) and the same app in FastAPI under uvicorn (2 workers; PromptStream's
+and PostHog's async clients, Segment has none). Each request builds a ~2 KB JSON answer and tracks 3 events, each
+for another user. Variants: no tracking, PromptStream, Segment and PostHog, each SDK with its default settings and
+all sending to the same loopback counting sink. Each variant runs in a fresh server in every round; variants are
+interleaved, their order rotating.
 
 - **Maximum throughput**: `wrk -t1 -c16 -d20s` (Debian's wrk). **Fixed rate**: 400 requests/s from a paced
   generator in its own process (`paced.py`), latency measured from when each request was meant to be sent, so a
@@ -239,8 +240,9 @@ counting sink. Each variant runs in a fresh server in every round; variants are 
   40 ms here). **Generator's own lag**: how late the paced generator handed out requests; it bounds what the
   fixed-rate percentiles can resolve.
 - **RSS / PSS**: summed over the process tree after the load; PSS counts the pages `--preload` shares only once.
-- **Delivery**: tracked = track calls that returned in the workers; delivered = distinct event ids at the sink after a
-  drain and the server's shutdown; duplicates = events received beyond one per id.
+- **Delivery**: tracked = track calls made in the workers (an event an SDK drops silently shows as missing);
+  delivered = distinct event ids at the sink after a drain and the server's shutdown; duplicates = events received
+  beyond one per id.
 
 Run it (wrk: `apt-get update && apt-get install -y wrk`):
 

@@ -7,7 +7,8 @@ The variant, the sink and the spool directory come from the environment (``BENCH
 in the master, before it, as such an app would: PromptStream's (each worker gets a fresh agent, see
 docs/examples/gunicorn_app.py) and PostHog's (it rebuilds its queues and consumers in ``os.register_at_fork``).
 Segment's background thread does not survive a fork, so each worker builds its own in gunicorn's ``post_fork``.
-Under uvicorn every worker builds its own in the lifespan, PromptStream's being the async client.
+Under uvicorn every worker builds its own in the lifespan, on the event loop: PromptStream's and PostHog's async
+clients (``AsyncPromptStreamClient``, ``AsyncPosthog``, which PostHog's docs name for FastAPI); Segment has none.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from contenders import CONTENDERS, EXPERIMENT_ID, KEY, RUN_ID, Contender, PromptStream
+from contenders import CONTENDERS, EXPERIMENT_ID, KEY, RUN_ID, Contender, PostHog, PromptStream
 
 VARIANT = os.environ.get("BENCH_VARIANT", "none")
 EVENTS_PER_REQUEST = 3
@@ -43,12 +44,31 @@ class AsyncPromptStream(PromptStream):
         await self.client.aclose()  # type: ignore[attr-defined]
 
 
+class AsyncPostHog(PostHog):
+    """contenders.PostHog on ``AsyncPosthog``: ``capture`` only enqueues; its consumer is a task on the app's loop."""
+
+    def __init__(self, url: str, spool_dir: str) -> None:
+        from posthog import AsyncPosthog
+
+        self.client = AsyncPosthog(KEY, host=url)
+        self._capture = self.client.capture
+
+    async def aclose(self) -> None:
+        await self.client.shutdown()
+
+
+ASYNC_ADAPTERS: dict[str, type[AsyncPromptStream | AsyncPostHog]] = {
+    "promptstream": AsyncPromptStream,
+    "posthog": AsyncPostHog,
+}
+
+
 def make_tracker(asynchronous: bool = False) -> Contender | None:
     if VARIANT == "none":
         return None
     url, spool_dir = os.environ["BENCH_SINK_URL"], os.environ["BENCH_SPOOL_DIR"]
-    if VARIANT == "promptstream" and asynchronous:
-        return AsyncPromptStream(url, spool_dir)
+    if asynchronous and VARIANT in ASYNC_ADAPTERS:
+        return ASYNC_ADAPTERS[VARIANT](url, spool_dir)
     return CONTENDERS[VARIANT](url, spool_dir)
 
 
@@ -101,7 +121,7 @@ def end_worker() -> None:
 
 
 async def aend_worker() -> None:
-    if isinstance(tracker, AsyncPromptStream):
+    if isinstance(tracker, (AsyncPromptStream, AsyncPostHog)):
         await tracker.aclose()
     elif tracker is not None:
         await asyncio.to_thread(tracker.close)
