@@ -1,5 +1,6 @@
-"""The contenders, each behind the same three calls, all sending the same event: a user id, two ids, a label and a
-3-field metadata dict. Default settings everywhere except the host (and, for PromptStream, a private spool dir)."""
+"""The contenders, each behind the same three calls, all sending the same event: a user id (the same one unless the
+caller names another, as the web-app benchmark does), two ids, a label and a 3-field metadata dict. Default settings
+everywhere except the host (and, for PromptStream, a private spool dir)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ KEY = "bench-key"
 
 
 class Contender(Protocol):
-    def track(self, i: int) -> None: ...
+    def track(self, i: int, user_id: str = USER_ID) -> None: ...
     def flush(self) -> None: ...
     def close(self) -> None: ...
 
@@ -26,13 +27,13 @@ class Floor:
     def __init__(self, url: str, spool_dir: str) -> None:
         self.sink: collections.deque[dict[str, Any]] = collections.deque()
 
-    def track(self, i: int) -> None:
+    def track(self, i: int, user_id: str = USER_ID) -> None:
         self.sink.append(
             {
                 "prompt_run_id": RUN_ID,
                 "experiment_id": EXPERIMENT_ID,
                 "label": "cta",
-                "external_user_id": USER_ID,
+                "external_user_id": user_id,
                 "metadata": {"position": 1, "variant": "b", "i": i},
             }
         )
@@ -56,8 +57,8 @@ class PromptStream:
             run = self.client.run_prompt(prompt_id, {"name": "bench"}, external_user_id=USER_ID)
             self.run_id, self.experiment_id = run.run_id, run.experiment_id
 
-    def track(self, i: int) -> None:
-        self._track(self.run_id, self.experiment_id, "cta", USER_ID, metadata={"position": 1, "variant": "b", "i": i})
+    def track(self, i: int, user_id: str = USER_ID) -> None:
+        self._track(self.run_id, self.experiment_id, "cta", user_id, metadata={"position": 1, "variant": "b", "i": i})
 
     def flush(self) -> None:
         self.client.flush(timeout=600)
@@ -73,8 +74,8 @@ class Segment:
         self.client = Client(KEY, host=url)
         self._track = self.client.track
 
-    def track(self, i: int) -> None:
-        self._track(USER_ID, "click", {"position": 1, "variant": "b", "i": i})
+    def track(self, i: int, user_id: str = USER_ID) -> None:
+        self._track(user_id, "click", {"position": 1, "variant": "b", "i": i})
 
     def flush(self) -> None:
         self.client.flush()
@@ -90,8 +91,8 @@ class PostHog:
         self.client = Posthog(KEY, host=url)
         self._capture = self.client.capture
 
-    def track(self, i: int) -> None:
-        self._capture("click", distinct_id=USER_ID, properties={"position": 1, "variant": "b", "i": i})
+    def track(self, i: int, user_id: str = USER_ID) -> None:
+        self._capture("click", distinct_id=user_id, properties={"position": 1, "variant": "b", "i": i})
 
     def flush(self) -> None:
         self.client.flush()

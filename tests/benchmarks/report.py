@@ -18,6 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from contenders import version_of
 from figures import outage_medians
+from webapp.summary import carry_over
 
 REPO = Path(__file__).resolve().parent.parent.parent
 NAMES = {"promptstream": "PromptStream", "segment": "Segment", "posthog": "PostHog", "floor": "floor"}
@@ -271,7 +272,9 @@ python tests/benchmarks/run.py --repeats 3 --write-docs    # the same, in an env
 
 The raw figures of the last run are in `tests/benchmarks/last-run.json`; `run.py --from-json FILE` re-renders them.
 """
-    (REPO / "docs" / "benchmarks.md").write_text(text)
+    page = REPO / "docs" / "benchmarks.md"
+    # the web-app benchmark (webapp/bench.py) owns its own section of the page: keep it as it was
+    page.write_text(carry_over(text, page.read_text() if page.exists() else ""))
     print(f"wrote docs/benchmarks.md and docs/benchmarks.png ({sys.executable})")
 
 
