@@ -15,14 +15,32 @@ from typing import Any
 
 import msgspec
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ._limits import (
+    MAX_BATCH_EVENTS,
+    MAX_DEPTH,
+    MAX_TEXT_LENGTH,
+    api_key_problem,
+    idempotency_key_problem,
+    json_like_problem,
+)
 from ._store import Store, StoreError
-from ._wire import AddVersion, BatchBody, CreateExperiment, CreatePrompt, EventBody, Rejection, RunBody
+from ._wire import (
+    AddVersion,
+    BatchBody,
+    CreateExperiment,
+    CreatePrompt,
+    EventBody,
+    Rejection,
+    RunBody,
+    event_problem,
+)
 
 logger = logging.getLogger("promptstream.server")
 
@@ -71,7 +89,13 @@ class RateLimiter:
 
 
 class RequestIdMiddleware:
-    """Gives every response an ``X-Request-Id`` and logs one line per request (never the Authorization header)."""
+    """Gives every response an ``X-Request-Id``, logs one line per request (never the Authorization header), and
+    turns any unexpected exception into a clean JSON 500.
+
+    The last part matters for keep-alive: Starlette's own last-resort handler sends its 500 and then re-raises, and
+    uvicorn answers an exception after a response by closing the connection, so the client's next request on that
+    connection was reset. Here nothing escapes once a response is complete, and the connection stays usable.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -84,17 +108,28 @@ class RequestIdMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status = 0
+        finished = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, finished
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                finished = True
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            if status == 0:
+                logger.error("unhandled error id=%s", request_id, exc_info=exc)
+                response = error_response(500, "internal_error", "internal server error")
+                await response(scope, receive, send_with_id)
+            elif not finished:
+                raise  # a response cut off half-way: only closing the connection tells the client
+            # else: Starlette already answered with the envelope (and logged) and re-raised only to report it
         finally:
             logger.info(
                 "%s %s %d %.1fms id=%s",
@@ -107,7 +142,11 @@ class RequestIdMiddleware:
 
 
 class ServerApp:
-    """Holds the store, keys and limits; its methods are the route handlers."""
+    """Holds the store, keys and limits; its methods are the route handlers.
+
+    Handlers authenticate and read the body on the event loop, then do everything that costs time (inflating,
+    decoding, checking, SQLite, the model) on a worker thread, so one slow request never stalls the others.
+    """
 
     def __init__(
         self,
@@ -119,6 +158,10 @@ class ServerApp:
     ) -> None:
         if not api_keys:
             raise ValueError("the server needs at least one API key")
+        for number, key in enumerate(api_keys, start=1):
+            problem = api_key_problem(key)
+            if problem is not None:
+                raise ValueError(f"API key #{number} {problem}")  # never the key itself: it is a secret
         self.store = store
         self._key_digests = [hashlib.sha256(k.encode()).digest() for k in api_keys]
         self.rate_limiter = RateLimiter(rate_limit) if rate_limit else None
@@ -149,7 +192,8 @@ class ServerApp:
                 raise ApiError(429, "rate_limited", "too many requests", {"Retry-After": str(max(1, math.ceil(wait)))})
         return scope
 
-    async def _body(self, request: Request) -> bytes:
+    async def _read(self, request: Request) -> bytes:
+        """The body as sent, at most ``max_body_bytes``."""
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             raise ApiError(413, "payload_too_large", f"body is larger than {self.max_body_bytes} bytes")
@@ -167,7 +211,10 @@ class ServerApp:
             raise ApiError(
                 400, "client_disconnected", "the client disconnected before sending the whole body"
             ) from None
-        body = b"".join(chunks)
+        return b"".join(chunks)
+
+    def _inflate(self, body: bytes, request: Request) -> bytes:
+        """The body decompressed as its Content-Encoding says, still at most ``max_body_bytes`` (on a worker)."""
         encoding = request.headers.get("content-encoding", "identity").strip().lower()
         if encoding == "gzip":
             # bounded: a small gzip bomb must not become a large allocation
@@ -201,97 +248,139 @@ class ServerApp:
             raise ApiError(422, "invalid_request", str(exc)) from None
         except msgspec.DecodeError as exc:
             raise ApiError(400, "invalid_body", f"body is not valid JSON: {exc}") from None
+        except RecursionError:  # msgspec's own guard, far beyond any nesting the protocol allows
+            raise ApiError(422, "invalid_request", f"body nests deeper than {MAX_DEPTH} levels") from None
 
     @staticmethod
     def _idempotency(request: Request, scope: str, endpoint: str, body: bytes) -> tuple[str, str, str] | None:
         key = request.headers.get("idempotency-key")
         if key is None:
             return None
-        if not 0 < len(key) <= 255:
-            raise ApiError(400, "invalid_request", "Idempotency-Key must be 1 to 255 characters")
+        problem = idempotency_key_problem(key)
+        if problem is not None:
+            raise ApiError(400, "invalid_request", problem)
         request_hash = hashlib.sha256(endpoint.encode() + b"\x00" + body).hexdigest()
         return f"{scope}:{endpoint}", key, request_hash
+
+    async def _json_body(self, request: Request, kind: type[Any]) -> Any:
+        raw = await self._read(request)
+        return await run_in_threadpool(lambda: self._decode(self._inflate(raw, request), kind))
 
     # -- handlers -------------------------------------------------------------------------------------------------
 
     async def create_prompt(self, request: Request) -> Response:
         self._authorize(request)
-        body = self._decode(await self._body(request), CreatePrompt)
-        return json_response(self.store.create_prompt(body.name, body.template), 201)
+        body = await self._json_body(request, CreatePrompt)
+        return json_response(await run_in_threadpool(self.store.create_prompt, body.name, body.template), 201)
 
     async def list_prompts(self, request: Request) -> Response:
         self._authorize(request)
-        return json_response({"prompts": self.store.list_prompts()})
+        return json_response({"prompts": await run_in_threadpool(self.store.list_prompts)})
 
     async def get_prompt(self, request: Request) -> Response:
         self._authorize(request)
-        return json_response(self.store.get_prompt(request.path_params["prompt_id"]))
+        return json_response(await run_in_threadpool(self.store.get_prompt, request.path_params["prompt_id"]))
 
     async def add_version(self, request: Request) -> Response:
         self._authorize(request)
-        body = self._decode(await self._body(request), AddVersion)
-        return json_response(self.store.add_version(request.path_params["prompt_id"], body.template), 201)
+        body = await self._json_body(request, AddVersion)
+        prompt_id = request.path_params["prompt_id"]
+        return json_response(await run_in_threadpool(self.store.add_version, prompt_id, body.template), 201)
 
     async def create_run(self, request: Request) -> Response:
         scope = self._authorize(request)
-        raw = await self._body(request)
-        prompt_id = request.path_params["prompt_id"]
-        body = self._decode(raw, RunBody)
-        idempotency = self._idempotency(request, scope, f"runs/{prompt_id}", raw)
-        status, response = self.store.create_run(
-            prompt_id, body.inputs, body.external_user_id, idempotency=idempotency, encode=_json.encode
-        )
+        raw = await self._read(request)
+        status, response = await run_in_threadpool(self._run, request, scope, raw)
         return Response(response, status_code=status, media_type="application/json")
+
+    def _run(self, request: Request, scope: str, raw: bytes) -> tuple[int, bytes]:
+        prompt_id = request.path_params["prompt_id"]
+        body = self._inflate(raw, request)
+        run: RunBody = self._decode(body, RunBody)
+        problem = json_like_problem(run.inputs)
+        if problem is not None:
+            raise ApiError(422, "invalid_request", f"inputs: {problem}")
+        idempotency = self._idempotency(request, scope, f"runs/{prompt_id}", body)
+        return self.store.create_run(
+            prompt_id, run.inputs, run.external_user_id, idempotency=idempotency, encode=_json.encode
+        )
 
     async def create_experiment(self, request: Request) -> Response:
         self._authorize(request)
-        body = self._decode(await self._body(request), CreateExperiment)
-        return json_response(self.store.create_experiment(body.prompt_id, body.variants, body.name), 201)
+        body = await self._json_body(request, CreateExperiment)
+        created = await run_in_threadpool(self.store.create_experiment, body.prompt_id, body.variants, body.name)
+        return json_response(created, 201)
 
     async def list_experiments(self, request: Request) -> Response:
         self._authorize(request)
-        return json_response({"experiments": self.store.list_experiments(request.query_params.get("prompt_id"))})
+        prompt_id = request.query_params.get("prompt_id")
+        return json_response({"experiments": await run_in_threadpool(self.store.list_experiments, prompt_id)})
 
     async def get_experiment(self, request: Request) -> Response:
         self._authorize(request)
-        return json_response(self.store.get_experiment(request.path_params["experiment_id"]))
+        return json_response(await run_in_threadpool(self.store.get_experiment, request.path_params["experiment_id"]))
 
     async def experiment_results(self, request: Request) -> Response:
         self._authorize(request)
-        return json_response(self.store.experiment_results(request.path_params["experiment_id"]))
+        experiment_id = request.path_params["experiment_id"]
+        return json_response(await run_in_threadpool(self.store.experiment_results, experiment_id))
 
     async def ingest_batch(self, request: Request) -> Response:
         scope = self._authorize(request)
         codec = self._codec(request)
-        raw = await self._body(request)
+        raw = await self._read(request)
+        return Response(await run_in_threadpool(self._ingest, request, scope, codec, raw), media_type="application/json")
+
+    def _ingest(self, request: Request, scope: str, codec: str, raw: bytes) -> bytes:
+        body = self._inflate(raw, request)
         try:
-            batch: BatchBody = self._batch_decoders[codec].decode(raw)
+            batch: BatchBody = self._batch_decoders[codec].decode(body)
         except msgspec.ValidationError as exc:
             raise ApiError(422, "invalid_request", str(exc)) from None
         except msgspec.DecodeError as exc:
             raise ApiError(400, "invalid_body", f"body is not valid {codec}: {exc}") from None
+        except RecursionError:
+            # nested so deep that even skipping over an event overflows the decoder: the whole batch is refused
+            # and the client splits it to isolate the event at fault (its neighbours go through)
+            raise ApiError(422, "invalid_request", f"body nests deeper than {MAX_DEPTH} levels") from None
+        if len(batch.events) > MAX_BATCH_EVENTS:
+            raise ApiError(
+                413, "payload_too_large", f"a batch carries at most {MAX_BATCH_EVENTS} events, got {len(batch.events)}"
+            )
         decoder = self._event_decoders[codec]
         decoded: list[tuple[int, EventBody]] = []
         rejected: list[Rejection] = []
         for index, item in enumerate(batch.events):
             try:
-                decoded.append((index, decoder.decode(item)))
+                event = decoder.decode(item)
             except (msgspec.ValidationError, msgspec.DecodeError) as exc:
                 rejected.append(Rejection(index=index, event_id=_loose_event_id(codec, item), reason=str(exc)))
-        idempotency = self._idempotency(request, scope, "events/batch", raw)
-        response = self.store.ingest_events(
+                continue
+            except RecursionError:
+                reason = f"metadata: nests deeper than {MAX_DEPTH} levels"
+                rejected.append(Rejection(index=index, event_id=None, reason=reason))
+                continue
+            problem = event_problem(event)
+            if problem is not None:
+                rejected.append(Rejection(index=index, event_id=event.event_id, reason=problem))
+            else:
+                decoded.append((index, event))
+        idempotency = self._idempotency(request, scope, "events/batch", body)
+        return self.store.ingest_events(
             len(batch.events), decoded, rejected, idempotency=idempotency, encode=_json.encode
         )
-        return Response(response, media_type="application/json")
 
 
 def _loose_event_id(codec: str, item: msgspec.Raw) -> str | None:
+    """The event_id of an event that failed to decode, when it has a usable one (echoed in its rejection)."""
     try:
         loose = msgspec.json.decode(item) if codec == "json" else msgspec.msgpack.decode(item)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return None
-    if isinstance(loose, dict) and isinstance(loose.get("event_id"), str):
-        return str(loose["event_id"])
+    if isinstance(loose, dict):
+        event_id = loose.get("event_id")
+        if isinstance(event_id, str) and 0 < len(event_id) <= MAX_TEXT_LENGTH:
+            return event_id
     return None
 
 

@@ -1,27 +1,31 @@
 """The reference server's storage: prompts, versions, experiments, runs, events and idempotency records in SQLite.
 
-Every public method is one transaction under one lock: the server is a reference, so correctness and clarity come
-before concurrency, and SQLite is fast enough that a single writer keeps up with the SDK's benchmarks.
+Every public method is blocking and short: one transaction under one lock (the server calls them from a thread
+pool, never on its event loop). The one slow step, the model call of a run, happens outside the lock.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
+import os
 import random
-import re
 import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
+from ._assignment import Variant, assign_bucket, pick_variant
+from ._limits import MAX_OUTPUT_BYTES, weights_problem
 from ._results import compute_results
+from ._templates import ModelProvider, TemplateProvider, rendered_size, template_inputs
 from ._wire import BatchResult, EventBody, Rejection, VariantSpec
+
+# How long a request waits for a concurrent request with the same Idempotency-Key (a run whose model is slow) before
+# it answers 409 rather than running the model a second time.
+_IN_FLIGHT_WAIT = 300.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS prompts (
@@ -53,7 +57,6 @@ CREATE TABLE IF NOT EXISTS batch_log (
     duplicates INTEGER NOT NULL, rejected INTEGER NOT NULL, replayed INTEGER NOT NULL, received_at REAL NOT NULL);
 """
 
-_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _SQL_CHUNK = 500  # stays below SQLite's host-parameter limit on old builds (999)
 
 
@@ -76,100 +79,6 @@ class StoreError(Exception):
         self.message = message
 
 
-class ModelProvider(Protocol):
-    """What produces a run's output. The default renders the template offline and deterministically.
-
-    Example:
-        ```python
-        class Shouting:
-            def complete(self, template: str, inputs: dict[str, Any]) -> str:
-                return template.upper()
-
-        store = Store(provider=Shouting())
-        ```
-    """
-
-    def complete(self, template: str, inputs: dict[str, Any]) -> str:
-        """The output of one run: ``template`` (the served version's) rendered with the run's ``inputs``.
-
-        Example:
-            ```python
-            output = provider.complete("Hello {{name}}", {"name": "Ada"})
-            ```
-        """
-        ...
-
-
-class TemplateProvider:
-    """The offline default: the output is the template with its ``{{name}}`` placeholders filled in.
-
-    Example:
-        ```python
-        assert TemplateProvider().complete("Hello {{name}}!", {"name": "Ada"}) == "Hello Ada!"
-        ```
-    """
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def complete(self, template: str, inputs: dict[str, Any]) -> str:
-        """``template`` with each ``{{name}}`` replaced by ``inputs[name]`` (non-strings as JSON).
-
-        Example:
-            ```python
-            TemplateProvider().complete("{{n}} items", {"n": 3})  # '3 items'
-            ```
-        """
-        self.calls += 1
-        return _PLACEHOLDER.sub(lambda m: _as_text(inputs[m.group(1)]), template)
-
-
-def _as_text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-def template_inputs(template: str) -> list[str]:
-    return sorted(set(_PLACEHOLDER.findall(template)))
-
-
-@dataclass(frozen=True)
-class Variant:
-    version: int | None  # None: the prompt's latest version (the default experiment)
-    weight: float
-
-
-def assign_bucket(experiment_id: str, external_user_id: str) -> float:
-    """A user's sticky position in [0, 1) for an experiment: the same inputs always give the same position.
-
-    Example:
-        ```python
-        position = assign_bucket(experiment_id, "user_123")
-        assert position == assign_bucket(experiment_id, "user_123") and 0 <= position < 1
-        ```
-    """
-    digest = hashlib.sha256(f"{experiment_id}\x00{external_user_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
-
-
-def pick_variant(variants: Sequence[Variant], position: float) -> Variant:
-    """The variant whose share of ``[0, 1)`` holds ``position``: variants take consecutive ranges proportional to
-    their weights, in their configured order (docs/protocol.md, Assignment).
-
-    Example:
-        ```python
-        variant = pick_variant(variants, assign_bucket(experiment_id, "user_123"))
-        ```
-    """
-    total = sum(v.weight for v in variants)
-    threshold = position * total
-    running = 0.0
-    for variant in variants:
-        running += variant.weight
-        if threshold < running:
-            return variant
-    return variants[-1]
-
-
 class Store:
     """The reference server's data: prompts, versions, experiments, runs and events in one SQLite file (WAL), safe
     to share between threads. The HTTP app is a thin layer over it; tests and the demo also use it directly.
@@ -186,11 +95,12 @@ class Store:
     def __init__(self, path: str | Path = ":memory:", provider: ModelProvider | None = None) -> None:
         self.path = str(path)
         self.provider: ModelProvider = provider or TemplateProvider()
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        if self.path != ":memory:" and not self.path.startswith("file:"):
+            _create_owner_only(Path(self.path))
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
         self._random = random.Random()
+        self._in_flight: dict[tuple[str, str], threading.Event] = {}  # idempotent runs whose model is running
         with self._lock:
             if self.path != ":memory:":
                 self._db.execute("PRAGMA journal_mode=WAL")
@@ -288,11 +198,9 @@ class Store:
             experiment = store.create_experiment(prompt_id, variants, name="shorter greeting")
             ```
         """
-        if not variants:
-            raise StoreError(422, "invalid_request", "variants must not be empty")
-        for spec in variants:
-            if not (math.isfinite(spec.weight) and spec.weight > 0):
-                raise StoreError(422, "invalid_request", f"variant weight must be a positive number: {spec.weight}")
+        problem = weights_problem([spec.weight for spec in variants])
+        if problem is not None:
+            raise StoreError(422, "invalid_request", problem)
         if len({spec.version for spec in variants}) != len(variants):
             raise StoreError(422, "invalid_request", "each version may appear once among the variants")
         with self._lock, self._transaction():
@@ -354,67 +262,99 @@ class Store:
         encode: Any,
     ) -> tuple[int, bytes]:
         """Run a prompt in its live experiment. With ``idempotency`` (scope, key, hash) the answer is stored in the
-        same transaction as the run, so a retry replays it and never runs the model twice. Returns the status and the
-        encoded response body.
+        same transaction as the run, so a retry replays it and never runs the model twice; a concurrent request with
+        the same key waits for the first one's answer. The model is called holding no lock. Returns the status and
+        the encoded response body.
 
         Example:
             ```python
             status, body = store.create_run(prompt_id, {"name": "Ada"}, "ada", idempotency=None, encode=json_encode)
             ```
         """
+        if idempotency is None:
+            return self._run_once(prompt_id, inputs, external_user_id, None, encode)
+        claim = idempotency[:2]
+        deadline = time.monotonic() + _IN_FLIGHT_WAIT
+        while True:
+            with self._lock:
+                replay = self._replay(idempotency)
+                if replay is not None:
+                    return replay
+                running = self._in_flight.get(claim)
+                if running is None:
+                    mine = self._in_flight[claim] = threading.Event()
+                    break
+            if not running.wait(max(0.0, deadline - time.monotonic())):
+                raise StoreError(409, "request_in_progress", "a request with this Idempotency-Key is still running")
+        try:
+            return self._run_once(prompt_id, inputs, external_user_id, idempotency, encode)
+        finally:
+            with self._lock:
+                del self._in_flight[claim]
+            mine.set()
+
+    def _run_once(
+        self,
+        prompt_id: str,
+        inputs: dict[str, Any],
+        external_user_id: str | None,
+        idempotency: tuple[str, str, str] | None,
+        encode: Any,
+    ) -> tuple[int, bytes]:
         with self._lock:
-            replay = self._replay(idempotency)
-            if replay is not None:
-                return replay
             self._require_prompt(prompt_id)
             experiment = self._live_experiment(prompt_id)
-            variants = [Variant(v["version"], float(v["weight"])) for v in json.loads(experiment["variants"])]
+            variants = [Variant(v["version"], v["weight"]) for v in json.loads(experiment["variants"])]
             position = (
                 assign_bucket(experiment["id"], external_user_id)
                 if external_user_id is not None
                 else self._random.random()
             )
-            chosen = pick_variant(variants, position)
+            try:
+                chosen = pick_variant(variants, position)
+            except ValueError as exc:  # only a database written by hand or by another tool holds such weights
+                raise StoreError(409, "experiment_misconfigured", f"the live experiment cannot assign: {exc}") from None
             version = chosen.version if chosen.version is not None else self._latest_version(prompt_id)
             template = self._db.execute(
                 "SELECT template FROM prompt_versions WHERE prompt_id = ? AND version = ?",
                 (prompt_id, version),
             ).fetchone()[0]
-            missing = [name for name in template_inputs(template) if name not in inputs]
-            if missing:
-                raise StoreError(422, "missing_input", f"missing template input(s): {', '.join(missing)}")
-            output = self.provider.complete(template, inputs)
-            run_id = str(uuid.uuid4())
-            variant = f"v{version}"
-            body = {
-                "run_id": run_id,
-                "experiment_id": experiment["id"],
-                "variant_assigned": variant,
-                "output": output,
-                "prompt_id": prompt_id,
-                "version": version,
-            }
-            response: bytes = encode(body)
-            with self._transaction():
+        missing = [name for name in template_inputs(template) if name not in inputs]
+        if missing:
+            raise StoreError(422, "missing_input", f"missing template input(s): {', '.join(missing)}")
+        size = rendered_size(template, inputs)
+        if size > MAX_OUTPUT_BYTES:
+            raise StoreError(
+                422, "output_too_large", f"the rendered prompt would be {size} bytes, more than {MAX_OUTPUT_BYTES}"
+            )
+        output = self.provider.complete(template, inputs)  # no lock held: a slow model delays only this run
+        if not isinstance(output, str):
+            raise TypeError(f"the model provider returned {type(output).__name__}, not str")
+        size = len(output.encode("utf-8", "surrogatepass"))
+        if size > MAX_OUTPUT_BYTES:
+            raise StoreError(422, "output_too_large", f"the output is {size} bytes, more than {MAX_OUTPUT_BYTES}")
+        run_id = str(uuid.uuid4())
+        variant = f"v{version}"
+        body = {
+            "run_id": run_id,
+            "experiment_id": experiment["id"],
+            "variant_assigned": variant,
+            "output": output,
+            "prompt_id": prompt_id,
+            "version": version,
+        }
+        response: bytes = encode(body)
+        with self._lock, self._transaction():
+            self._db.execute(
+                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, prompt_id, experiment["id"], version, variant, external_user_id, output, time.time()),
+            )
+            if idempotency is not None:
                 self._db.execute(
-                    "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        run_id,
-                        prompt_id,
-                        experiment["id"],
-                        version,
-                        variant,
-                        external_user_id,
-                        output,
-                        time.time(),
-                    ),
+                    "INSERT INTO idempotency VALUES (?, ?, ?, 200, ?, ?)",
+                    (*idempotency, response, time.time()),
                 )
-                if idempotency is not None:
-                    self._db.execute(
-                        "INSERT INTO idempotency VALUES (?, ?, ?, 200, ?, ?)",
-                        (*idempotency, response, time.time()),
-                    )
-            return 200, response
+        return 200, response
 
     # -- events ---------------------------------------------------------------------------------------------------
 
@@ -427,8 +367,8 @@ class Store:
         idempotency: tuple[str, str, str] | None,
         encode: Any,
     ) -> bytes:
-        """Store the new events of a batch whose events were decoded one by one (one bad event never rejects its
-        neighbours), count the ones already stored (dedup by event_id) and record the answer under the batch's
+        """Store the new events of a batch whose events were decoded and checked one by one by the caller (one bad
+        event never rejects its neighbours; ``rejected`` lists those it refused), count the ones already stored (dedup by event_id) and record the answer under the batch's
         Idempotency-Key, all in one transaction. Returns the encoded response body.
 
         Example:
@@ -437,12 +377,6 @@ class Store:
             ```
         """
         rejected = list(rejected)
-        for index, event in list(decoded):
-            problem = _event_problem(event)
-            if problem:
-                rejected.append(Rejection(index=index, event_id=event.event_id, reason=problem))
-        bad = {r.index for r in rejected}
-        decoded = [(index, event) for index, event in decoded if index not in bad]
         with self._lock:
             replay = self._replay(idempotency)
             if replay is not None:
@@ -693,33 +627,13 @@ class _Transaction:
         self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
 
 
-_REQUIRED_FIELD = {
-    "click": "label",
-    "conversion": "label",
-    "feedback": "thumbs_up",
-    "rating": "rating",
-    "engagement": "engagement_score",
-}
-_MAX_TEXT = 256
-
-
-def _event_problem(event: EventBody) -> str | None:
-    for name in ("event_id", "prompt_run_id", "experiment_id"):
-        value = getattr(event, name)
-        if not value or len(value) > _MAX_TEXT:
-            return f"{name} must be a non-empty string of at most {_MAX_TEXT} characters"
-    required = _REQUIRED_FIELD[event.type]
-    if getattr(event, required) is None:
-        return f"a {event.type} event needs {required}"
-    for name in ("rating", "engagement_score"):
-        value = getattr(event, name)
-        if value is not None and not math.isfinite(value):
-            return f"{name} must be a finite number"
-    if event.label is not None and not event.label:
-        return "label must not be empty"
-    if not _RFC3339_MS.match(event.timestamp):
-        return "timestamp must be RFC 3339 UTC, e.g. 2026-01-01T00:00:00.000Z"
-    return None
-
-
-_RFC3339_MS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$")
+def _create_owner_only(path: Path) -> None:
+    """Create the database file 0600 (and its directory 0700) before SQLite opens it: SQLite gives the -wal and -shm
+    files the mode of the database, so all three stay owner-only. A file or directory that already exists keeps its
+    mode: it is not ours to change."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
