@@ -329,7 +329,8 @@ class ServerApp:
         scope = self._authorize(request)
         codec = self._codec(request)
         raw = await self._read(request)
-        return Response(await run_in_threadpool(self._ingest, request, scope, codec, raw), media_type="application/json")
+        answer = await run_in_threadpool(self._ingest, request, scope, codec, raw)
+        return Response(answer, media_type="application/json")
 
     def _ingest(self, request: Request, scope: str, codec: str, raw: bytes) -> bytes:
         body = self._inflate(raw, request)

@@ -35,7 +35,8 @@ def timestamp_problem(value: str) -> str | None:
     match = _TIMESTAMP.fullmatch(value)
     if match is not None:
         try:
-            datetime.datetime(*(int(part) for part in match.groups()[:6]))
+            year, month, day, hour, minute, second = (int(part) for part in match.groups()[:6])
+            datetime.datetime(year, month, day, hour, minute, second)
         except ValueError:
             match = None
     if match is None:

@@ -368,8 +368,9 @@ class Store:
         encode: Any,
     ) -> bytes:
         """Store the new events of a batch whose events were decoded and checked one by one by the caller (one bad
-        event never rejects its neighbours; ``rejected`` lists those it refused), count the ones already stored (dedup by event_id) and record the answer under the batch's
-        Idempotency-Key, all in one transaction. Returns the encoded response body.
+        event never rejects its neighbours; ``rejected`` lists those it refused), count the ones already stored
+        (dedup by event_id) and record the answer under the batch's Idempotency-Key, all in one transaction.
+        Returns the encoded response body.
 
         Example:
             ```python
