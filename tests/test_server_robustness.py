@@ -175,8 +175,7 @@ def test_an_existing_database_keeps_the_mode_its_owner_gave_it(tmp_path: Path) -
 def test_a_store_refuses_unusable_api_keys_without_echoing_them(tmp_path: Path) -> None:
     store = Store()
     for key in ("", " ", "ps key", "ps_\x00", "ps_é", "tab\t"):
-        with pytest.raises(ValueError) as info:
+        with pytest.raises(ValueError, match="API key #2") as info:
             ServerThread(store, [API_KEY, key])
         assert key not in str(info.value) or not key.strip()
     store.close()
-
