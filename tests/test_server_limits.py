@@ -235,16 +235,51 @@ def nested_body(run: dict[str, Any], depth: int, msgpack: bool) -> bytes:
     return json.dumps(body).encode().replace(b'"HOLE"', b"[" * (depth - 1) + b"1" + b"]" * (depth - 1))
 
 
-@pytest.mark.parametrize("depth", [900, 980, 1500, 5000])
+@pytest.mark.parametrize("depth", [900, 980, 1500, 5000, 100_000])
 @pytest.mark.parametrize("msgpack", [False, True])
-def test_metadata_nested_far_too_deep_is_a_4xx_never_a_500(http: Any, run: Any, depth: int, msgpack: bool) -> None:
+def test_metadata_nested_far_too_deep_is_rejected_per_event(
+    server: Any, http: Any, run: Any, depth: int, msgpack: bool
+) -> None:
     headers = MSGPACK if msgpack else {}
     response = http.post("/v1/events/batch", content=nested_body(run, depth, msgpack), headers=headers)
-    assert response.status_code < 500, response.text[:300]
-    if response.status_code == 200:
-        assert [r["index"] for r in response.json()["rejected"]] == [1]
-    else:
-        assert_error(response, 422, "invalid_request")  # the SDK splits the batch and isolates this event
+    assert response.status_code == 200, response.text[:300]
+    result = response.json()
+    assert result["accepted"] == 1 and [r["index"] for r in result["rejected"]] == [1], result
+    assert server.store.count("events") == 1  # the neighbour
+
+
+json_like = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=15,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    events=st.lists(json_like, max_size=6),
+    extra=st.dictionaries(st.text(max_size=6).filter(lambda k: k != "events"), json_like, max_size=3),
+    spaces=st.sampled_from(["", " ", "\n  "]),
+)
+def test_splitting_without_recursion_finds_the_same_events_as_the_decoder(
+    events: list[Any], extra: dict[str, Any], spaces: str
+) -> None:
+    from promptstream.server._split import split_events
+
+    document = {**extra, "events": events}
+    as_json = json.dumps(document, indent=len(spaces) or None).encode()
+    as_msgpack = msgspec.msgpack.encode(document)
+    for body, codec, decode in (
+        (as_json, "json", msgspec.json.decode),
+        (as_msgpack, "msgpack", msgspec.msgpack.decode),
+    ):
+        found = split_events(body, codec)
+        assert found is not None
+        assert [decode(item) for item in found] == events
 
 
 # -- batches ---------------------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from ._limits import (
     idempotency_key_problem,
     json_like_problem,
 )
+from ._split import split_events
 from ._store import Store, StoreError
 from ._wire import (
     AddVersion,
@@ -334,24 +335,28 @@ class ServerApp:
 
     def _ingest(self, request: Request, scope: str, codec: str, raw: bytes) -> bytes:
         body = self._inflate(raw, request)
+        items: Sequence[msgspec.Raw | bytes]
         try:
-            batch: BatchBody = self._batch_decoders[codec].decode(body)
+            items = self._batch_decoders[codec].decode(body).events
         except msgspec.ValidationError as exc:
             raise ApiError(422, "invalid_request", str(exc)) from None
         except msgspec.DecodeError as exc:
             raise ApiError(400, "invalid_body", f"body is not valid {codec}: {exc}") from None
         except RecursionError:
-            # nested so deep that even skipping over an event overflows the decoder: the whole batch is refused
-            # and the client splits it to isolate the event at fault (its neighbours go through)
-            raise ApiError(422, "invalid_request", f"body nests deeper than {MAX_DEPTH} levels") from None
-        if len(batch.events) > MAX_BATCH_EVENTS:
+            # nested so deep that even stepping over an event trips the decoder's guard: find the events without
+            # recursion, so only the deep one is refused; failing that, the client splits the refused batch
+            found = split_events(body, codec)
+            if found is None:
+                raise ApiError(422, "invalid_request", f"body nests deeper than {MAX_DEPTH} levels") from None
+            items = found
+        if len(items) > MAX_BATCH_EVENTS:
             raise ApiError(
-                413, "payload_too_large", f"a batch carries at most {MAX_BATCH_EVENTS} events, got {len(batch.events)}"
+                413, "payload_too_large", f"a batch carries at most {MAX_BATCH_EVENTS} events, got {len(items)}"
             )
         decoder = self._event_decoders[codec]
         decoded: list[tuple[int, EventBody]] = []
         rejected: list[Rejection] = []
-        for index, item in enumerate(batch.events):
+        for index, item in enumerate(items):
             try:
                 event = decoder.decode(item)
             except (msgspec.ValidationError, msgspec.DecodeError) as exc:
@@ -367,12 +372,10 @@ class ServerApp:
             else:
                 decoded.append((index, event))
         idempotency = self._idempotency(request, scope, "events/batch", body)
-        return self.store.ingest_events(
-            len(batch.events), decoded, rejected, idempotency=idempotency, encode=_json.encode
-        )
+        return self.store.ingest_events(len(items), decoded, rejected, idempotency=idempotency, encode=_json.encode)
 
 
-def _loose_event_id(codec: str, item: msgspec.Raw) -> str | None:
+def _loose_event_id(codec: str, item: msgspec.Raw | bytes) -> str | None:
     """The event_id of an event that failed to decode, when it has a usable one (echoed in its rejection)."""
     try:
         loose = msgspec.json.decode(item) if codec == "json" else msgspec.msgpack.decode(item)
