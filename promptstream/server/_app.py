@@ -31,7 +31,7 @@ from ._limits import (
     json_like_problem,
 )
 from ._split import split_events
-from ._store import Store, StoreError
+from ._storage import Storage, StoreError
 from ._wire import (
     AddVersion,
     BatchBody,
@@ -151,7 +151,7 @@ class ServerApp:
 
     def __init__(
         self,
-        store: Store,
+        store: Storage,
         api_keys: Sequence[str],
         *,
         rate_limit: float | None = None,
@@ -410,7 +410,7 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 
 def create_app(
-    store: Store,
+    store: Storage,
     api_keys: Sequence[str],
     *,
     rate_limit: float | None = None,

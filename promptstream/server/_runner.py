@@ -20,6 +20,7 @@ from starlette.types import ASGIApp
 
 from ._app import DEFAULT_MAX_BODY_BYTES, create_app
 from ._limits import api_key_problem
+from ._storage import Storage
 from ._store import Store
 
 ENV_SERVER_API_KEYS = "PROMPTSTREAM_SERVER_API_KEYS"
@@ -113,7 +114,7 @@ class ServerThread:
 
     def __init__(
         self,
-        store: Store,
+        store: Storage,
         api_keys: Sequence[str],
         *,
         host: str = "127.0.0.1",
