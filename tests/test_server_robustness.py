@@ -33,6 +33,7 @@ class GatedProvider:
         self.gate = threading.Event()
         self.entered = threading.Event()
         self.calls = 0
+        self.waiting = 0
         self.finished = 0
         self._lock = threading.Lock()
 
@@ -40,6 +41,8 @@ class GatedProvider:
         with self._lock:
             self.calls += 1
         if "slow" in inputs:
+            with self._lock:
+                self.waiting += 1
             self.entered.set()
             self.gate.wait(30)
         with self._lock:
@@ -97,6 +100,34 @@ def test_a_slow_model_delays_neither_event_ingestion_nor_other_runs(
     assert batch.json()["accepted"] == 1 and store.count("events") == 1
     assert another_run.status_code == 200 and listed.status_code == 200
     assert store.count("runs") == 3
+
+
+def test_a_crowd_of_slow_runs_leaves_threads_for_event_ingestion(
+    gated: tuple[ServerThread, Store, GatedProvider],
+) -> None:
+    server, store, provider = gated
+    prompt = store.create_prompt("p", "Hi {{name}}")
+    runs_path = f"{server.url}/v1/prompts/{prompt['prompt_id']}/runs"
+    fast_run = httpx.post(runs_path, json={"inputs": {"name": "x"}}, headers=AUTH).json()
+    crowd = 50  # more than the 40 worker threads Starlette shares between all requests
+    with ThreadPoolExecutor(crowd) as pool:
+        slow = [
+            pool.submit(httpx.post, runs_path, json={"inputs": {"name": "x", "slow": 1}}, headers=AUTH, timeout=60)
+            for _ in range(crowd)
+        ]
+        try:
+            assert wait_until(lambda: provider.waiting == crowd, timeout=30), provider.waiting
+            batch = httpx.post(
+                f"{server.url}/v1/events/batch",
+                json={"sent_at": "x", "events": [event(fast_run)]},
+                headers=AUTH,
+                timeout=60,
+            )
+            still_waiting = not provider.gate.is_set() and not any(future.done() for future in slow)
+        finally:
+            provider.gate.set()
+        assert all(future.result().status_code == 200 for future in slow)
+    assert still_waiting and batch.json()["accepted"] == 1
 
 
 def test_one_idempotency_key_sent_concurrently_makes_one_run_and_one_model_call(

@@ -13,6 +13,8 @@ import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import msgspec
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -46,6 +48,7 @@ from ._wire import (
 logger = logging.getLogger("promptstream.server")
 
 DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
+RUN_THREADS = 64  # runs in flight at once (each may wait on a model); other requests use Starlette's own pool
 _json = msgspec.json.Encoder()
 _MSGPACK = "application/msgpack"
 
@@ -167,6 +170,7 @@ class ServerApp:
         self._key_digests = [hashlib.sha256(k.encode()).digest() for k in api_keys]
         self.rate_limiter = RateLimiter(rate_limit) if rate_limit else None
         self.max_body_bytes = max_body_bytes
+        self._run_threads: anyio.CapacityLimiter | None = None  # made on first use, inside the event loop
         self._event_decoders: dict[str, msgspec.json.Decoder[EventBody] | msgspec.msgpack.Decoder[EventBody]] = {
             "json": msgspec.json.Decoder(EventBody),
             "msgpack": msgspec.msgpack.Decoder(EventBody),
@@ -291,7 +295,11 @@ class ServerApp:
     async def create_run(self, request: Request) -> Response:
         scope = self._authorize(request)
         raw = await self._read(request)
-        status, response = await run_in_threadpool(self._run, request, scope, raw)
+        # runs wait on the model: they get their own worker threads, so a crowd of slow runs never takes the threads
+        # that event ingestion and the other endpoints need
+        if self._run_threads is None:
+            self._run_threads = anyio.CapacityLimiter(RUN_THREADS)
+        status, response = await anyio.to_thread.run_sync(self._run, request, scope, raw, limiter=self._run_threads)
         return Response(response, status_code=status, media_type="application/json")
 
     def _run(self, request: Request, scope: str, raw: bytes) -> tuple[int, bytes]:

@@ -48,7 +48,7 @@ _SQL_CHUNK = 500  # stays below SQLite's host-parameter limit on old builds (999
 def connect(path: str) -> sqlite3.Connection:
     """The database at ``path`` (":memory:" for a throwaway one) with its schema, shareable between threads (the
     caller serialises access)."""
-    if path != ":memory:" and not path.startswith("file:"):
+    if path != ":memory:":
         _create_owner_only(Path(path))
     db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
     if path != ":memory:":
