@@ -60,7 +60,9 @@ def resolve_server_keys(keys: Sequence[str], data_dir: Path) -> tuple[list[str],
         return from_env, False
     key_file = data_dir / "dev-api-key"
     if key_file.exists():
-        return [key_file.read_text().strip()], False
+        kept = [key_file.read_text().strip()]
+        _check_keys(kept, f"in {key_file}")
+        return kept, False
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     key = "ps_dev_" + secrets.token_urlsafe(24)
     fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
