@@ -9,11 +9,8 @@ import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-import anyio
-import anyio.to_thread
 import msgspec
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
@@ -40,6 +37,7 @@ from ._limits import (
 )
 from ._split import split_events
 from ._storage import Storage, StoreError
+from ._threads import Lane
 from ._wire import (
     AddVersion,
     BatchBody,
@@ -52,7 +50,8 @@ from ._wire import (
 )
 
 DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
-RUN_THREADS = 64  # runs in flight at once (each may wait on a model); other requests use Starlette's own pool
+RUN_THREADS = 64  # runs in flight at once (each may wait on a model)
+WORK_THREADS = 32  # every other request's blocking work (SQLite, decoding) at once
 _json = msgspec.json.Encoder()
 _MSGPACK = "application/msgpack"
 
@@ -82,7 +81,8 @@ class ServerApp:
         self._key_digests = [hashlib.sha256(k.encode()).digest() for k in api_keys]
         self.rate_limiter = RateLimiter(rate_limit) if rate_limit else None
         self.max_body_bytes = max_body_bytes
-        self._run_threads: anyio.CapacityLimiter | None = None  # made on first use, inside the event loop
+        self._work = Lane("work", WORK_THREADS)
+        self._runs = Lane("run", RUN_THREADS)
         self._event_decoders: dict[str, msgspec.json.Decoder[EventBody] | msgspec.msgpack.Decoder[EventBody]] = {
             "json": msgspec.json.Decoder(EventBody),
             "msgpack": msgspec.msgpack.Decoder(EventBody),
@@ -181,37 +181,35 @@ class ServerApp:
 
     async def _json_body(self, request: Request, kind: type[Any]) -> Any:
         raw = await self._read(request)
-        return await run_in_threadpool(lambda: self._decode(self._inflate(raw, request), kind))
+        return await self._work.run(lambda: self._decode(self._inflate(raw, request), kind))
 
     # -- handlers -------------------------------------------------------------------------------------------------
 
     async def create_prompt(self, request: Request) -> Response:
         self._authorize(request)
         body = await self._json_body(request, CreatePrompt)
-        return json_response(await run_in_threadpool(self.store.create_prompt, body.name, body.template), 201)
+        return json_response(await self._work.run(self.store.create_prompt, body.name, body.template), 201)
 
     async def list_prompts(self, request: Request) -> Response:
         self._authorize(request)
-        return json_response({"prompts": await run_in_threadpool(self.store.list_prompts)})
+        return json_response({"prompts": await self._work.run(self.store.list_prompts)})
 
     async def get_prompt(self, request: Request) -> Response:
         self._authorize(request)
-        return json_response(await run_in_threadpool(self.store.get_prompt, request.path_params["prompt_id"]))
+        return json_response(await self._work.run(self.store.get_prompt, request.path_params["prompt_id"]))
 
     async def add_version(self, request: Request) -> Response:
         self._authorize(request)
         body = await self._json_body(request, AddVersion)
         prompt_id = request.path_params["prompt_id"]
-        return json_response(await run_in_threadpool(self.store.add_version, prompt_id, body.template), 201)
+        return json_response(await self._work.run(self.store.add_version, prompt_id, body.template), 201)
 
     async def create_run(self, request: Request) -> Response:
         scope = self._authorize(request)
         raw = await self._read(request)
-        # runs wait on the model: they get their own worker threads, so a crowd of slow runs never takes the threads
-        # that event ingestion and the other endpoints need
-        if self._run_threads is None:
-            self._run_threads = anyio.CapacityLimiter(RUN_THREADS)
-        status, response = await anyio.to_thread.run_sync(self._run, request, scope, raw, limiter=self._run_threads)
+        # runs wait on the model: their own lane, so a crowd of slow runs never takes the threads that event
+        # ingestion and the other endpoints need
+        status, response = await self._runs.run(self._run, request, scope, raw)
         return Response(response, status_code=status, media_type="application/json")
 
     def _run(self, request: Request, scope: str, raw: bytes) -> tuple[int, bytes]:
@@ -229,28 +227,28 @@ class ServerApp:
     async def create_experiment(self, request: Request) -> Response:
         self._authorize(request)
         body = await self._json_body(request, CreateExperiment)
-        created = await run_in_threadpool(self.store.create_experiment, body.prompt_id, body.variants, body.name)
+        created = await self._work.run(self.store.create_experiment, body.prompt_id, body.variants, body.name)
         return json_response(created, 201)
 
     async def list_experiments(self, request: Request) -> Response:
         self._authorize(request)
         prompt_id = request.query_params.get("prompt_id")
-        return json_response({"experiments": await run_in_threadpool(self.store.list_experiments, prompt_id)})
+        return json_response({"experiments": await self._work.run(self.store.list_experiments, prompt_id)})
 
     async def get_experiment(self, request: Request) -> Response:
         self._authorize(request)
-        return json_response(await run_in_threadpool(self.store.get_experiment, request.path_params["experiment_id"]))
+        return json_response(await self._work.run(self.store.get_experiment, request.path_params["experiment_id"]))
 
     async def experiment_results(self, request: Request) -> Response:
         self._authorize(request)
         experiment_id = request.path_params["experiment_id"]
-        return json_response(await run_in_threadpool(self.store.experiment_results, experiment_id))
+        return json_response(await self._work.run(self.store.experiment_results, experiment_id))
 
     async def ingest_batch(self, request: Request) -> Response:
         scope = self._authorize(request)
         codec = self._codec(request)
         raw = await self._read(request)
-        answer = await run_in_threadpool(self._ingest, request, scope, codec, raw)
+        answer = await self._work.run(self._ingest, request, scope, codec, raw)
         return Response(answer, media_type="application/json")
 
     def _ingest(self, request: Request, scope: str, codec: str, raw: bytes) -> bytes:
