@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import socket
 import sqlite3
 import subprocess
@@ -26,26 +27,75 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
-    """A loopback port nobody listens on right now."""
+    """A loopback port nobody listens on right now (for "nothing listens there"; a server should bind port 0)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+# what servers print once they listen: ours ("... server on http://127.0.0.1:PORT"), uvicorn ("Uvicorn running on
+# http://127.0.0.1:PORT"), gunicorn ("Listening at: http://127.0.0.1:PORT")
+_LISTENING = re.compile(r"https?://(?:127\.0\.0\.1|localhost|0\.0\.0\.0|\[::1\]):([1-9][0-9]*)")
+
+
+class ServerProcess(subprocess.Popen[str]):
+    """A server child process whose first lines of output (read to learn its port) ``communicate()`` still returns."""
+
+    early_output = ""
+
+    def communicate(self, input: str | None = None, timeout: float | None = None) -> tuple[str, str]:
+        out, err = super().communicate(input, timeout)
+        early, self.early_output = self.early_output, ""
+        return early + (out or ""), err
+
+
+def _read_port(process: ServerProcess, timeout: float) -> int | None:
+    """The port the child reports once it listens, read byte by byte straight from the pipe (nothing is buffered
+    away from a later ``communicate()``); None if it exits or stays silent for ``timeout``."""
+    assert process.stdout is not None
+    fd = process.stdout.fileno()
+    found: list[int] = []
+
+    def scan() -> None:
+        line = bytearray()
+        while True:
+            byte = os.read(fd, 1)
+            if not byte:
+                break
+            line += byte
+            if byte == b"\n":
+                text = line.decode("utf-8", "replace")
+                process.early_output += text
+                line.clear()
+                match = _LISTENING.search(text)
+                if match:
+                    found.append(int(match.group(1)))
+                    return
+        process.early_output += line.decode("utf-8", "replace")
+
+    reader = threading.Thread(target=scan, name="promptstream-test-port-reader", daemon=True)
+    reader.start()
+    reader.join(timeout)
+    return found[0] if found else None
 
 
 def start_server_process(
     command: list[str], env: dict[str, str], *, ready_path: str, cwd: Path | None = None
 ) -> tuple[subprocess.Popen[str], str]:
     """Start a real HTTP server process on a free port (``{port}`` in ``command``); returns it and its URL once
-    ``ready_path`` answers at all (any status below 500). Output goes to the process's stdout pipe."""
-    port = free_port()
-    process = subprocess.Popen(
-        [part.format(port=port) for part in command],
+    ``ready_path`` answers at all (any status below 500). Output goes to the process's stdout pipe.
+
+    The child binds port 0 itself and reports the port it got (no window in which another process can take a port
+    we picked and released); the report is read from its output."""
+    process = ServerProcess(
+        [part.format(port=0) for part in command],
         cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+    port = _read_port(process, timeout=30)
     url = f"http://127.0.0.1:{port}"
 
     def up() -> bool:
@@ -54,7 +104,7 @@ def start_server_process(
         except httpx.TransportError:
             return process.poll() is not None  # died: stop waiting, the caller's asserts show why
 
-    if not (wait_until(up, timeout=30) and process.poll() is None):
+    if port is None or not (wait_until(up, timeout=30) and process.poll() is None):
         process.kill()
         output, _ = process.communicate(timeout=10)
         raise AssertionError(f"server did not come up: {command}\n{output}")

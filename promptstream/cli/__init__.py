@@ -35,8 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the reference server")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8700)
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)"
+    )
+    serve.add_argument(
+        "--port", type=int, default=8700, help="TCP port (default 8700; 0 picks a free one, shown in the banner)"
+    )
     serve.add_argument("--db", help="SQLite file (default: in the user data dir); ':memory:' for a throwaway one")
     serve.add_argument(
         "--api-key",
@@ -44,7 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="accepted API key (repeatable; else PROMPTSTREAM_SERVER_API_KEYS, else a generated dev key)",
     )
     serve.add_argument("--rate-limit", type=float, default=None, help="requests per second per key (429 beyond)")
-    serve.add_argument("--max-body-bytes", type=int, default=5 * 1024 * 1024)
+    serve.add_argument(
+        "--max-body-bytes", type=int, default=5 * 1024 * 1024, help="largest request body, also once inflated (413)"
+    )
     serve.set_defaults(handler=_server.cmd_serve)
 
     demo = commands.add_parser(

@@ -4,8 +4,11 @@ Needs the ``server`` extra (``pip install 'promptstream[server]'``). The SDK cor
 """
 
 from ._app import DEFAULT_MAX_BODY_BYTES, create_app
+from ._assignment import assign_bucket, pick_variant
 from ._runner import ServerThread, default_data_dir, resolve_server_keys, serve
-from ._store import ModelProvider, Store, StoreError, TemplateProvider, assign_bucket, pick_variant
+from ._storage import StoreError
+from ._store import Store
+from ._templates import ModelProvider, TemplateProvider
 from ._wire import VariantSpec
 
 __all__ = [

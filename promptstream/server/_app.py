@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import logging
 import math
-import threading
-import time
-import uuid
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -19,99 +15,57 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp
 
-from ._store import Store, StoreError
-from ._wire import AddVersion, BatchBody, CreateExperiment, CreatePrompt, EventBody, Rejection, RunBody
-
-logger = logging.getLogger("promptstream.server")
+from ._http import (
+    ApiError,
+    RateLimiter,
+    RequestIdMiddleware,
+    api_error,
+    http_error,
+    json_response,
+    store_error,
+    unexpected_error,
+)
+from ._limits import (
+    MAX_BATCH_EVENTS,
+    MAX_DEPTH,
+    MAX_TEXT_LENGTH,
+    api_key_problem,
+    idempotency_key_problem,
+    json_like_problem,
+)
+from ._split import split_events
+from ._storage import Storage, StoreError
+from ._threads import Lane
+from ._wire import (
+    AddVersion,
+    BatchBody,
+    CreateExperiment,
+    CreatePrompt,
+    EventBody,
+    Rejection,
+    RunBody,
+    event_problem,
+)
 
 DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
+RUN_THREADS = 64  # runs in flight at once (each may wait on a model)
+WORK_THREADS = 32  # every other request's blocking work (SQLite, decoding) at once
 _json = msgspec.json.Encoder()
 _MSGPACK = "application/msgpack"
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, error_type: str, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error_type = error_type
-        self.message = message
-        self.headers = headers or {}
-
-
-def error_response(status: int, error_type: str, message: str, headers: dict[str, str] | None = None) -> Response:
-    body = _json.encode({"error": {"type": error_type, "message": message}})
-    return Response(body, status_code=status, media_type="application/json", headers=headers)
-
-
-def json_response(body: Any, status: int = 200) -> Response:
-    return Response(_json.encode(body), status_code=status, media_type="application/json")
-
-
-class RateLimiter:
-    """Token bucket per API key: ``rate`` requests per second, bursts up to ``rate``."""
-
-    def __init__(self, rate: float) -> None:
-        self.rate = rate
-        self._buckets: dict[str, tuple[float, float]] = {}
-        self._lock = threading.Lock()
-
-    def wait_needed(self, key: str) -> float:
-        """0 when the request may go now (and it is counted), else the seconds until a token is free."""
-        now = time.monotonic()
-        with self._lock:
-            tokens, last = self._buckets.get(key, (self.rate, now))
-            tokens = min(self.rate, tokens + (now - last) * self.rate)
-            if tokens >= 1:
-                self._buckets[key] = (tokens - 1, now)
-                return 0.0
-            self._buckets[key] = (tokens, now)
-            return (1 - tokens) / self.rate
-
-
-class RequestIdMiddleware:
-    """Gives every response an ``X-Request-Id`` and logs one line per request (never the Authorization header)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request_id = uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
-        started = time.perf_counter()
-        status = 0
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            logger.info(
-                "%s %s %d %.1fms id=%s",
-                scope["method"],
-                scope["path"],
-                status,
-                (time.perf_counter() - started) * 1000,
-                request_id,
-            )
-
-
 class ServerApp:
-    """Holds the store, keys and limits; its methods are the route handlers."""
+    """Holds the store, keys and limits; its methods are the route handlers.
+
+    Handlers authenticate and read the body on the event loop, then do everything that costs time (inflating,
+    decoding, checking, SQLite, the model) on a worker thread, so one slow request never stalls the others.
+    """
 
     def __init__(
         self,
-        store: Store,
+        store: Storage,
         api_keys: Sequence[str],
         *,
         rate_limit: float | None = None,
@@ -119,10 +73,16 @@ class ServerApp:
     ) -> None:
         if not api_keys:
             raise ValueError("the server needs at least one API key")
+        for number, key in enumerate(api_keys, start=1):
+            problem = api_key_problem(key)
+            if problem is not None:
+                raise ValueError(f"API key #{number} {problem}")  # never the key itself: it is a secret
         self.store = store
         self._key_digests = [hashlib.sha256(k.encode()).digest() for k in api_keys]
         self.rate_limiter = RateLimiter(rate_limit) if rate_limit else None
         self.max_body_bytes = max_body_bytes
+        self._work = Lane("work", WORK_THREADS)
+        self._runs = Lane("run", RUN_THREADS)
         self._event_decoders: dict[str, msgspec.json.Decoder[EventBody] | msgspec.msgpack.Decoder[EventBody]] = {
             "json": msgspec.json.Decoder(EventBody),
             "msgpack": msgspec.msgpack.Decoder(EventBody),
@@ -149,7 +109,8 @@ class ServerApp:
                 raise ApiError(429, "rate_limited", "too many requests", {"Retry-After": str(max(1, math.ceil(wait)))})
         return scope
 
-    async def _body(self, request: Request) -> bytes:
+    async def _read(self, request: Request) -> bytes:
+        """The body as sent, at most ``max_body_bytes``."""
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             raise ApiError(413, "payload_too_large", f"body is larger than {self.max_body_bytes} bytes")
@@ -167,7 +128,10 @@ class ServerApp:
             raise ApiError(
                 400, "client_disconnected", "the client disconnected before sending the whole body"
             ) from None
-        body = b"".join(chunks)
+        return b"".join(chunks)
+
+    def _inflate(self, body: bytes, request: Request) -> bytes:
+        """The body decompressed as its Content-Encoding says, still at most ``max_body_bytes`` (on a worker)."""
         encoding = request.headers.get("content-encoding", "identity").strip().lower()
         if encoding == "gzip":
             # bounded: a small gzip bomb must not become a large allocation
@@ -201,123 +165,149 @@ class ServerApp:
             raise ApiError(422, "invalid_request", str(exc)) from None
         except msgspec.DecodeError as exc:
             raise ApiError(400, "invalid_body", f"body is not valid JSON: {exc}") from None
+        except RecursionError:  # msgspec's own guard, far beyond any nesting the protocol allows
+            raise ApiError(422, "invalid_request", f"body nests deeper than {MAX_DEPTH} levels") from None
 
     @staticmethod
     def _idempotency(request: Request, scope: str, endpoint: str, body: bytes) -> tuple[str, str, str] | None:
         key = request.headers.get("idempotency-key")
         if key is None:
             return None
-        if not 0 < len(key) <= 255:
-            raise ApiError(400, "invalid_request", "Idempotency-Key must be 1 to 255 characters")
+        problem = idempotency_key_problem(key)
+        if problem is not None:
+            raise ApiError(400, "invalid_request", problem)
         request_hash = hashlib.sha256(endpoint.encode() + b"\x00" + body).hexdigest()
         return f"{scope}:{endpoint}", key, request_hash
+
+    async def _json_body(self, request: Request, kind: type[Any]) -> Any:
+        raw = await self._read(request)
+        return await self._work.run(lambda: self._decode(self._inflate(raw, request), kind))
 
     # -- handlers -------------------------------------------------------------------------------------------------
 
     async def create_prompt(self, request: Request) -> Response:
         self._authorize(request)
-        body = self._decode(await self._body(request), CreatePrompt)
-        return json_response(self.store.create_prompt(body.name, body.template), 201)
+        body = await self._json_body(request, CreatePrompt)
+        return json_response(await self._work.run(self.store.create_prompt, body.name, body.template), 201)
 
     async def list_prompts(self, request: Request) -> Response:
         self._authorize(request)
-        return json_response({"prompts": self.store.list_prompts()})
+        return json_response({"prompts": await self._work.run(self.store.list_prompts)})
 
     async def get_prompt(self, request: Request) -> Response:
         self._authorize(request)
-        return json_response(self.store.get_prompt(request.path_params["prompt_id"]))
+        return json_response(await self._work.run(self.store.get_prompt, request.path_params["prompt_id"]))
 
     async def add_version(self, request: Request) -> Response:
         self._authorize(request)
-        body = self._decode(await self._body(request), AddVersion)
-        return json_response(self.store.add_version(request.path_params["prompt_id"], body.template), 201)
+        body = await self._json_body(request, AddVersion)
+        prompt_id = request.path_params["prompt_id"]
+        return json_response(await self._work.run(self.store.add_version, prompt_id, body.template), 201)
 
     async def create_run(self, request: Request) -> Response:
         scope = self._authorize(request)
-        raw = await self._body(request)
-        prompt_id = request.path_params["prompt_id"]
-        body = self._decode(raw, RunBody)
-        idempotency = self._idempotency(request, scope, f"runs/{prompt_id}", raw)
-        status, response = self.store.create_run(
-            prompt_id, body.inputs, body.external_user_id, idempotency=idempotency, encode=_json.encode
-        )
+        raw = await self._read(request)
+        # runs wait on the model: their own lane, so a crowd of slow runs never takes the threads that event
+        # ingestion and the other endpoints need
+        status, response = await self._runs.run(self._run, request, scope, raw)
         return Response(response, status_code=status, media_type="application/json")
+
+    def _run(self, request: Request, scope: str, raw: bytes) -> tuple[int, bytes]:
+        prompt_id = request.path_params["prompt_id"]
+        body = self._inflate(raw, request)
+        run: RunBody = self._decode(body, RunBody)
+        problem = json_like_problem(run.inputs)
+        if problem is not None:
+            raise ApiError(422, "invalid_request", f"inputs: {problem}")
+        idempotency = self._idempotency(request, scope, f"runs/{prompt_id}", body)
+        return self.store.create_run(
+            prompt_id, run.inputs, run.external_user_id, idempotency=idempotency, encode=_json.encode
+        )
 
     async def create_experiment(self, request: Request) -> Response:
         self._authorize(request)
-        body = self._decode(await self._body(request), CreateExperiment)
-        return json_response(self.store.create_experiment(body.prompt_id, body.variants, body.name), 201)
+        body = await self._json_body(request, CreateExperiment)
+        created = await self._work.run(self.store.create_experiment, body.prompt_id, body.variants, body.name)
+        return json_response(created, 201)
 
     async def list_experiments(self, request: Request) -> Response:
         self._authorize(request)
-        return json_response({"experiments": self.store.list_experiments(request.query_params.get("prompt_id"))})
+        prompt_id = request.query_params.get("prompt_id")
+        return json_response({"experiments": await self._work.run(self.store.list_experiments, prompt_id)})
 
     async def get_experiment(self, request: Request) -> Response:
         self._authorize(request)
-        return json_response(self.store.get_experiment(request.path_params["experiment_id"]))
+        return json_response(await self._work.run(self.store.get_experiment, request.path_params["experiment_id"]))
 
     async def experiment_results(self, request: Request) -> Response:
         self._authorize(request)
-        return json_response(self.store.experiment_results(request.path_params["experiment_id"]))
+        experiment_id = request.path_params["experiment_id"]
+        return json_response(await self._work.run(self.store.experiment_results, experiment_id))
 
     async def ingest_batch(self, request: Request) -> Response:
         scope = self._authorize(request)
         codec = self._codec(request)
-        raw = await self._body(request)
+        raw = await self._read(request)
+        answer = await self._work.run(self._ingest, request, scope, codec, raw)
+        return Response(answer, media_type="application/json")
+
+    def _ingest(self, request: Request, scope: str, codec: str, raw: bytes) -> bytes:
+        body = self._inflate(raw, request)
+        items: Sequence[msgspec.Raw | bytes]
         try:
-            batch: BatchBody = self._batch_decoders[codec].decode(raw)
+            items = self._batch_decoders[codec].decode(body).events
         except msgspec.ValidationError as exc:
             raise ApiError(422, "invalid_request", str(exc)) from None
         except msgspec.DecodeError as exc:
             raise ApiError(400, "invalid_body", f"body is not valid {codec}: {exc}") from None
+        except RecursionError:
+            # nested so deep that even stepping over an event trips the decoder's guard: find the events without
+            # recursion, so only the deep one is refused; failing that, the client splits the refused batch
+            found = split_events(body, codec)
+            if found is None:
+                raise ApiError(422, "invalid_request", f"body nests deeper than {MAX_DEPTH} levels") from None
+            items = found
+        if len(items) > MAX_BATCH_EVENTS:
+            raise ApiError(
+                413, "payload_too_large", f"a batch carries at most {MAX_BATCH_EVENTS} events, got {len(items)}"
+            )
         decoder = self._event_decoders[codec]
         decoded: list[tuple[int, EventBody]] = []
         rejected: list[Rejection] = []
-        for index, item in enumerate(batch.events):
+        for index, item in enumerate(items):
             try:
-                decoded.append((index, decoder.decode(item)))
+                event = decoder.decode(item)
             except (msgspec.ValidationError, msgspec.DecodeError) as exc:
                 rejected.append(Rejection(index=index, event_id=_loose_event_id(codec, item), reason=str(exc)))
-        idempotency = self._idempotency(request, scope, "events/batch", raw)
-        response = self.store.ingest_events(
-            len(batch.events), decoded, rejected, idempotency=idempotency, encode=_json.encode
-        )
-        return Response(response, media_type="application/json")
+                continue
+            except RecursionError:
+                reason = f"metadata: nests deeper than {MAX_DEPTH} levels"
+                rejected.append(Rejection(index=index, event_id=None, reason=reason))
+                continue
+            problem = event_problem(event)
+            if problem is not None:
+                rejected.append(Rejection(index=index, event_id=event.event_id, reason=problem))
+            else:
+                decoded.append((index, event))
+        idempotency = self._idempotency(request, scope, "events/batch", body)
+        return self.store.ingest_events(len(items), decoded, rejected, idempotency=idempotency, encode=_json.encode)
 
 
-def _loose_event_id(codec: str, item: msgspec.Raw) -> str | None:
+def _loose_event_id(codec: str, item: msgspec.Raw | bytes) -> str | None:
+    """The event_id of an event that failed to decode, when it has a usable one (echoed in its rejection)."""
     try:
         loose = msgspec.json.decode(item) if codec == "json" else msgspec.msgpack.decode(item)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return None
-    if isinstance(loose, dict) and isinstance(loose.get("event_id"), str):
-        return str(loose["event_id"])
+    if isinstance(loose, dict):
+        event_id = loose.get("event_id")
+        if isinstance(event_id, str) and 0 < len(event_id) <= MAX_TEXT_LENGTH:
+            return event_id
     return None
 
 
-async def _api_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ApiError)
-    return error_response(exc.status, exc.error_type, exc.message, exc.headers)
-
-
-async def _store_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, StoreError)
-    return error_response(exc.status, exc.error_type, exc.message)
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    error_type = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return error_response(exc.status_code, error_type, str(exc.detail), dict(exc.headers or {}))
-
-
-async def _unexpected(request: Request, exc: Exception) -> Response:
-    logger.exception("unhandled error", exc_info=exc)
-    return error_response(500, "internal_error", "internal server error")
-
-
 def create_app(
-    store: Store,
+    store: Storage,
     api_keys: Sequence[str],
     *,
     rate_limit: float | None = None,
@@ -349,10 +339,10 @@ def create_app(
     app = Starlette(
         routes=[Route(path, endpoint, methods=methods) for path, endpoint, methods in routes],
         exception_handlers={
-            ApiError: _api_error,
-            StoreError: _store_error,
-            HTTPException: _http_error,
-            Exception: _unexpected,
+            ApiError: api_error,
+            StoreError: store_error,
+            HTTPException: http_error,
+            Exception: unexpected_error,
         },
     )
     return RequestIdMiddleware(app)

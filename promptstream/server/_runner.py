@@ -19,6 +19,8 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from ._app import DEFAULT_MAX_BODY_BYTES, create_app
+from ._limits import api_key_problem
+from ._storage import Storage
 from ._store import Store
 
 ENV_SERVER_API_KEYS = "PROMPTSTREAM_SERVER_API_KEYS"
@@ -38,7 +40,9 @@ def default_data_dir() -> Path:
 
 def resolve_server_keys(keys: Sequence[str], data_dir: Path) -> tuple[list[str], bool]:
     """Keys from the command line, else the environment, else a dev key generated once and kept in the data dir.
-    Returns the keys and whether a dev key was generated now.
+    Returns the keys and whether a dev key was generated now. Raises ValueError, without echoing it, for a key that
+    is empty or has spaces, control or non-ASCII characters: an empty key would let any ``Bearer`` header in, and
+    such a key could never be sent.
 
     Example:
         ```python
@@ -48,13 +52,17 @@ def resolve_server_keys(keys: Sequence[str], data_dir: Path) -> tuple[list[str],
         ```
     """
     if keys:
+        _check_keys(keys, "from the command line")
         return list(keys), False
     from_env = [k.strip() for k in os.environ.get(ENV_SERVER_API_KEYS, "").split(",") if k.strip()]
     if from_env:
+        _check_keys(from_env, f"in {ENV_SERVER_API_KEYS}")
         return from_env, False
     key_file = data_dir / "dev-api-key"
     if key_file.exists():
-        return [key_file.read_text().strip()], False
+        kept = [key_file.read_text().strip()]
+        _check_keys(kept, f"in {key_file}")
+        return kept, False
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     key = "ps_dev_" + secrets.token_urlsafe(24)
     fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -63,14 +71,33 @@ def resolve_server_keys(keys: Sequence[str], data_dir: Path) -> tuple[list[str],
     return [key], True
 
 
+def _check_keys(keys: Sequence[str], origin: str) -> None:
+    for number, key in enumerate(keys, start=1):
+        problem = api_key_problem(key)
+        if problem is not None:
+            raise ValueError(f"API key #{number} {origin} {problem}")
+
+
 def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host``:``port`` (0: a free port, chosen by the kernel and kept: nobody can take
+    it between choosing and listening).
+
+    Example:
+        ```python
+        sock = bind_socket("127.0.0.1", 0)
+        ```
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto must say TCP explicitly: asyncio sets TCP_NODELAY on accepted sockets only when proto == IPPROTO_TCP,
     # and without it every response waits ~40 ms for the client's delayed ACK (Nagle).
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except BaseException:
+        sock.close()
+        raise
     sock.set_inheritable(True)
     return sock
 
@@ -89,7 +116,7 @@ class ServerThread:
 
     def __init__(
         self,
-        store: Store,
+        store: Storage,
         api_keys: Sequence[str],
         *,
         host: str = "127.0.0.1",
@@ -180,11 +207,14 @@ def serve(
     api_keys: Sequence[str],
     rate_limit: float | None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    on_listening: Callable[[str], None] | None = None,
 ) -> None:
     """Run the server in the foreground until interrupted (``promptstream serve``).
 
-    Raises OSError when the address cannot be bound (we bind it ourselves, so the caller can say so in one line
-    rather than uvicorn exiting the process).
+    The port is bound first (port 0 picks a free one); ``on_listening`` then gets the real URL, before any request
+    is served, so a banner never announces a server that could not listen. Raises OSError when the address cannot be
+    bound (we bind it ourselves, so the caller can say so in one line rather than uvicorn exiting the process), and
+    ValueError for an unusable API key.
 
     Example:
         ```python
@@ -193,11 +223,30 @@ def serve(
         ```
     """
     sock = bind_socket(host, port)
-    store = Store(db)
+    try:
+        store = Store(db)
+    except BaseException:
+        sock.close()
+        raise
     try:
         app = create_app(store, api_keys, rate_limit=rate_limit, max_body_bytes=max_body_bytes)
+        if on_listening is not None:
+            on_listening(url_of(sock))
         config = uvicorn.Config(app, log_level="info", access_log=False, lifespan="off")
         uvicorn.Server(config).run(sockets=[sock])
     finally:
+        sock.close()
         with contextlib.suppress(Exception):
             store.close()
+
+
+def url_of(sock: socket.socket) -> str:
+    """``http://host:port`` of a bound socket, with the port it really got.
+
+    Example:
+        ```python
+        print(url_of(bind_socket("127.0.0.1", 0)))  # http://127.0.0.1:43117
+        ```
+    """
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"

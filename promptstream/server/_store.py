@@ -1,173 +1,35 @@
-"""The reference server's storage: prompts, versions, experiments, runs, events and idempotency records in SQLite.
+"""``Store``: the reference server's storage on SQLite, the implementation of ``Storage`` (_storage.py).
 
-Every public method is one transaction under one lock: the server is a reference, so correctness and clarity come
-before concurrency, and SQLite is fast enough that a single writer keeps up with the SDK's benchmarks.
+Every public method is blocking and short: one transaction under one lock (the server calls them from a thread
+pool, never on its event loop). The one slow step, the model call of a run, happens outside the lock. The SQL lives
+in one module per aggregate (_prompts.py, _experiments.py, _runs.py, _events.py) over _sqlite.py; this module
+holds the rules that span them.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
 import random
-import re
-import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
+from . import _events, _experiments, _prompts, _runs
+from ._assignment import assign_bucket, pick_variant
+from ._limits import MAX_OUTPUT_BYTES, weights_problem
 from ._results import compute_results
+from ._sqlite import Transaction, connect, remember, replay
+from ._storage import Idempotency, StoreError
+from ._templates import ModelProvider, TemplateProvider, rendered_size, template_inputs
 from ._wire import BatchResult, EventBody, Rejection, VariantSpec
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS prompts (
-    id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS prompt_versions (
-    prompt_id TEXT NOT NULL REFERENCES prompts(id), version INTEGER NOT NULL, template TEXT NOT NULL,
-    inputs TEXT NOT NULL, created_at REAL NOT NULL, PRIMARY KEY (prompt_id, version));
--- variants: JSON list of {"version": int|null, "weight": float}; null means "the prompt's latest version"
-CREATE TABLE IF NOT EXISTS experiments (
-    id TEXT PRIMARY KEY, prompt_id TEXT NOT NULL REFERENCES prompts(id), name TEXT, variants TEXT NOT NULL,
-    is_default INTEGER NOT NULL, created_at REAL NOT NULL, ended_at REAL);
-CREATE INDEX IF NOT EXISTS experiments_by_prompt ON experiments(prompt_id, ended_at);
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY, prompt_id TEXT NOT NULL, experiment_id TEXT NOT NULL, version INTEGER NOT NULL,
-    variant TEXT NOT NULL, external_user_id TEXT, output TEXT NOT NULL, created_at REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS runs_by_experiment ON runs(experiment_id);
-CREATE TABLE IF NOT EXISTS events (
-    event_id TEXT PRIMARY KEY, type TEXT NOT NULL, prompt_run_id TEXT NOT NULL, experiment_id TEXT NOT NULL,
-    timestamp TEXT NOT NULL, external_user_id TEXT, label TEXT, source TEXT, metadata TEXT,
-    thumbs_up INTEGER, rating REAL, engagement_score REAL, received_at REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS events_by_experiment ON events(experiment_id, type);
--- One row per idempotent request: the first answer is replayed for a retry with the same key and body.
-CREATE TABLE IF NOT EXISTS idempotency (
-    scope TEXT NOT NULL, key TEXT NOT NULL, request_hash TEXT NOT NULL, status INTEGER NOT NULL,
-    response BLOB NOT NULL, created_at REAL NOT NULL, PRIMARY KEY (scope, key));
--- Every batch request the server processed (replays included), for operators and for tests of the SDK.
-CREATE TABLE IF NOT EXISTS batch_log (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, idempotency_key TEXT, events INTEGER NOT NULL, accepted INTEGER NOT NULL,
-    duplicates INTEGER NOT NULL, rejected INTEGER NOT NULL, replayed INTEGER NOT NULL, received_at REAL NOT NULL);
-"""
+__all__ = ["Store", "StoreError"]
 
-_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
-_SQL_CHUNK = 500  # stays below SQLite's host-parameter limit on old builds (999)
-
-
-class StoreError(Exception):
-    """A request the store refuses; the app turns it into an error response.
-
-    Example:
-        ```python
-        try:
-            store.get_prompt("no-such-prompt")
-        except StoreError as exc:
-            print(exc.status, exc.error_type)  # 404 prompt_not_found
-        ```
-    """
-
-    def __init__(self, status: int, error_type: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error_type = error_type
-        self.message = message
-
-
-class ModelProvider(Protocol):
-    """What produces a run's output. The default renders the template offline and deterministically.
-
-    Example:
-        ```python
-        class Shouting:
-            def complete(self, template: str, inputs: dict[str, Any]) -> str:
-                return template.upper()
-
-        store = Store(provider=Shouting())
-        ```
-    """
-
-    def complete(self, template: str, inputs: dict[str, Any]) -> str:
-        """The output of one run: ``template`` (the served version's) rendered with the run's ``inputs``.
-
-        Example:
-            ```python
-            output = provider.complete("Hello {{name}}", {"name": "Ada"})
-            ```
-        """
-        ...
-
-
-class TemplateProvider:
-    """The offline default: the output is the template with its ``{{name}}`` placeholders filled in.
-
-    Example:
-        ```python
-        assert TemplateProvider().complete("Hello {{name}}!", {"name": "Ada"}) == "Hello Ada!"
-        ```
-    """
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def complete(self, template: str, inputs: dict[str, Any]) -> str:
-        """``template`` with each ``{{name}}`` replaced by ``inputs[name]`` (non-strings as JSON).
-
-        Example:
-            ```python
-            TemplateProvider().complete("{{n}} items", {"n": 3})  # '3 items'
-            ```
-        """
-        self.calls += 1
-        return _PLACEHOLDER.sub(lambda m: _as_text(inputs[m.group(1)]), template)
-
-
-def _as_text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-def template_inputs(template: str) -> list[str]:
-    return sorted(set(_PLACEHOLDER.findall(template)))
-
-
-@dataclass(frozen=True)
-class Variant:
-    version: int | None  # None: the prompt's latest version (the default experiment)
-    weight: float
-
-
-def assign_bucket(experiment_id: str, external_user_id: str) -> float:
-    """A user's sticky position in [0, 1) for an experiment: the same inputs always give the same position.
-
-    Example:
-        ```python
-        position = assign_bucket(experiment_id, "user_123")
-        assert position == assign_bucket(experiment_id, "user_123") and 0 <= position < 1
-        ```
-    """
-    digest = hashlib.sha256(f"{experiment_id}\x00{external_user_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
-
-
-def pick_variant(variants: Sequence[Variant], position: float) -> Variant:
-    """The variant whose share of ``[0, 1)`` holds ``position``: variants take consecutive ranges proportional to
-    their weights, in their configured order (docs/protocol.md, Assignment).
-
-    Example:
-        ```python
-        variant = pick_variant(variants, assign_bucket(experiment_id, "user_123"))
-        ```
-    """
-    total = sum(v.weight for v in variants)
-    threshold = position * total
-    running = 0.0
-    for variant in variants:
-        running += variant.weight
-        if threshold < running:
-            return variant
-    return variants[-1]
+# How long a request waits for a concurrent request with the same Idempotency-Key (a run whose model is slow) before
+# it answers 409 rather than running the model a second time.
+_IN_FLIGHT_WAIT = 300.0
 
 
 class Store:
@@ -186,17 +48,10 @@ class Store:
     def __init__(self, path: str | Path = ":memory:", provider: ModelProvider | None = None) -> None:
         self.path = str(path)
         self.provider: ModelProvider = provider or TemplateProvider()
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db = connect(self.path)
         self._lock = threading.Lock()
         self._random = random.Random()
-        with self._lock:
-            if self.path != ":memory:":
-                self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.executescript(_SCHEMA)
+        self._in_flight: dict[tuple[str, str], threading.Event] = {}  # idempotent runs whose model is running
 
     def close(self) -> None:
         """Close the database.
@@ -208,6 +63,9 @@ class Store:
         """
         with self._lock:
             self._db.close()
+
+    def _transaction(self) -> Transaction:
+        return Transaction(self._db)
 
     # -- prompts and experiments ----------------------------------------------------------------------------------
 
@@ -225,19 +83,18 @@ class Store:
         prompt_id = str(uuid.uuid4())
         now = time.time()
         with self._lock, self._transaction():
-            self._db.execute("INSERT INTO prompts VALUES (?, ?, ?)", (prompt_id, name, now))
-            self._insert_version(prompt_id, 1, template, now)
-            self._db.execute(
-                "INSERT INTO experiments VALUES (?, ?, ?, ?, 1, ?, NULL)",
-                (
-                    str(uuid.uuid4()),
-                    prompt_id,
-                    "default",
-                    json.dumps([{"version": None, "weight": 1.0}]),
-                    now,
-                ),
+            _prompts.insert_prompt(self._db, prompt_id, name, now)
+            _prompts.insert_version(self._db, prompt_id, 1, template, now)
+            _experiments.insert_experiment(
+                self._db,
+                str(uuid.uuid4()),
+                prompt_id,
+                "default",
+                _experiments.DEFAULT_VARIANTS,
+                is_default=True,
+                now=now,
             )
-            return self._prompt(prompt_id)
+            return _prompts.prompt(self._db, prompt_id)
 
     def add_version(self, prompt_id: str, template: str) -> dict[str, Any]:
         """Add the next version of a prompt; its inputs are the template's placeholders.
@@ -248,8 +105,8 @@ class Store:
             ```
         """
         with self._lock, self._transaction():
-            latest = self._latest_version(prompt_id)
-            self._insert_version(prompt_id, latest + 1, template, time.time())
+            latest = _prompts.latest_version(self._db, prompt_id)
+            _prompts.insert_version(self._db, prompt_id, latest + 1, template, time.time())
             return {"prompt_id": prompt_id, "version": latest + 1, "inputs": template_inputs(template)}
 
     def get_prompt(self, prompt_id: str) -> dict[str, Any]:
@@ -261,7 +118,7 @@ class Store:
             ```
         """
         with self._lock:
-            return self._prompt(prompt_id)
+            return _prompts.prompt(self._db, prompt_id)
 
     def list_prompts(self) -> list[dict[str, Any]]:
         """Every prompt, oldest first.
@@ -272,8 +129,7 @@ class Store:
             ```
         """
         with self._lock:
-            ids = [row[0] for row in self._db.execute("SELECT id FROM prompts ORDER BY created_at")]
-            return [self._prompt(prompt_id) for prompt_id in ids]
+            return [_prompts.prompt(self._db, prompt_id) for prompt_id in _prompts.prompt_ids(self._db)]
 
     def create_experiment(
         self, prompt_id: str, variants: list[VariantSpec], name: str | None = None, *, experiment_id: str | None = None
@@ -288,31 +144,22 @@ class Store:
             experiment = store.create_experiment(prompt_id, variants, name="shorter greeting")
             ```
         """
-        if not variants:
-            raise StoreError(422, "invalid_request", "variants must not be empty")
-        for spec in variants:
-            if not (math.isfinite(spec.weight) and spec.weight > 0):
-                raise StoreError(422, "invalid_request", f"variant weight must be a positive number: {spec.weight}")
+        problem = weights_problem([spec.weight for spec in variants])
+        if problem is not None:
+            raise StoreError(422, "invalid_request", problem)
         if len({spec.version for spec in variants}) != len(variants):
             raise StoreError(422, "invalid_request", "each version may appear once among the variants")
         with self._lock, self._transaction():
-            latest = self._latest_version(prompt_id)
+            latest = _prompts.latest_version(self._db, prompt_id)
             for spec in variants:
                 if not 1 <= spec.version <= latest:
                     raise StoreError(422, "invalid_request", f"prompt has no version {spec.version}")
             now = time.time()
-            # A prompt has one live experiment: creating one ends the previous one, so new runs go to the new one.
-            self._db.execute(
-                "UPDATE experiments SET ended_at = ? WHERE prompt_id = ? AND ended_at IS NULL",
-                (now, prompt_id),
-            )
+            _experiments.end_live_experiment(self._db, prompt_id, now)
             experiment_id = experiment_id or str(uuid.uuid4())
             stored = [{"version": spec.version, "weight": spec.weight} for spec in variants]
-            self._db.execute(
-                "INSERT INTO experiments VALUES (?, ?, ?, ?, 0, ?, NULL)",
-                (experiment_id, prompt_id, name, json.dumps(stored), now),
-            )
-            return self._experiment(experiment_id)
+            _experiments.insert_experiment(self._db, experiment_id, prompt_id, name, stored, is_default=False, now=now)
+            return _experiments.experiment(self._db, experiment_id)
 
     def get_experiment(self, experiment_id: str) -> dict[str, Any]:
         """An experiment: its prompt, variants, and whether it is still live.
@@ -323,7 +170,7 @@ class Store:
             ```
         """
         with self._lock:
-            return self._experiment(experiment_id)
+            return _experiments.experiment(self._db, experiment_id)
 
     def list_experiments(self, prompt_id: str | None = None) -> list[dict[str, Any]]:
         """Every experiment (of one prompt, if given), oldest first.
@@ -334,13 +181,8 @@ class Store:
             ```
         """
         with self._lock:
-            query = "SELECT id FROM experiments"
-            args: tuple[str, ...] = ()
-            if prompt_id is not None:
-                query += " WHERE prompt_id = ?"
-                args = (prompt_id,)
-            ids = [row[0] for row in self._db.execute(query + " ORDER BY created_at", args)]
-            return [self._experiment(experiment_id) for experiment_id in ids]
+            ids = _experiments.experiment_ids(self._db, prompt_id)
+            return [_experiments.experiment(self._db, experiment_id) for experiment_id in ids]
 
     # -- runs -----------------------------------------------------------------------------------------------------
 
@@ -350,71 +192,94 @@ class Store:
         inputs: dict[str, Any],
         external_user_id: str | None,
         *,
-        idempotency: tuple[str, str, str] | None,
+        idempotency: Idempotency | None,
         encode: Any,
     ) -> tuple[int, bytes]:
         """Run a prompt in its live experiment. With ``idempotency`` (scope, key, hash) the answer is stored in the
-        same transaction as the run, so a retry replays it and never runs the model twice. Returns the status and the
-        encoded response body.
+        same transaction as the run, so a retry replays it and never runs the model twice; a concurrent request with
+        the same key waits for the first one's answer. The model is called holding no lock. Returns the status and
+        the encoded response body.
 
         Example:
             ```python
             status, body = store.create_run(prompt_id, {"name": "Ada"}, "ada", idempotency=None, encode=json_encode)
             ```
         """
+        if idempotency is None:
+            return self._run_once(prompt_id, inputs, external_user_id, None, encode)
+        claim = idempotency[:2]
+        deadline = time.monotonic() + _IN_FLIGHT_WAIT
+        while True:
+            with self._lock:
+                answered = replay(self._db, idempotency)
+                if answered is not None:
+                    return answered
+                running = self._in_flight.get(claim)
+                if running is None:
+                    mine = self._in_flight[claim] = threading.Event()
+                    break
+            if not running.wait(max(0.0, deadline - time.monotonic())):
+                raise StoreError(409, "request_in_progress", "a request with this Idempotency-Key is still running")
+        try:
+            return self._run_once(prompt_id, inputs, external_user_id, idempotency, encode)
+        finally:
+            with self._lock:
+                del self._in_flight[claim]
+            mine.set()
+
+    def _run_once(
+        self,
+        prompt_id: str,
+        inputs: dict[str, Any],
+        external_user_id: str | None,
+        idempotency: Idempotency | None,
+        encode: Any,
+    ) -> tuple[int, bytes]:
         with self._lock:
-            replay = self._replay(idempotency)
-            if replay is not None:
-                return replay
-            self._require_prompt(prompt_id)
-            experiment = self._live_experiment(prompt_id)
-            variants = [Variant(v["version"], float(v["weight"])) for v in json.loads(experiment["variants"])]
+            _prompts.require_prompt(self._db, prompt_id)
+            experiment = _experiments.live_experiment(self._db, prompt_id)
+            variants = _experiments.variants_of(experiment["variants"])
             position = (
                 assign_bucket(experiment["id"], external_user_id)
                 if external_user_id is not None
                 else self._random.random()
             )
-            chosen = pick_variant(variants, position)
-            version = chosen.version if chosen.version is not None else self._latest_version(prompt_id)
-            template = self._db.execute(
-                "SELECT template FROM prompt_versions WHERE prompt_id = ? AND version = ?",
-                (prompt_id, version),
-            ).fetchone()[0]
-            missing = [name for name in template_inputs(template) if name not in inputs]
-            if missing:
-                raise StoreError(422, "missing_input", f"missing template input(s): {', '.join(missing)}")
-            output = self.provider.complete(template, inputs)
-            run_id = str(uuid.uuid4())
-            variant = f"v{version}"
-            body = {
-                "run_id": run_id,
-                "experiment_id": experiment["id"],
-                "variant_assigned": variant,
-                "output": output,
-                "prompt_id": prompt_id,
-                "version": version,
-            }
-            response: bytes = encode(body)
-            with self._transaction():
-                self._db.execute(
-                    "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        run_id,
-                        prompt_id,
-                        experiment["id"],
-                        version,
-                        variant,
-                        external_user_id,
-                        output,
-                        time.time(),
-                    ),
-                )
-                if idempotency is not None:
-                    self._db.execute(
-                        "INSERT INTO idempotency VALUES (?, ?, ?, 200, ?, ?)",
-                        (*idempotency, response, time.time()),
-                    )
-            return 200, response
+            try:
+                chosen = pick_variant(variants, position)
+            except ValueError as exc:  # only a database written by hand or by another tool holds such weights
+                raise StoreError(409, "experiment_misconfigured", f"the live experiment cannot assign: {exc}") from None
+            version = chosen.version if chosen.version is not None else _prompts.latest_version(self._db, prompt_id)
+            template = _prompts.template_of(self._db, prompt_id, version)
+        missing = [name for name in template_inputs(template) if name not in inputs]
+        if missing:
+            raise StoreError(422, "missing_input", f"missing template input(s): {', '.join(missing)}")
+        size = rendered_size(template, inputs)
+        if size > MAX_OUTPUT_BYTES:
+            raise StoreError(
+                422, "output_too_large", f"the rendered prompt would be {size} bytes, more than {MAX_OUTPUT_BYTES}"
+            )
+        output = self.provider.complete(template, inputs)  # no lock held: a slow model delays only this run
+        if not isinstance(output, str):
+            raise TypeError(f"the model provider returned {type(output).__name__}, not str")
+        size = len(output.encode("utf-8", "surrogatepass"))
+        if size > MAX_OUTPUT_BYTES:
+            raise StoreError(422, "output_too_large", f"the output is {size} bytes, more than {MAX_OUTPUT_BYTES}")
+        run_id = str(uuid.uuid4())
+        variant = f"v{version}"
+        body = {
+            "run_id": run_id,
+            "experiment_id": experiment["id"],
+            "variant_assigned": variant,
+            "output": output,
+            "prompt_id": prompt_id,
+            "version": version,
+        }
+        response: bytes = encode(body)
+        with self._lock, self._transaction():
+            _runs.insert_run(self._db, run_id, prompt_id, experiment["id"], version, variant, external_user_id, output)
+            if idempotency is not None:
+                remember(self._db, idempotency, response)
+        return 200, response
 
     # -- events ---------------------------------------------------------------------------------------------------
 
@@ -424,12 +289,13 @@ class Store:
         decoded: list[tuple[int, EventBody]],
         rejected: list[Rejection],
         *,
-        idempotency: tuple[str, str, str] | None,
+        idempotency: Idempotency | None,
         encode: Any,
     ) -> bytes:
-        """Store the new events of a batch whose events were decoded one by one (one bad event never rejects its
-        neighbours), count the ones already stored (dedup by event_id) and record the answer under the batch's
-        Idempotency-Key, all in one transaction. Returns the encoded response body.
+        """Store the new events of a batch whose events were decoded and checked one by one by the caller (one bad
+        event never rejects its neighbours; ``rejected`` lists those it refused), count the ones already stored
+        (dedup by event_id) and record the answer under the batch's Idempotency-Key, all in one transaction.
+        Returns the encoded response body.
 
         Example:
             ```python
@@ -437,22 +303,16 @@ class Store:
             ```
         """
         rejected = list(rejected)
-        for index, event in list(decoded):
-            problem = _event_problem(event)
-            if problem:
-                rejected.append(Rejection(index=index, event_id=event.event_id, reason=problem))
-        bad = {r.index for r in rejected}
-        decoded = [(index, event) for index, event in decoded if index not in bad]
         with self._lock:
-            replay = self._replay(idempotency)
-            if replay is not None:
+            answered = replay(self._db, idempotency)
+            if answered is not None:
                 assert idempotency is not None
-                self._log_batch(idempotency[1], total, 0, 0, 0, replayed=True)
-                return replay[1]
-            runs = self._run_experiments({event.prompt_run_id for _, event in decoded})
+                _events.log_batch(self._db, idempotency[1], total, 0, 0, 0, replayed=True)
+                return answered[1]
+            runs = _runs.run_experiments(self._db, {event.prompt_run_id for _, event in decoded})
             fresh: list[EventBody] = []
             seen: set[str] = set()
-            already = self._existing_events({event.event_id for _, event in decoded})
+            already = _events.existing_events(self._db, {event.event_id for _, event in decoded})
             duplicates = 0
             for index, event in decoded:
                 run_experiment = runs.get(event.prompt_run_id)
@@ -470,38 +330,11 @@ class Store:
             response: bytes = encode(result)
             now = time.time()
             with self._transaction():
-                self._db.executemany(
-                    "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (
-                            e.event_id,
-                            e.type,
-                            e.prompt_run_id,
-                            e.experiment_id,
-                            e.timestamp,
-                            e.external_user_id,
-                            e.label,
-                            e.source,
-                            None if e.metadata is None else json.dumps(e.metadata),
-                            None if e.thumbs_up is None else int(e.thumbs_up),
-                            e.rating,
-                            e.engagement_score,
-                            now,
-                        )
-                        for e in fresh
-                    ],
-                )
+                _events.insert_events(self._db, fresh, now)
                 if idempotency is not None:
-                    self._db.execute(
-                        "INSERT INTO idempotency VALUES (?, ?, ?, 200, ?, ?)", (*idempotency, response, now)
-                    )
-                self._log_batch(
-                    idempotency[1] if idempotency else None,
-                    total,
-                    len(fresh),
-                    duplicates,
-                    len(rejected),
-                )
+                    remember(self._db, idempotency, response)
+                key = idempotency[1] if idempotency else None
+                _events.log_batch(self._db, key, total, len(fresh), duplicates, len(rejected))
             return response
 
     # -- reading, for results, the CLI and tests ------------------------------------------------------------------
@@ -516,15 +349,9 @@ class Store:
             ```
         """
         with self._lock:
-            experiment = self._experiment(experiment_id)
-            runs = self._db.execute(
-                "SELECT id, variant, external_user_id FROM runs WHERE experiment_id = ?", (experiment_id,)
-            ).fetchall()
-            events = self._db.execute(
-                "SELECT prompt_run_id, type, thumbs_up, rating, engagement_score, timestamp, event_id FROM events"
-                " WHERE experiment_id = ?",
-                (experiment_id,),
-            ).fetchall()
+            experiment = _experiments.experiment(self._db, experiment_id)
+            runs = _runs.runs_of(self._db, experiment_id)
+            events = _events.events_of(self._db, experiment_id)
         return compute_results(experiment, runs, events)
 
     def event_ids(self) -> list[str]:
@@ -536,7 +363,7 @@ class Store:
             ```
         """
         with self._lock:
-            return [row[0] for row in self._db.execute("SELECT event_id FROM events ORDER BY event_id")]
+            return _events.event_ids(self._db)
 
     def count(self, table: str, where: str = "", args: Iterable[Any] = ()) -> int:
         """Rows of one of the store's tables, optionally filtered by a ``WHERE`` clause with ``?`` arguments.
@@ -560,166 +387,4 @@ class Store:
             ```
         """
         with self._lock:
-            cursor = self._db.execute("SELECT * FROM batch_log ORDER BY seq")
-            names = [d[0] for d in cursor.description]
-            return [dict(zip(names, row, strict=True)) for row in cursor]
-
-    # -- helpers; callers hold the lock ---------------------------------------------------------------------------
-
-    def _replay(self, idempotency: tuple[str, str, str] | None) -> tuple[int, bytes] | None:
-        """The stored (status, body) for a retried request; 422 when its key was used for another body."""
-        if idempotency is None:
-            return None
-        row = self._db.execute(
-            "SELECT request_hash, status, response FROM idempotency WHERE scope = ? AND key = ?", idempotency[:2]
-        ).fetchone()
-        if row is None:
-            return None
-        if row[0] != idempotency[2]:
-            raise StoreError(
-                422, "idempotency_key_reused", "this Idempotency-Key was already used with a different request body"
-            )
-        return int(row[1]), bytes(row[2])
-
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self._db)
-
-    def _insert_version(self, prompt_id: str, version: int, template: str, now: float) -> None:
-        self._db.execute(
-            "INSERT INTO prompt_versions VALUES (?, ?, ?, ?, ?)",
-            (prompt_id, version, template, json.dumps(template_inputs(template)), now),
-        )
-
-    def _require_prompt(self, prompt_id: str) -> None:
-        if self._db.execute("SELECT 1 FROM prompts WHERE id = ?", (prompt_id,)).fetchone() is None:
-            raise StoreError(404, "prompt_not_found", f"no prompt with id {prompt_id!r}")
-
-    def _latest_version(self, prompt_id: str) -> int:
-        self._require_prompt(prompt_id)
-        row = self._db.execute("SELECT MAX(version) FROM prompt_versions WHERE prompt_id = ?", (prompt_id,)).fetchone()
-        return int(row[0])
-
-    def _prompt(self, prompt_id: str) -> dict[str, Any]:
-        row = self._db.execute("SELECT id, name, created_at FROM prompts WHERE id = ?", (prompt_id,)).fetchone()
-        if row is None:
-            raise StoreError(404, "prompt_not_found", f"no prompt with id {prompt_id!r}")
-        versions = [
-            {"version": v, "template": t, "inputs": json.loads(i)}
-            for v, t, i in self._db.execute(
-                "SELECT version, template, inputs FROM prompt_versions WHERE prompt_id = ? ORDER BY version",
-                (prompt_id,),
-            )
-        ]
-        return {
-            "prompt_id": row[0],
-            "name": row[1],
-            "latest_version": versions[-1]["version"],
-            "versions": versions,
-            "experiment_id": self._live_experiment(prompt_id)["id"],
-            "created_at": row[2],
-        }
-
-    def _live_experiment(self, prompt_id: str) -> dict[str, Any]:
-        row = self._db.execute(
-            "SELECT id, variants FROM experiments WHERE prompt_id = ? AND ended_at IS NULL"
-            " ORDER BY created_at DESC LIMIT 1",
-            (prompt_id,),
-        ).fetchone()
-        return {"id": row[0], "variants": row[1]}
-
-    def _experiment(self, experiment_id: str) -> dict[str, Any]:
-        row = self._db.execute(
-            "SELECT id, prompt_id, name, variants, is_default, created_at, ended_at FROM experiments WHERE id = ?",
-            (experiment_id,),
-        ).fetchone()
-        if row is None:
-            raise StoreError(404, "experiment_not_found", f"no experiment with id {experiment_id!r}")
-        return {
-            "experiment_id": row[0],
-            "prompt_id": row[1],
-            "name": row[2],
-            "variants": json.loads(row[3]),
-            "is_default": bool(row[4]),
-            "created_at": row[5],
-            "ended_at": row[6],
-            "active": row[6] is None,
-        }
-
-    def _run_experiments(self, run_ids: set[str]) -> dict[str, str]:
-        found: dict[str, str] = {}
-        ids = list(run_ids)
-        for start in range(0, len(ids), _SQL_CHUNK):
-            chunk = ids[start : start + _SQL_CHUNK]
-            marks = ",".join("?" * len(chunk))
-            found.update(self._db.execute(f"SELECT id, experiment_id FROM runs WHERE id IN ({marks})", chunk))
-        return found
-
-    def _existing_events(self, event_ids: set[str]) -> set[str]:
-        found: set[str] = set()
-        ids = list(event_ids)
-        for start in range(0, len(ids), _SQL_CHUNK):
-            chunk = ids[start : start + _SQL_CHUNK]
-            marks = ",".join("?" * len(chunk))
-            found.update(
-                r[0] for r in self._db.execute(f"SELECT event_id FROM events WHERE event_id IN ({marks})", chunk)
-            )
-        return found
-
-    def _log_batch(
-        self,
-        key: str | None,
-        events: int,
-        accepted: int,
-        duplicates: int,
-        rejected: int,
-        *,
-        replayed: bool = False,
-    ) -> None:
-        self._db.execute(
-            "INSERT INTO batch_log (idempotency_key, events, accepted, duplicates, rejected, replayed, received_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (key, events, accepted, duplicates, rejected, int(replayed), time.time()),
-        )
-
-
-class _Transaction:
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-
-    def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
-
-
-_REQUIRED_FIELD = {
-    "click": "label",
-    "conversion": "label",
-    "feedback": "thumbs_up",
-    "rating": "rating",
-    "engagement": "engagement_score",
-}
-_MAX_TEXT = 256
-
-
-def _event_problem(event: EventBody) -> str | None:
-    for name in ("event_id", "prompt_run_id", "experiment_id"):
-        value = getattr(event, name)
-        if not value or len(value) > _MAX_TEXT:
-            return f"{name} must be a non-empty string of at most {_MAX_TEXT} characters"
-    required = _REQUIRED_FIELD[event.type]
-    if getattr(event, required) is None:
-        return f"a {event.type} event needs {required}"
-    for name in ("rating", "engagement_score"):
-        value = getattr(event, name)
-        if value is not None and not math.isfinite(value):
-            return f"{name} must be a finite number"
-    if event.label is not None and not event.label:
-        return "label must not be empty"
-    if not _RFC3339_MS.match(event.timestamp):
-        return "timestamp must be RFC 3339 UTC, e.g. 2026-01-01T00:00:00.000Z"
-    return None
-
-
-_RFC3339_MS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$")
+            return _events.batch_log(self._db)

@@ -3,11 +3,22 @@ sides meet only on the wire, so a change to one that breaks the protocol shows u
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
+from ._limits import MAX_SCORE, MAX_TEXT_LENGTH, MAX_VARIANTS, MAX_WEIGHT, metadata_problem, timestamp_problem
+
 EventType = Literal["click", "conversion", "feedback", "rating", "engagement"]
+# ids, label, source: non-empty, bounded (decoding guarantees valid Unicode: msgspec refuses lone surrogates)
+Text = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TEXT_LENGTH)]
+# \Z, not $: msgspec searches with re, and $ would accept a trailing newline
+EventId = Annotated[
+    str, msgspec.Meta(pattern=r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
+]
+# NaN fails both bounds, so these also mean "finite"
+Score = Annotated[float, msgspec.Meta(ge=-MAX_SCORE, le=MAX_SCORE)]
+Weight = Annotated[float, msgspec.Meta(gt=0, le=MAX_WEIGHT)]
 
 
 class CreatePrompt(msgspec.Struct, forbid_unknown_fields=True):
@@ -29,18 +40,18 @@ class VariantSpec(msgspec.Struct, forbid_unknown_fields=True):
     """
 
     version: int
-    weight: float = 1.0
+    weight: Weight = 1.0
 
 
 class CreateExperiment(msgspec.Struct, forbid_unknown_fields=True):
     prompt_id: str
-    variants: list[VariantSpec]
+    variants: Annotated[list[VariantSpec], msgspec.Meta(min_length=1, max_length=MAX_VARIANTS)]
     name: str | None = None
 
 
 class RunBody(msgspec.Struct, forbid_unknown_fields=True):
     inputs: dict[str, Any]
-    external_user_id: str | None = None
+    external_user_id: Text | None = None
 
 
 class BatchBody(msgspec.Struct):
@@ -49,18 +60,18 @@ class BatchBody(msgspec.Struct):
 
 
 class EventBody(msgspec.Struct, forbid_unknown_fields=True):
-    event_id: str
+    event_id: EventId
     type: EventType
-    prompt_run_id: str
-    experiment_id: str
+    prompt_run_id: Text
+    experiment_id: Text
     timestamp: str
-    external_user_id: str | None = None
-    label: str | None = None
-    source: str | None = None
+    external_user_id: Text | None = None
+    label: Text | None = None
+    source: Text | None = None
     metadata: dict[str, Any] | None = None
     thumbs_up: bool | None = None
-    rating: float | None = None
-    engagement_score: float | None = None
+    rating: Score | None = None
+    engagement_score: Score | None = None
 
 
 class Rejection(msgspec.Struct):
@@ -73,3 +84,23 @@ class BatchResult(msgspec.Struct):
     accepted: int
     duplicates: int
     rejected: list[Rejection]
+
+
+_REQUIRED_FIELD = {
+    "click": "label",
+    "conversion": "label",
+    "feedback": "thumbs_up",
+    "rating": "rating",
+    "engagement": "engagement_score",
+}
+
+
+def event_problem(event: EventBody) -> str | None:
+    """Why a decoded event breaks the protocol beyond what its type says (docs/protocol.md, Limits), or None."""
+    required = _REQUIRED_FIELD[event.type]
+    if getattr(event, required) is None:
+        return f"a {event.type} event needs {required}"
+    problem = timestamp_problem(event.timestamp)
+    if problem is None and event.metadata is not None:
+        problem = metadata_problem(event.metadata)
+    return problem

@@ -1,0 +1,37 @@
+"""The SQL of runs. Callers hold the store's lock (and open the transaction when writing)."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from typing import Any
+
+from ._sqlite import select_in
+
+
+def insert_run(
+    db: sqlite3.Connection,
+    run_id: str,
+    prompt_id: str,
+    experiment_id: str,
+    version: int,
+    variant: str,
+    external_user_id: str | None,
+    output: str,
+) -> None:
+    db.execute(
+        "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (run_id, prompt_id, experiment_id, version, variant, external_user_id, output, time.time()),
+    )
+
+
+def run_experiments(db: sqlite3.Connection, run_ids: set[str]) -> dict[str, str]:
+    """The experiment of each of these runs that exists."""
+    return dict(select_in(db, "SELECT id, experiment_id FROM runs WHERE id IN ({marks})", list(run_ids)))
+
+
+def runs_of(db: sqlite3.Connection, experiment_id: str) -> list[Any]:
+    """(run_id, variant, external_user_id) of every run of an experiment."""
+    return db.execute(
+        "SELECT id, variant, external_user_id FROM runs WHERE experiment_id = ?", (experiment_id,)
+    ).fetchall()

@@ -1,0 +1,87 @@
+"""`promptstream serve` refuses API keys that would open or lock the server, binds before it announces itself, and
+reports the port it really got (port 0). Real processes, real sockets."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from .helpers import REPO_ROOT, start_server_process
+
+unusable_keys = st.one_of(
+    st.just(""),
+    st.text(alphabet=" \t\r\n\x0b\x0c", min_size=1, max_size=3),
+    st.tuples(st.text(alphabet="abc", max_size=4), st.characters(max_codepoint=0x20) | st.just("\x7f")).map("".join),
+    st.tuples(st.just("ps_"), st.characters(min_codepoint=0x80, exclude_categories=("Cs",))).map("".join),
+)
+
+
+def serve_command(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    home = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path / "data")}
+    return subprocess.run(
+        [sys.executable, "-m", "promptstream", "serve", "--port", "0", "--db", ":memory:", *args],
+        env={**home, "PYTHONPATH": str(REPO_ROOT), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(key=unusable_keys, from_env=st.booleans())
+def test_serve_refuses_an_unusable_api_key_with_exit_2_and_one_line(tmp_path: Path, key: str, from_env: bool) -> None:
+    if from_env:
+        if not key.strip(" \t\r\n\x0b\x0c"):
+            key = f"ok,a {key}b"  # blank entries are skipped; a key with whitespace inside is not
+        result = serve_command(tmp_path, env={"PROMPTSTREAM_SERVER_API_KEYS": key})
+    else:
+        result = serve_command(tmp_path, "--api-key", "good_key", "--api-key", key)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "API key #" in lines[0], result.stderr
+    assert result.stdout == ""  # no banner: it never started
+    if key.strip():
+        assert key.strip() not in lines[0].split("API key #")[1][2:]  # the message never echoes the key
+
+
+def test_serve_on_a_busy_port_prints_no_banner_only_the_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = serve_command(tmp_path, "--port", str(port), "--api-key", "k")
+    assert result.returncode == 1
+    assert "server on" not in result.stdout and "Generated" not in result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"cannot listen on 127.0.0.1:{port}" in lines[0]
+
+
+def test_serve_on_port_0_announces_the_port_it_really_listens_on(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "promptstream", "serve", "--port", "{port}", "--db", ":memory:"]
+    home = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path / "data")}
+    env = {**home, "PYTHONPATH": str(REPO_ROOT), "PROMPTSTREAM_SERVER_API_KEYS": "k1"}
+    process, url = start_server_process(command, env, ready_path="/v1/prompts")
+    try:
+        assert url.rsplit(":", 1)[1] != "0"
+        assert httpx.get(f"{url}/v1/prompts", headers={"Authorization": "Bearer k1"}).status_code == 200
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=20)
+    assert f"PromptStream reference server on {url} " in output
+
+
+def test_serve_help_explains_host_and_port(capsys: pytest.CaptureFixture[str]) -> None:
+    from promptstream.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "address to listen on" in text and "0 picks a free one" in text

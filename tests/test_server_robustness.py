@@ -1,0 +1,212 @@
+"""The reference server stays responsive and well-behaved: a slow model delays only its own run, an unexpected error
+is a clean 500 that keeps the keep-alive connection, idempotent runs stay single under concurrency, and its database
+files are owner-only. Real server on loopback; orderings asserted, never wall-clock thresholds."""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from promptstream.server import ServerThread, Store
+
+from .helpers import API_KEY, wait_until
+
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+
+
+class GatedProvider:
+    """A model that blocks on inputs containing "slow" until the test opens the gate (bounded: 30 s at most)."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+        self.calls = 0
+        self.waiting = 0
+        self.finished = 0
+        self._lock = threading.Lock()
+
+    def complete(self, template: str, inputs: dict[str, Any]) -> str:
+        with self._lock:
+            self.calls += 1
+        if "slow" in inputs:
+            with self._lock:
+                self.waiting += 1
+            self.entered.set()
+            self.gate.wait(30)
+        with self._lock:
+            self.finished += 1
+        return template
+
+
+class ExplodingProvider:
+    def complete(self, template: str, inputs: dict[str, Any]) -> str:
+        raise RuntimeError("model crashed")
+
+
+@pytest.fixture
+def gated(tmp_path: Path) -> Iterator[tuple[ServerThread, Store, GatedProvider]]:
+    provider = GatedProvider()
+    store = Store(tmp_path / "gated.sqlite3", provider=provider)
+    server = ServerThread(store, [API_KEY]).start()
+    try:
+        yield server, store, provider
+    finally:
+        provider.gate.set()
+        server.stop()
+        store.close()
+
+
+def event(run: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "event_id": str(uuid.uuid4()),
+        "type": "click",
+        "prompt_run_id": run["run_id"],
+        "experiment_id": run["experiment_id"],
+        "timestamp": "2026-11-27T10:00:00.000Z",
+        "label": "cta",
+    }
+
+
+def test_a_slow_model_delays_neither_event_ingestion_nor_other_runs(
+    gated: tuple[ServerThread, Store, GatedProvider],
+) -> None:
+    server, store, provider = gated
+    prompt = store.create_prompt("p", "Hi {{name}}")
+    runs_path = f"/v1/prompts/{prompt['prompt_id']}/runs"
+    with httpx.Client(base_url=server.url, headers=AUTH, timeout=60) as http, ThreadPoolExecutor(1) as pool:
+        fast_run = http.post(runs_path, json={"inputs": {"name": "x"}}).json()
+        slow = pool.submit(http.post, runs_path, json={"inputs": {"name": "x", "slow": 1}})
+        assert provider.entered.wait(30)  # the slow run is inside the model now
+        with httpx.Client(base_url=server.url, headers=AUTH, timeout=60) as other:
+            batch = other.post("/v1/events/batch", json={"sent_at": "x", "events": [event(fast_run)]})
+            another_run = other.post(runs_path, json={"inputs": {"name": "y"}})
+            listed = other.get("/v1/prompts")
+        still_in_flight = not slow.done() and not provider.gate.is_set()
+        provider.gate.set()
+        assert slow.result().status_code == 200
+    assert still_in_flight  # everything below completed while the slow run was still waiting for its model
+    assert batch.json()["accepted"] == 1 and store.count("events") == 1
+    assert another_run.status_code == 200 and listed.status_code == 200
+    assert store.count("runs") == 3
+
+
+def test_a_crowd_of_slow_runs_leaves_threads_for_event_ingestion(
+    gated: tuple[ServerThread, Store, GatedProvider],
+) -> None:
+    server, store, provider = gated
+    prompt = store.create_prompt("p", "Hi {{name}}")
+    runs_path = f"{server.url}/v1/prompts/{prompt['prompt_id']}/runs"
+    fast_run = httpx.post(runs_path, json={"inputs": {"name": "x"}}, headers=AUTH).json()
+    crowd = 50  # more than the 40 worker threads Starlette shares between all requests
+    with ThreadPoolExecutor(crowd) as pool:
+        slow = [
+            pool.submit(httpx.post, runs_path, json={"inputs": {"name": "x", "slow": 1}}, headers=AUTH, timeout=60)
+            for _ in range(crowd)
+        ]
+        try:
+            assert wait_until(lambda: provider.waiting == crowd, timeout=30), provider.waiting
+            batch = httpx.post(
+                f"{server.url}/v1/events/batch",
+                json={"sent_at": "x", "events": [event(fast_run)]},
+                headers=AUTH,
+                timeout=60,
+            )
+            still_waiting = not provider.gate.is_set() and not any(future.done() for future in slow)
+        finally:
+            provider.gate.set()
+        assert all(future.result().status_code == 200 for future in slow)
+    assert still_waiting and batch.json()["accepted"] == 1
+
+
+def test_one_idempotency_key_sent_concurrently_makes_one_run_and_one_model_call(
+    gated: tuple[ServerThread, Store, GatedProvider],
+) -> None:
+    server, store, provider = gated
+    prompt = store.create_prompt("p", "Hi {{name}}")
+    path = f"/v1/prompts/{prompt['prompt_id']}/runs"
+    body = {"inputs": {"name": "x", "slow": 1}, "external_user_id": "u"}
+    with ThreadPoolExecutor(4) as pool:
+
+        def post() -> httpx.Response:
+            return httpx.post(f"{server.url}{path}", json=body, headers={**AUTH, "Idempotency-Key": "same"}, timeout=60)
+
+        answers = [pool.submit(post) for _ in range(4)]
+        assert provider.entered.wait(30)
+        assert wait_until(lambda: store.count("runs") == 0 and provider.calls >= 1, timeout=5)
+        provider.gate.set()
+        responses = [future.result() for future in answers]
+    assert {r.status_code for r in responses} == {200}
+    assert len({r.content for r in responses}) == 1
+    assert store.count("runs") == 1 and provider.calls == 1
+
+
+def test_an_unexpected_error_is_a_json_500_that_keeps_the_keep_alive_connection(tmp_path: Path) -> None:
+    store = Store(tmp_path / "boom.sqlite3", provider=ExplodingProvider())
+    server = ServerThread(store, [API_KEY]).start()
+    prompt = store.create_prompt("p", "Hi {{name}}")
+    peers: set[Any] = set()
+    try:
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        with httpx.Client(base_url=server.url, headers=AUTH, timeout=10, limits=limits) as http:
+            for _ in range(25):
+                failed = http.post(f"/v1/prompts/{prompt['prompt_id']}/runs", json={"inputs": {"name": "x"}})
+                assert failed.status_code == 500
+                assert failed.json() == {"error": {"type": "internal_error", "message": "internal server error"}}
+                assert failed.headers["x-request-id"]
+                following = http.get("/v1/prompts")  # on the same connection, never reset
+                assert following.status_code == 200
+                for response in (failed, following):
+                    stream = response.extensions["network_stream"]
+                    peers.add(stream.get_extra_info("client_addr"))
+    finally:
+        server.stop()
+        store.close()
+    assert len(peers) == 1  # one connection served all 50 requests: the server never closed it
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX file modes")
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(umask=st.sampled_from([0o000, 0o002, 0o022, 0o027]), nested=st.booleans())
+def test_the_database_and_its_wal_and_shm_are_owner_only(tmp_path: Path, umask: int, nested: bool) -> None:
+    directory = tmp_path / uuid.uuid4().hex / ("a/b" if nested else "")
+    path = directory / "server.sqlite3"
+    previous = os.umask(umask)
+    try:
+        store = Store(path)
+        store.create_prompt("p", "Hi {{name}}")  # a write: the -wal and -shm exist now
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in path.parent.glob("server.sqlite3*")}
+        store.close()
+    finally:
+        os.umask(previous)
+    assert set(modes) >= {"server.sqlite3", "server.sqlite3-wal", "server.sqlite3-shm"}
+    assert all(mode & 0o077 == 0 for mode in modes.values()), {k: oct(v) for k, v in modes.items()}
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX file modes")
+def test_an_existing_database_keeps_the_mode_its_owner_gave_it(tmp_path: Path) -> None:
+    path = tmp_path / "shared.sqlite3"
+    Store(path).close()
+    path.chmod(0o640)
+    Store(path).close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+
+
+def test_a_store_refuses_unusable_api_keys_without_echoing_them(tmp_path: Path) -> None:
+    store = Store()
+    for key in ("", " ", "ps key", "ps_\x00", "ps_é", "tab\t"):
+        with pytest.raises(ValueError, match="API key #2") as info:
+            ServerThread(store, [API_KEY, key])
+        assert key not in str(info.value) or not key.strip()
+    store.close()
