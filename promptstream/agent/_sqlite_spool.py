@@ -352,8 +352,11 @@ class SqliteSpool:
         return AppendResult(len(accepted), len(payloads) - len(accepted))
 
     def claim(self, max_events: int, max_bytes: int, sent_at: str) -> ClaimedBatch | None:
-        now = _now_ms()
         with self._write() as db:
+            # The clock is read once the write lock is ours, never before BEGIN IMMEDIATE: a worker that waited
+            # for the lock behind another's claim would otherwise see that fresh lease as further ahead than a
+            # whole lease, take it for a clock jump, and send the same batch again.
+            now = _now_ms()
             taken = self._take_over_abandoned(db, now)
             if taken is not None:
                 return taken
@@ -452,9 +455,9 @@ class SqliteSpool:
         """Replace a batch refused as a whole (413, 400, 422) by two halves with new keys, both leased to us."""
         half = max(1, len(batch.seqs) // 2)
         parts = [(batch.seqs[:half], batch.payloads[:half]), (batch.seqs[half:], batch.payloads[half:])]
-        now = _now_ms()
         result: list[ClaimedBatch] = []
         with self._write() as db:
+            now = _now_ms()  # inside the transaction, as in claim()
             db.execute("DELETE FROM batches WHERE id = ?", (batch.batch_id,))
             for seqs, payloads in parts:
                 if not seqs:
