@@ -26,7 +26,17 @@ from typing import Any
 
 import msgspec
 
-from ._spool import AppendResult, ClaimedBatch, PayloadChunk, SpoolCorruptError, SpoolCounts, SpoolUnavailableError
+from ._spool import (
+    MAX_DEAD_LETTERS,
+    AppendResult,
+    ClaimedBatch,
+    DeadLetter,
+    PayloadChunk,
+    SpoolCorruptError,
+    SpoolCounts,
+    SpoolUnavailableError,
+    dead_letter_byte_cap,
+)
 
 __all__ = ["SqliteSpool", "delete_spool", "quarantine_spool"]
 
@@ -110,9 +120,18 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('pending_bytes', 0);
 INSERT OR IGNORE INTO meta VALUES ('claimed_through', 0);  -- every seq up to here belongs to a batch
+-- dead letters count against max_spool_bytes with the pending events (a file written before they did is counted once)
+INSERT OR IGNORE INTO meta SELECT 'dead_bytes', CAST(total(length(payload)) AS INTEGER) FROM dead_letters;
+INSERT OR IGNORE INTO meta VALUES ('dead_pruned', 0);  -- the oldest dead letters dropped to stay within the bounds
 -- deletes keep pending_bytes inside the statement that deletes (appends do it in one step below)
 CREATE TRIGGER IF NOT EXISTS events_removed AFTER DELETE ON events
     BEGIN UPDATE meta SET value = value - length(OLD.payload) WHERE key = 'pending_bytes'; END;
+CREATE TRIGGER IF NOT EXISTS dead_letter_added AFTER INSERT ON dead_letters
+    BEGIN UPDATE meta SET value = value + length(NEW.payload) WHERE key = 'dead_bytes'; END;
+CREATE TRIGGER IF NOT EXISTS dead_letter_removed AFTER DELETE ON dead_letters
+    BEGIN UPDATE meta SET value = value - length(OLD.payload) WHERE key = 'dead_bytes'; END;
+-- what an acknowledgement refuses, held while the batch's events are deleted (room first: see SqliteSpool.ack)
+CREATE TEMP TABLE IF NOT EXISTS refused (seq INTEGER PRIMARY KEY, created_ms INTEGER, payload BLOB, reason TEXT);
 """
 
 # Appending in one statement, where SQLite has JSON1 and window functions (3.25+; checked at open). The spooler
@@ -127,7 +146,7 @@ _FAST_APPEND = """
 CREATE VIEW IF NOT EXISTS incoming (created_ms, lengths, blob, cap) AS SELECT NULL, NULL, NULL, NULL WHERE 0;
 CREATE TRIGGER IF NOT EXISTS incoming_append INSTEAD OF INSERT ON incoming BEGIN
     SELECT RAISE(ABORT, 'promptstream: spool full')
-        WHERE (SELECT value FROM meta WHERE key = 'pending_bytes') + length(NEW.blob) > NEW.cap;
+        WHERE (SELECT sum(value) FROM meta WHERE key IN ('pending_bytes', 'dead_bytes')) + length(NEW.blob) > NEW.cap;
     INSERT INTO events (created_ms, payload)
         SELECT NEW.created_ms,
                substr(NEW.blob, 1 + coalesce(sum(value) OVER
@@ -150,9 +169,16 @@ ALTER TABLE events_2 RENAME TO events;
 UPDATE meta SET value = (SELECT total(length(payload)) FROM events) WHERE key = 'pending_bytes';
 """
 
+_COUNTS = (
+    "SELECT (SELECT value FROM meta WHERE key = 'pending_bytes'), (SELECT value FROM meta WHERE key = 'dead_bytes'),"
+    " (SELECT value FROM meta WHERE key = 'dead_pruned'), (SELECT count(*) FROM dead_letters)"
+)
+
 # "this event belongs to batch ?": the batch's range as the spool has it, so a batch another process already
 # acknowledged (its row deleted) matches nothing
 _IN_BATCH = "seq BETWEEN (SELECT first_seq FROM batches WHERE id = ?) AND (SELECT last_seq FROM batches WHERE id = ?)"
+
+_USED_BYTES = "SELECT sum(value) FROM meta WHERE key IN ('pending_bytes', 'dead_bytes')"
 
 _PAGE_OVERHEAD_FACTOR = 3  # rows, index entries and free pages on top of the payload bytes
 
@@ -204,10 +230,11 @@ class SqliteSpool:
         self._lock = threading.Lock()
         self._suspended = False
         self._written_since_checkpoint = 0  # payload bytes appended or deleted: what the WAL has grown by, roughly
+        # SQLite with JSON1 and window functions (3.25+): appends in one statement, prunes in one; set by _open
+        self._fast_append = self._windows = False
         self.quarantined: list[str] = []
         _prepare_directory(path.parent)
         self._db: sqlite3.Connection | None = self._open_or_quarantine(durable)
-        self._fast_append = _can_append_in_one_statement(self._db)
 
     # -- opening --------------------------------------------------------------------------------------------------
 
@@ -261,7 +288,11 @@ class SqliteSpool:
             db.execute(f"PRAGMA wal_autocheckpoint={valve_bytes // page_size}")
             max_pages = (self._max_bytes * _PAGE_OVERHEAD_FACTOR + 8 * 1024 * 1024) // page_size
             db.execute(f"PRAGMA max_page_count={int(max_pages)}")
-            fast_append = _FAST_APPEND if _can_append_in_one_statement(db) else ""
+            self._fast_append = self._windows = _can_append_in_one_statement(db)
+            fast_append = _FAST_APPEND if self._fast_append else ""
+            trigger = db.execute("SELECT sql FROM sqlite_master WHERE name = 'incoming_append'").fetchone()
+            if fast_append and trigger and "dead_bytes" not in trigger[0]:
+                fast_append = "DROP TRIGGER incoming_append;" + fast_append  # an earlier version's, without them
             # executescript() would COMMIT an open transaction first, so the script carries its own; the file
             # lock we hold keeps two processes from initialising the same file at once.
             try:
@@ -272,6 +303,10 @@ class SqliteSpool:
                     + fast_append
                     + f"PRAGMA application_id={APPLICATION_ID}; PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
                 )
+                # a file from before the bounds may hold any number of dead letters: bring it within them now
+                db.execute("BEGIN IMMEDIATE")
+                self._prune_dead_letters(db)
+                db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
@@ -336,7 +371,7 @@ class SqliteSpool:
                             raise
             # near the cap (or without the fast path): the longest prefix that fits, in a transaction
             with self._write() as db:
-                used = db.execute("SELECT value FROM meta WHERE key = 'pending_bytes'").fetchone()[0]
+                used = db.execute(_USED_BYTES).fetchone()[0]
                 accepted, total = _prefix_within(payloads, self._max_bytes - used)
                 if accepted and self._fast_append:
                     db.execute("INSERT INTO incoming VALUES (?, ?, ?, ?)", _incoming(accepted, created_ms, sys.maxsize))
@@ -425,26 +460,84 @@ class SqliteSpool:
             return cursor.rowcount == 1
 
     def ack(self, batch: ClaimedBatch, rejected: Sequence[tuple[int, str]]) -> None:
-        now = _now_ms()
-        with self._write() as db:
-            for index, reason in rejected:
-                if 0 <= index < len(batch.seqs):
-                    db.execute(
-                        "INSERT OR REPLACE INTO dead_letters SELECT seq, created_ms, payload, ?, ? FROM events"
-                        " WHERE seq = ? AND EXISTS (SELECT 1 FROM batches WHERE id = ?)",
-                        (reason, now, batch.seqs[index], batch.batch_id),
-                    )
-            self._delete_batch(db, batch)
+        """Delete the batch; keep the events the server refused as dead letters (within the bounds)."""
+        refused = {batch.seqs[index]: reason for index, reason in rejected if 0 <= index < len(batch.seqs)}
+        self._bury(batch, sorted(refused.items()))
 
     def dead_letter(self, batch: ClaimedBatch, reason: str) -> None:
-        now = _now_ms()
-        with self._write() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO dead_letters SELECT seq, created_ms, payload, ?, ? FROM events"
-                f" WHERE {_IN_BATCH}",
-                (reason, now, batch.batch_id, batch.batch_id),
-            )
-            self._delete_batch(db, batch)
+        self._bury(batch, [(seq, reason) for seq in batch.seqs])
+
+    def _bury(self, batch: ClaimedBatch, refused: Sequence[tuple[int, str]]) -> None:
+        """Acknowledge in every state: the batch's events are deleted *before* the dead letters are inserted, so
+        their pages are free for them, and should the file still be at its ceiling (a disk that filled up), the
+        acknowledgement commits without the dead letters, which are counted as pruned. A spool that cannot
+        acknowledge would resend the batch, and refuse new events, for ever."""
+        try:
+            with self._write() as db:
+                now = _now_ms()
+                for seq, reason in refused:  # rare (a refusal), so one statement each is fine
+                    db.execute(
+                        "INSERT OR IGNORE INTO temp.refused SELECT seq, created_ms, payload, ? FROM events"
+                        f" WHERE seq = ? AND {_IN_BATCH}",
+                        (reason, seq, batch.batch_id, batch.batch_id),
+                    )
+                self._delete_batch(db, batch)
+                try:
+                    db.execute("SAVEPOINT keep_dead_letters")
+                    db.execute(
+                        "INSERT OR IGNORE INTO dead_letters"
+                        " SELECT seq, created_ms, payload, reason, ? FROM temp.refused",
+                        (now,),
+                    )
+                    db.execute("RELEASE keep_dead_letters")
+                except sqlite3.OperationalError as exc:
+                    if not (_is_full(exc) and db.in_transaction):
+                        raise
+                    db.execute("ROLLBACK TO keep_dead_letters")
+                    db.execute("RELEASE keep_dead_letters")
+                    db.execute(
+                        "UPDATE meta SET value = value + (SELECT count(*) FROM temp.refused) WHERE key = 'dead_pruned'"
+                    )
+                db.execute("DELETE FROM temp.refused")
+                self._prune_dead_letters(db)
+        except SpoolUnavailableError as exc:
+            if not (isinstance(exc.__cause__, sqlite3.Error) and _is_full(exc.__cause__)):
+                raise
+            # SQLite rolled the whole transaction back: acknowledge without keeping anything
+            with self._write() as db:
+                db.execute(
+                    f"UPDATE meta SET value = value + (SELECT count(*) FROM events WHERE {_IN_BATCH} AND seq IN"
+                    f" ({','.join('?' * len(refused)) or 'NULL'})) WHERE key = 'dead_pruned'",
+                    (batch.batch_id, batch.batch_id, *(seq for seq, _ in refused)),
+                )
+                db.execute("DELETE FROM temp.refused")
+                self._delete_batch(db, batch)
+
+    def _prune_dead_letters(self, db: sqlite3.Connection) -> None:
+        """Drop the oldest dead letters beyond MAX_DEAD_LETTERS or the byte share of the cap, and count them."""
+        count, dead_bytes = db.execute(
+            "SELECT count(*), (SELECT value FROM meta WHERE key = 'dead_bytes') FROM dead_letters"
+        ).fetchone()
+        byte_cap = dead_letter_byte_cap(self._max_bytes)
+        if count <= MAX_DEAD_LETTERS and dead_bytes <= byte_cap:
+            return
+        if self._windows:
+            # the newest that fit are kept: everything at or below the newest seq that does not fit goes
+            (cutoff,) = db.execute(
+                "SELECT max(seq) FROM (SELECT seq, sum(length(payload)) OVER newer AS kept_bytes,"
+                " row_number() OVER newer AS kept FROM dead_letters"
+                " WINDOW newer AS (ORDER BY seq DESC ROWS UNBOUNDED PRECEDING))"
+                " WHERE kept_bytes > ? OR kept > ?",
+                (byte_cap, MAX_DEAD_LETTERS),
+            ).fetchone()
+            removed = db.execute("DELETE FROM dead_letters WHERE seq <= ?", (cutoff,)).rowcount
+        else:
+            removed = 0
+            while count > MAX_DEAD_LETTERS or dead_bytes > byte_cap:
+                (size,) = db.execute("SELECT length(payload) FROM dead_letters ORDER BY seq LIMIT 1").fetchone()
+                db.execute("DELETE FROM dead_letters WHERE seq = (SELECT min(seq) FROM dead_letters)")
+                count, dead_bytes, removed = count - 1, dead_bytes - size, removed + 1
+        db.execute("UPDATE meta SET value = value + ? WHERE key = 'dead_pruned'", (removed,))
 
     def _delete_batch(self, db: sqlite3.Connection, batch: ClaimedBatch) -> None:
         db.execute(f"DELETE FROM events WHERE {_IN_BATCH}", (batch.batch_id, batch.batch_id))
@@ -484,9 +577,35 @@ class SqliteSpool:
 
     def counts(self) -> SpoolCounts:
         ((pending, oldest),) = self._read("SELECT count(*), min(created_ms) FROM events")
-        ((pending_bytes,),) = self._read("SELECT value FROM meta WHERE key = 'pending_bytes'")
-        ((dead,),) = self._read("SELECT count(*) FROM dead_letters")
-        return SpoolCounts(int(pending), int(pending_bytes), int(dead), None if oldest is None else int(oldest))
+        ((pending_bytes, dead_bytes, pruned, dead),) = self._read(_COUNTS)
+        return SpoolCounts(
+            int(pending), int(pending_bytes), int(dead), None if oldest is None else int(oldest), dead_bytes, pruned
+        )
+
+    def dead_letters(self, limit: int | None = None) -> list[DeadLetter]:
+        """The dead letters, oldest first (at most MAX_DEAD_LETTERS, so one list is fine)."""
+        rows = self._read(
+            "SELECT seq, created_ms, dead_at_ms, reason, payload FROM dead_letters ORDER BY seq LIMIT ?",
+            (-1 if limit is None else limit,),
+        )
+        return [DeadLetter(int(s), int(c), int(d), str(r), bytes(p)) for s, c, d, r, p in rows]
+
+    def replay_dead_letters(self) -> int:
+        """Move every dead letter back to the end of the queue as a new event (the server dedups by event_id)."""
+        with self._write() as db:
+            moved = db.execute(
+                "INSERT INTO events (created_ms, payload) SELECT created_ms, payload FROM dead_letters ORDER BY seq"
+            ).rowcount
+            db.execute(
+                "UPDATE meta SET value = value + (SELECT value FROM meta WHERE key = 'dead_bytes')"
+                " WHERE key = 'pending_bytes'"
+            )
+            db.execute("DELETE FROM dead_letters")
+            return int(moved)
+
+    def purge_dead_letters(self) -> int:
+        with self._write() as db:
+            return int(db.execute("DELETE FROM dead_letters").rowcount)
 
     def compact_if_empty(self) -> None:
         """After a backlog drains: truncate the WAL and give free pages back, so an idle spool is small."""
