@@ -26,6 +26,7 @@ from typing import Any
 
 import msgspec
 
+from ._location import prepare_spool_directory
 from ._spool import (
     MAX_DEAD_LETTERS,
     AppendResult,
@@ -233,7 +234,7 @@ class SqliteSpool:
         # SQLite with JSON1 and window functions (3.25+): appends in one statement, prunes in one; set by _open
         self._fast_append = self._windows = False
         self.quarantined: list[str] = []
-        _prepare_directory(path.parent)
+        prepare_spool_directory(path.parent)
         self._db: sqlite3.Connection | None = self._open_or_quarantine(durable)
 
     # -- opening --------------------------------------------------------------------------------------------------
@@ -743,13 +744,6 @@ def _select_events(db: sqlite3.Connection, where: str, args: tuple[object, ...])
     # group_concat's order is SQLite's choice: sort, so a batch is always formed (and re-formed) in seq order
     rows.sort()
     return rows
-
-
-def _prepare_directory(directory: Path) -> None:
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    # mkdir's mode is filtered by the umask and ignored for an existing directory: make it owner-only explicitly
-    if directory.stat().st_mode & 0o077:
-        os.chmod(directory, 0o700)
 
 
 @contextlib.contextmanager
