@@ -39,7 +39,7 @@ from ._spool import (
     dead_letter_byte_cap,
 )
 
-__all__ = ["SqliteSpool", "delete_spool", "quarantine_spool"]
+__all__ = ["SqliteSpool", "delete_spool", "quarantine_spool", "read_counts", "read_dead_letters"]
 
 logger = logging.getLogger("promptstream")
 
@@ -221,6 +221,7 @@ class SqliteSpool:
         max_bytes: int,
         lease_seconds: float,
         durable: bool = False,
+        adopt: Sequence[Path] = (),
     ) -> None:
         self.path: str | None = str(path)
         self._path = path
@@ -236,6 +237,61 @@ class SqliteSpool:
         self.quarantined: list[str] = []
         prepare_spool_directory(path.parent)
         self._db: sqlite3.Connection | None = self._open_or_quarantine(durable)
+        self.adopted = 0
+        for other in adopt:
+            self.adopted += self.adopt(other)
+
+    def adopt(self, other: Path) -> int:
+        """Move the events and dead letters of another spool file (one of an earlier version, kept per API key, or
+        one a user names) into this one, behind what is here; its batches are dropped, so their events go out again
+        under new keys (the server dedups by event_id). Returns how many pending events moved; 0 when ``other``
+        does not exist or is not a spool we can read (it is left as it is)."""
+        if not other.exists() or other.resolve() == self._path.resolve():
+            return 0
+        with _file_lock(other), self._lock:
+            db = self._connection()
+            try:
+                db.execute("ATTACH DATABASE ? AS other", (str(other),))
+            except sqlite3.Error as exc:
+                logger.debug("spool %s not adopted: %s", other, exc)
+                return 0
+            try:
+                if db.execute("PRAGMA other.application_id").fetchone()[0] != APPLICATION_ID:
+                    return 0
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    moved = db.execute(
+                        "INSERT INTO events (created_ms, payload) SELECT created_ms, payload FROM other.events"
+                        " ORDER BY seq"
+                    ).rowcount
+                    db.execute(
+                        "UPDATE meta SET value = value + (SELECT total(length(payload)) FROM other.events)"
+                        " WHERE key = 'pending_bytes'"
+                    )
+                    db.execute(
+                        "INSERT INTO dead_letters (created_ms, payload, reason, dead_at_ms)"
+                        " SELECT created_ms, payload, reason, dead_at_ms FROM other.dead_letters ORDER BY seq"
+                    )
+                    # no trigger of ours fires on the other file's tables: plain deletes
+                    db.execute("DELETE FROM other.events")
+                    db.execute("DELETE FROM other.batches")
+                    db.execute("DELETE FROM other.dead_letters")
+                    db.execute("UPDATE other.meta SET value = 0 WHERE key IN ('pending_bytes', 'dead_bytes')")
+                    self._prune_dead_letters(db)
+                    db.execute("COMMIT")
+                except BaseException:
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                logger.warning("promptstream: could not adopt the events of spool %s (%s)", other, exc)
+                return 0
+            finally:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("DETACH DATABASE other")
+        if moved:
+            logger.info("promptstream: adopted %d pending events from spool %s", moved, other)
+        return int(moved)
 
     # -- opening --------------------------------------------------------------------------------------------------
 
@@ -744,6 +800,49 @@ def _select_events(db: sqlite3.Connection, where: str, args: tuple[object, ...])
     # group_concat's order is SQLite's choice: sort, so a batch is always formed (and re-formed) in seq order
     rows.sort()
     return rows
+
+
+def _uri_path(path: Path) -> str:
+    from urllib.request import pathname2url
+
+    return pathname2url(str(path.resolve()))
+
+
+def read_counts(path: Path) -> SpoolCounts:
+    """What a spool file holds, read without creating, migrating or writing anything (``spool status``)."""
+    db = sqlite3.connect(f"file:{_uri_path(path)}?mode=ro", uri=True, timeout=5.0)
+    try:
+        if db.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+            raise SpoolCorruptError(f"{path} is not a PromptStream spool")
+        ((pending, oldest),) = db.execute("SELECT count(*), min(created_ms) FROM events").fetchall()
+        ((pending_bytes, dead_bytes, pruned, dead),) = db.execute(_COUNTS).fetchall()
+        return SpoolCounts(
+            int(pending),
+            int(pending_bytes),
+            int(dead),
+            None if oldest is None else int(oldest),
+            int(dead_bytes or 0),  # a file of an earlier version has no such rows
+            int(pruned or 0),
+        )
+    except sqlite3.DatabaseError as exc:
+        raise SpoolCorruptError(f"{path}: {exc}") from exc
+    finally:
+        db.close()
+
+
+def read_dead_letters(path: Path, limit: int | None = None) -> list[DeadLetter]:
+    """The dead letters of a spool file, oldest first, read-only."""
+    db = sqlite3.connect(f"file:{_uri_path(path)}?mode=ro", uri=True, timeout=5.0)
+    try:
+        rows = db.execute(
+            "SELECT seq, created_ms, dead_at_ms, reason, payload FROM dead_letters ORDER BY seq LIMIT ?",
+            (-1 if limit is None else limit,),
+        ).fetchall()
+    except sqlite3.DatabaseError as exc:
+        raise SpoolCorruptError(f"{path}: {exc}") from exc
+    finally:
+        db.close()
+    return [DeadLetter(int(s), int(c), int(d), str(r), bytes(p)) for s, c, d, r, p in rows]
 
 
 @contextlib.contextmanager
