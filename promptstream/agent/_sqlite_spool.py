@@ -11,8 +11,6 @@ or whose owner process is dead, is taken over *as it is* by the next claim, so i
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import logging
 import os
 import sqlite3
@@ -27,6 +25,7 @@ from typing import Any
 import msgspec
 
 from ._location import prepare_spool_directory
+from ._platform import exclusive_file_lock, owner_is_dead
 from ._spool import (
     MAX_DEAD_LETTERS,
     AppendResult,
@@ -45,37 +44,6 @@ logger = logging.getLogger("promptstream")
 
 APPLICATION_ID = 0x50535450  # "PSTP": marks the file as ours; anything else in our path is quarantined
 SCHEMA_VERSION = 2
-
-
-def _owner_is_dead(owner: str | None) -> bool:
-    if not owner:
-        return True
-    pid_text, _, _ = owner.partition(":")
-    try:
-        pid = int(pid_text)
-    except ValueError:
-        return True
-    if pid == os.getpid():
-        return False  # another agent of this process; it releases its own leases on close
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return _is_zombie(pid)
-
-
-def _is_zombie(pid: int) -> bool:
-    """An exited process its parent has not reaped yet still answers kill(pid, 0); its leases are orphans all the
-    same (a forked worker that called os._exit while its sender held a batch). Linux says so in /proc."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            text = stat.read()
-    except OSError:
-        return False  # no /proc (macOS) or no access: trust kill(), the lease still expires
-    state = text[text.rfind(b")") + 2 : text.rfind(b")") + 3]  # the field after "(comm)", which may hold spaces
-    return state in (b"Z", b"X")
 
 
 def _now_ms() -> int:
@@ -248,7 +216,7 @@ class SqliteSpool:
         does not exist or is not a spool we can read (it is left as it is)."""
         if not other.exists() or other.resolve() == self._path.resolve():
             return 0
-        with _file_lock(other), self._lock:
+        with exclusive_file_lock(other), self._lock:
             db = self._connection()
             try:
                 db.execute("ATTACH DATABASE ? AS other", (str(other),))
@@ -296,7 +264,7 @@ class SqliteSpool:
     # -- opening --------------------------------------------------------------------------------------------------
 
     def _open_or_quarantine(self, durable: bool) -> sqlite3.Connection:
-        with _file_lock(self._path):
+        with exclusive_file_lock(self._path):
             try:
                 return self._open(durable)
             except SpoolCorruptError as exc:
@@ -491,7 +459,7 @@ class SqliteSpool:
             # come from a clock that jumped back (or a peer's clock ahead): treat it as lapsed, never as a lock
             # held for a day. A jump forward only makes leases lapse early: a resend with the same key, deduped.
             live = now < lease_until <= now + self._lease_ms
-            if live and (owner == self._owner or not _owner_is_dead(owner)):
+            if live and (owner == self._owner or not owner_is_dead(owner)):
                 continue
             db.execute(
                 "UPDATE batches SET lease_owner = ?, lease_until_ms = ?, attempts = attempts + 1 WHERE id = ?",
@@ -845,34 +813,15 @@ def read_dead_letters(path: Path, limit: int | None = None) -> list[DeadLetter]:
     return [DeadLetter(int(s), int(c), int(d), str(r), bytes(p)) for s, c, d, r, p in rows]
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """An advisory lock beside the spool, so two processes never quarantine or initialise it at once."""
-    fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        deadline = time.monotonic() + 10.0
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() > deadline:
-                    raise SpoolUnavailableError(f"cannot lock {path}.lock: {exc}") from exc
-                threading.Event().wait(0.01)
-        yield
-    finally:
-        os.close(fd)
-
-
 def quarantine_spool(path: Path) -> str:
     """Move a spool that failed at run time aside, under the same lock as the check at open."""
-    with _file_lock(path):
+    with exclusive_file_lock(path):
         return _quarantine(path)
 
 
 def delete_spool(path: Path) -> None:
     """Delete a spool and everything in it (``promptstream spool purge``), under the lock of open and quarantine."""
-    with _file_lock(path):
+    with exclusive_file_lock(path):
         for suffix in ("-wal", "-shm", ""):
             with contextlib.suppress(FileNotFoundError):
                 os.remove(f"{path}{suffix}")
