@@ -181,3 +181,22 @@ def test_refusals_round_after_round_never_wedge_the_spool(make_spool: SpoolFacto
         assert reject_everything(spool) == stored
     counts = spool.counts()
     assert counts.pending == 0 and counts.dead_letter_bytes <= dead_letter_byte_cap(64 * 1024)
+
+
+def test_a_full_disk_makes_room_for_new_events_from_the_oldest_dead_letters(tmp_path: Path) -> None:
+    spool = SqliteSpool(tmp_path / "full.sqlite3", owner="1:x", max_bytes=10**8, lease_seconds=60)
+    try:
+        spool.append([event(n, 3000) for n in range(300)], 0)
+        reject_everything(spool)
+        db = spool._db
+        assert db is not None
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        (pages,) = db.execute("PRAGMA page_count").fetchone()
+        db.execute(f"PRAGMA max_page_count={pages}")  # the disk is full from here on
+        result = spool.append([event(1000 + n, 3000) for n in range(40)], 0)
+        assert result.stored == 40  # room came from the dead letters, not from the new events
+        counts = spool.counts()
+        assert counts.dead_letters_pruned > 0 and counts.dead_lettered + counts.dead_letters_pruned == 300
+        assert [json.loads(d.payload)["event_id"] for d in spool.dead_letters()][-1] == "e0000299"  # newest kept
+    finally:
+        spool.close()

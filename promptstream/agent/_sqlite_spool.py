@@ -178,6 +178,12 @@ def _is_full(exc: sqlite3.Error) -> bool:
     return "full" in _error_text(exc)
 
 
+def _out_of_space(exc: BaseException) -> bool:
+    """SQLITE_FULL, or an I/O error such as a write past a file-size limit: often only the -wal cannot grow."""
+    cause = exc.__cause__ if isinstance(exc, SpoolUnavailableError) else exc
+    return isinstance(cause, sqlite3.Error) and (_is_full(cause) or "disk i/o" in _error_text(cause))
+
+
 class SqliteSpool:
     """The durable spool. Thread-safe: one connection guarded by one lock, held only for a short transaction."""
 
@@ -360,6 +366,12 @@ class SqliteSpool:
                         db.execute("ROLLBACK")
                 if not isinstance(exc, sqlite3.Error):
                     raise
+                if _out_of_space(exc):
+                    # A full disk often has room for the data but not for the -wal to grow: copying the WAL back
+                    # and truncating it lets the next write (the caller's retry) start from an empty WAL.
+                    with contextlib.suppress(sqlite3.Error):
+                        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                        self._written_since_checkpoint = 0
                 if _is_transient(exc):
                     raise SpoolUnavailableError(str(exc)) from exc
                 raise SpoolCorruptError(str(exc)) from exc
@@ -384,31 +396,42 @@ class SqliteSpool:
         if not payloads:
             return AppendResult(0, 0)
         try:
-            if self._fast_append:
-                with self._using_connection() as db:
-                    try:
-                        row = _incoming(payloads, created_ms, self._max_bytes)
-                        db.execute("INSERT INTO incoming VALUES (?, ?, ?, ?)", row)
-                        self._written_since_checkpoint += len(row[2])
-                        return AppendResult(len(payloads), 0)
-                    except sqlite3.IntegrityError as exc:
-                        if _SPOOL_FULL not in str(exc):
-                            raise
-            # near the cap (or without the fast path): the longest prefix that fits, in a transaction
-            with self._write() as db:
-                used = db.execute(_USED_BYTES).fetchone()[0]
-                accepted, total = _prefix_within(payloads, self._max_bytes - used)
-                if accepted and self._fast_append:
-                    db.execute("INSERT INTO incoming VALUES (?, ?, ?, ?)", _incoming(accepted, created_ms, sys.maxsize))
-                elif accepted:
-                    _insert_rows(db, accepted, created_ms)
-                    db.execute("UPDATE meta SET value = value + ? WHERE key = 'pending_bytes'", (total,))
-                self._written_since_checkpoint += total
+            try:
+                return self._append_once(payloads, created_ms)
+            except SpoolUnavailableError as exc:
+                if not _out_of_space(exc):
+                    raise
+            # once more, after the checkpoint that failure ran, and with room made by the oldest dead letters:
+            # events still to be delivered matter more than events the server already refused
+            self._shed_dead_letters()
+            return self._append_once(payloads, created_ms)
         except SpoolUnavailableError as exc:
             if isinstance(exc.__cause__, sqlite3.Error) and _is_full(exc.__cause__):
                 # the disk (or max_page_count) is full: the same policy as our own cap, newest dropped
                 return AppendResult(0, len(payloads))
             raise
+
+    def _append_once(self, payloads: Sequence[bytes], created_ms: int) -> AppendResult:
+        if self._fast_append:
+            with self._using_connection() as db:
+                try:
+                    row = _incoming(payloads, created_ms, self._max_bytes)
+                    db.execute("INSERT INTO incoming VALUES (?, ?, ?, ?)", row)
+                    self._written_since_checkpoint += len(row[2])
+                    return AppendResult(len(payloads), 0)
+                except sqlite3.IntegrityError as exc:
+                    if _SPOOL_FULL not in str(exc):
+                        raise
+        # near the cap (or without the fast path): the longest prefix that fits, in a transaction
+        with self._write() as db:
+            used = db.execute(_USED_BYTES).fetchone()[0]
+            accepted, total = _prefix_within(payloads, self._max_bytes - used)
+            if accepted and self._fast_append:
+                db.execute("INSERT INTO incoming VALUES (?, ?, ?, ?)", _incoming(accepted, created_ms, sys.maxsize))
+            elif accepted:
+                _insert_rows(db, accepted, created_ms)
+                db.execute("UPDATE meta SET value = value + ? WHERE key = 'pending_bytes'", (total,))
+            self._written_since_checkpoint += total
         return AppendResult(len(accepted), len(payloads) - len(accepted))
 
     def claim(self, max_events: int, max_bytes: int, sent_at: str) -> ClaimedBatch | None:
@@ -497,46 +520,59 @@ class SqliteSpool:
         their pages are free for them, and should the file still be at its ceiling (a disk that filled up), the
         acknowledgement commits without the dead letters, which are counted as pruned. A spool that cannot
         acknowledge would resend the batch, and refuse new events, for ever."""
-        try:
-            with self._write() as db:
-                now = _now_ms()
-                for seq, reason in refused:  # rare (a refusal), so one statement each is fine
-                    db.execute(
-                        "INSERT OR IGNORE INTO temp.refused SELECT seq, created_ms, payload, ? FROM events"
-                        f" WHERE seq = ? AND {_IN_BATCH}",
-                        (reason, seq, batch.batch_id, batch.batch_id),
-                    )
-                self._delete_batch(db, batch)
-                try:
-                    db.execute("SAVEPOINT keep_dead_letters")
-                    db.execute(
-                        "INSERT OR IGNORE INTO dead_letters"
-                        " SELECT seq, created_ms, payload, reason, ? FROM temp.refused",
-                        (now,),
-                    )
-                    db.execute("RELEASE keep_dead_letters")
-                except sqlite3.OperationalError as exc:
-                    if not (_is_full(exc) and db.in_transaction):
-                        raise
-                    db.execute("ROLLBACK TO keep_dead_letters")
-                    db.execute("RELEASE keep_dead_letters")
-                    db.execute(
-                        "UPDATE meta SET value = value + (SELECT count(*) FROM temp.refused) WHERE key = 'dead_pruned'"
-                    )
-                db.execute("DELETE FROM temp.refused")
-                self._prune_dead_letters(db)
-        except SpoolUnavailableError as exc:
-            if not (isinstance(exc.__cause__, sqlite3.Error) and _is_full(exc.__cause__)):
-                raise
-            # SQLite rolled the whole transaction back: acknowledge without keeping anything
-            with self._write() as db:
+        for _ in range(2):  # the second time after the checkpoint a failure for lack of space runs
+            try:
+                self._bury_once(batch, refused)
+                return
+            except SpoolUnavailableError as exc:
+                if not _out_of_space(exc):
+                    raise
+        # still no room, and SQLite rolled the whole transaction back: acknowledge without keeping anything
+        with self._write() as db:
+            db.execute(
+                "UPDATE meta SET value = value + ? WHERE key = 'dead_pruned'"
+                " AND EXISTS (SELECT 1 FROM batches WHERE id = ?)",
+                (len(refused), batch.batch_id),
+            )
+            db.execute("DELETE FROM temp.refused")
+            self._delete_batch(db, batch)
+
+    def _bury_once(self, batch: ClaimedBatch, refused: Sequence[tuple[int, str]]) -> None:
+        with self._write() as db:
+            now = _now_ms()
+            for seq, reason in refused:  # rare (a refusal), so one statement each is fine
                 db.execute(
-                    f"UPDATE meta SET value = value + (SELECT count(*) FROM events WHERE {_IN_BATCH} AND seq IN"
-                    f" ({','.join('?' * len(refused)) or 'NULL'})) WHERE key = 'dead_pruned'",
-                    (batch.batch_id, batch.batch_id, *(seq for seq, _ in refused)),
+                    "INSERT OR IGNORE INTO temp.refused SELECT seq, created_ms, payload, ? FROM events"
+                    f" WHERE seq = ? AND {_IN_BATCH}",
+                    (reason, seq, batch.batch_id, batch.batch_id),
                 )
-                db.execute("DELETE FROM temp.refused")
-                self._delete_batch(db, batch)
+            self._delete_batch(db, batch)
+            try:
+                db.execute("SAVEPOINT keep_dead_letters")
+                db.execute(
+                    "INSERT OR IGNORE INTO dead_letters SELECT seq, created_ms, payload, reason, ? FROM temp.refused",
+                    (now,),
+                )
+                db.execute("RELEASE keep_dead_letters")
+            except sqlite3.OperationalError as exc:
+                if not (_is_full(exc) and db.in_transaction):
+                    raise
+                db.execute("ROLLBACK TO keep_dead_letters")
+                db.execute("RELEASE keep_dead_letters")
+                db.execute(
+                    "UPDATE meta SET value = value + (SELECT count(*) FROM temp.refused) WHERE key = 'dead_pruned'"
+                )
+            db.execute("DELETE FROM temp.refused")
+            self._prune_dead_letters(db)
+
+    def _shed_dead_letters(self) -> None:
+        """The disk is full: drop the older half of the dead letters (counted as pruned) to make room."""
+        with contextlib.suppress(SpoolUnavailableError), self._write() as db:
+            removed = db.execute(
+                "DELETE FROM dead_letters WHERE seq IN (SELECT seq FROM dead_letters ORDER BY seq"
+                " LIMIT (SELECT (count(*) + 1) / 2 FROM dead_letters))"
+            ).rowcount
+            db.execute("UPDATE meta SET value = value + ? WHERE key = 'dead_pruned'", (removed,))
 
     def _prune_dead_letters(self, db: sqlite3.Connection) -> None:
         """Drop the oldest dead letters beyond MAX_DEAD_LETTERS or the byte share of the cap, and count them."""
