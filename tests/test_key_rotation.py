@@ -136,6 +136,9 @@ def test_spool_commands_list_spools_and_show_replay_and_purge_dead_letters(
     assert main(["spool", "status", *args]) == 0
     out = capsys.readouterr().out
     assert f"{path} (this server): 0 pending, 3 dead-lettered" in out
+    assert main(["spool", "status", *args, "--json"]) == 0
+    (listed,) = json.loads(capsys.readouterr().out)
+    assert (listed["path"], listed["role"], listed["counts"]["dead_lettered"]) == (str(path), "current", 3)
     assert main(["spool", "dead-letters", *args, "--json"]) == 0
     letters = json.loads(capsys.readouterr().out)
     assert len(letters) == 3 and all(letter["reason"] == "unknown prompt_run_id" for letter in letters)
