@@ -7,10 +7,25 @@ import importlib
 import os
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Generic, Protocol, TypeVar
 
-__all__ = ["ForkAware", "ForkRegistry", "import_in_background"]
+__all__ = ["ForkAware", "ForkRegistry", "at_fork", "import_in_background"]
+
+
+def at_fork(
+    *,
+    before: Callable[[], object] | None = None,
+    after_in_parent: Callable[[], object] | None = None,
+    after_in_child: Callable[[], object] | None = None,
+) -> None:
+    """``os.register_at_fork`` where the platform can fork; nothing where it cannot (Windows), since no process
+    there is ever a copy of another."""
+    register = getattr(os, "register_at_fork", None)
+    if register is None:
+        return
+    hooks = {"before": before, "after_in_parent": after_in_parent, "after_in_child": after_in_child}
+    register(**{name: hook for name, hook in hooks.items() if hook is not None})
 
 
 class ForkAware(Protocol):
@@ -32,7 +47,7 @@ class ForkRegistry(Generic[T]):
     def __init__(self, *, weak: bool) -> None:
         self._objects: weakref.WeakSet[T] | set[T] = weakref.WeakSet() if weak else set()
         self._forking: list[T] = []
-        os.register_at_fork(before=self._before, after_in_parent=self._in_parent, after_in_child=self._in_child)
+        at_fork(before=self._before, after_in_parent=self._in_parent, after_in_child=self._in_child)
 
     def add(self, obj: T) -> None:
         self._objects.add(obj)
@@ -92,4 +107,4 @@ def _fresh_imports_lock() -> None:
     _import_lock, _import_lock_held_for_fork = threading.Lock(), False
 
 
-os.register_at_fork(before=_hold_imports, after_in_parent=_release_imports, after_in_child=_fresh_imports_lock)
+at_fork(before=_hold_imports, after_in_parent=_release_imports, after_in_child=_fresh_imports_lock)

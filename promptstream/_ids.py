@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import itertools
-import os
 import random
 import time
 import uuid
+
+from ._forksafety import at_fork
 
 __all__ = ["new_idempotency_key", "rfc3339_ms", "stamp_event"]
 
@@ -38,7 +39,7 @@ def _seed_process() -> None:
 
 
 _seed_process()
-os.register_at_fork(after_in_child=_seed_process)
+at_fork(after_in_child=_seed_process)  # no fork on Windows: nothing to reseed
 
 # Two-hex-digit strings for the counter's low byte: string formatting with a spec costs ~130 ns a field, so the id is
 # a cached head (changes every 256 ids or every millisecond) + one table lookup + the process suffix.

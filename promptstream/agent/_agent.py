@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import hashlib
 import logging
 import os
 import sys
@@ -24,7 +23,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .._config import ENV_SPOOL_DIR, AgentConfig
+from .._config import AgentConfig
 from .._errors import AuthenticationError, BadRequestError, PromptStreamError
 from .._forksafety import ForkRegistry, import_in_background
 from .._http import MODULES_FOR_FIRST_REQUEST, HttpTransport
@@ -32,6 +31,7 @@ from .._ids import rfc3339_ms
 from .._models import DeliveryStats
 from .._privacy import BeforeSend, apply_before_send
 from .._retry import RetrySchedule
+from . import _location
 from ._queue import ArrivalMeter, EventQueue
 from ._sender import BatchSender, Delivered, Paused, Refused, Retry
 from ._spool import (
@@ -62,14 +62,7 @@ ErrorCallback = Callable[[PromptStreamError], None]
 
 
 def spool_file_path(config: AgentConfig, base_url: str, api_key: str) -> Path:
-    """One spool per (base URL, API key): named by a digest, so the file name does not reveal the key."""
-    directory = config.spool_dir or os.environ.get(ENV_SPOOL_DIR)
-    if not directory:
-        import platformdirs  # here, not at module level: `import promptstream` stays cheap (docs/benchmarks.md)
-
-        directory = platformdirs.user_cache_dir("promptstream")
-    digest = hashlib.blake2b(f"{base_url}\x00{api_key}".encode(), digest_size=12, person=b"ps-spool").hexdigest()
-    return Path(directory) / f"spool-{digest}.sqlite3"
+    return _location.spool_file_path(config, base_url, api_key)  # the spool's location lives in _location.py
 
 
 class TrackingAgent:

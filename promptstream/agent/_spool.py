@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import uuid
 from array import array
 from collections import deque
@@ -25,16 +26,30 @@ from typing import Protocol, overload
 import msgspec
 
 __all__ = [
+    "MAX_DEAD_LETTERS",
     "AppendResult",
     "ClaimedBatch",
+    "DeadLetter",
     "MemorySpool",
     "PayloadChunk",
     "Spool",
     "SpoolCorruptError",
     "SpoolCounts",
     "SpoolUnavailableError",
+    "dead_letter_byte_cap",
     "owner_token",
 ]
+
+# Dead letters (events the server refused) are kept for a person to read, replay or purge, not for ever: at most this
+# many, and at most a fixed share of max_spool_bytes, the oldest pruned first and counted. They count against
+# max_spool_bytes with the pending events, so a spool full of refusals still has its cap, never the disk's.
+MAX_DEAD_LETTERS = 10_000
+_DEAD_LETTER_SHARE = 8  # dead letters may use at most 1/8 of max_spool_bytes
+
+
+def dead_letter_byte_cap(max_spool_bytes: int) -> int:
+    """The bytes of payload dead letters may keep in a spool capped at ``max_spool_bytes``."""
+    return max_spool_bytes // _DEAD_LETTER_SHARE
 
 
 class AppendResult(msgspec.Struct, frozen=True):
@@ -106,6 +121,18 @@ class SpoolCounts(msgspec.Struct, frozen=True):
     pending_bytes: int
     dead_lettered: int
     oldest_created_ms: int | None
+    dead_letter_bytes: int = 0
+    dead_letters_pruned: int = 0  # the oldest dead letters dropped to keep within the bounds, since the spool began
+
+
+class DeadLetter(msgspec.Struct, frozen=True):
+    """An event the server refused, with its reason, as ``promptstream spool dead-letters`` shows it."""
+
+    seq: int
+    created_ms: int  # when it was spooled
+    dead_at_ms: int  # when the server refused it
+    reason: str
+    payload: bytes  # the event as it was sent (JSON)
 
 
 class SpoolCorruptError(Exception):
@@ -129,11 +156,18 @@ class Spool(Protocol):
     def has_pending_through(self, seq: int) -> bool: ...
     def last_seq(self) -> int: ...
     def counts(self) -> SpoolCounts: ...
+    def dead_letters(self, limit: int | None = None) -> list[DeadLetter]: ...
+    def replay_dead_letters(self) -> int: ...
+    def purge_dead_letters(self) -> int: ...
     def compact_if_empty(self) -> None: ...
     def checkpoint_if_due(self) -> bool: ...
     def prepare_fork(self) -> None: ...
     def after_fork_in_parent(self) -> None: ...
     def close(self) -> None: ...
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 def owner_token() -> str:
@@ -153,7 +187,9 @@ class MemorySpool:
         self._unclaimed: deque[tuple[int, int, bytes]] = deque()  # (seq, created_ms, payload)
         self._batches: dict[str, ClaimedBatch] = {}  # claimed, not yet acknowledged
         self._created: dict[int, int] = {}
-        self._dead: list[tuple[int, bytes, str]] = []
+        self._dead: deque[DeadLetter] = deque()
+        self._dead_bytes = 0
+        self._dead_pruned = 0
         self._next_seq = 1
         self._bytes = 0
 
@@ -161,7 +197,7 @@ class MemorySpool:
         with self._lock:
             stored = 0
             for payload in payloads:
-                if self._bytes + len(payload) > self._max_bytes:
+                if self._bytes + self._dead_bytes + len(payload) > self._max_bytes:
                     break
                 self._unclaimed.append((self._next_seq, created_ms, payload))
                 self._created[self._next_seq] = created_ms
@@ -200,15 +236,53 @@ class MemorySpool:
 
     def ack(self, batch: ClaimedBatch, rejected: Sequence[tuple[int, str]]) -> None:
         with self._lock:
-            for index, reason in rejected:
-                if 0 <= index < len(batch.seqs):
-                    self._dead.append((batch.seqs[index], batch.payloads[index], reason))
-            self._forget(batch)
+            if batch.batch_id not in self._batches:
+                return
+            refused = {index: reason for index, reason in rejected if 0 <= index < len(batch.seqs)}
+            self._bury(batch, refused)
 
     def dead_letter(self, batch: ClaimedBatch, reason: str) -> None:
         with self._lock:
-            self._dead.extend((seq, payload, reason) for seq, payload in zip(batch.seqs, batch.payloads, strict=True))
-            self._forget(batch)
+            if batch.batch_id in self._batches:
+                self._bury(batch, dict.fromkeys(range(len(batch.seqs)), reason))
+
+    def _bury(self, batch: ClaimedBatch, refused: dict[int, str]) -> None:
+        """Forget the batch first, then keep its refused events as dead letters within the bounds."""
+        created = {seq: self._created.get(seq, 0) for seq in batch.seqs}
+        self._forget(batch)
+        now = _now_ms()
+        for index, reason in sorted(refused.items()):
+            seq = batch.seqs[index]
+            self._dead.append(DeadLetter(seq, created[seq], now, reason, batch.payloads[index]))
+            self._dead_bytes += len(batch.payloads[index])
+        byte_cap = dead_letter_byte_cap(self._max_bytes)
+        while self._dead and (len(self._dead) > MAX_DEAD_LETTERS or self._dead_bytes > byte_cap):
+            self._dead_bytes -= len(self._dead.popleft().payload)
+            self._dead_pruned += 1
+
+    def dead_letters(self, limit: int | None = None) -> list[DeadLetter]:
+        with self._lock:
+            return list(self._dead)[: limit if limit is not None else len(self._dead)]
+
+    def replay_dead_letters(self) -> int:
+        """Put every dead letter back at the end of the queue, as new events (the server dedups by event_id)."""
+        with self._lock:
+            count = len(self._dead)
+            while self._dead:
+                letter = self._dead.popleft()
+                self._unclaimed.append((self._next_seq, letter.created_ms, letter.payload))
+                self._created[self._next_seq] = letter.created_ms
+                self._next_seq += 1
+                self._bytes += len(letter.payload)
+            self._dead_bytes = 0
+            return count
+
+    def purge_dead_letters(self) -> int:
+        with self._lock:
+            count = len(self._dead)
+            self._dead.clear()
+            self._dead_bytes = 0
+            return count
 
     def split(self, batch: ClaimedBatch) -> list[ClaimedBatch]:
         half = max(1, len(batch.seqs) // 2)
@@ -243,7 +317,9 @@ class MemorySpool:
     def counts(self) -> SpoolCounts:
         with self._lock:
             oldest = min(self._created.values()) if self._created else None
-            return SpoolCounts(len(self._created), self._bytes, len(self._dead), oldest)
+            return SpoolCounts(
+                len(self._created), self._bytes, len(self._dead), oldest, self._dead_bytes, self._dead_pruned
+            )
 
     def compact_if_empty(self) -> None:
         return None

@@ -1,5 +1,7 @@
-"""The durable spool: a WAL-mode SQLite file, shared safely by every process of the same (base URL, API key) pair.
-All SQL lives here. ``_spool.py`` has the interface it implements and its in-memory twin.
+"""The durable spool: a WAL-mode SQLite file, shared safely by every process that sends to the same base URL.
+This module runs the transactions; the SQL it shares lives beside it, in ``_sqlite_schema.py`` (tables, triggers,
+statements), ``_sqlite_dead_letters.py`` (refused events) and ``_sqlite_files.py`` (whole files, read-only reads).
+``_spool.py`` has the interface it implements and its in-memory twin.
 
 Life of an event: ``append`` gives it a ``seq``; ``claim`` puts the oldest unclaimed events into a *batch* whose id
 is the request's Idempotency-Key and whose ``sent_at`` is fixed, and leases it to one process; ``ack`` deletes the
@@ -11,8 +13,6 @@ or whose owner process is dead, is taken over *as it is* by the next claim, so i
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import logging
 import os
 import sqlite3
@@ -24,135 +24,34 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import msgspec
+from . import _sqlite_dead_letters as dead_sql
+from ._location import prepare_spool_directory
+from ._platform import exclusive_file_lock, owner_is_dead
+from ._spool import AppendResult, ClaimedBatch, DeadLetter, SpoolCorruptError, SpoolCounts, SpoolUnavailableError
+from ._sqlite_files import delete_spool, quarantine, quarantine_spool, read_counts, read_dead_letters
+from ._sqlite_schema import (
+    APPLICATION_ID,
+    COUNTS,
+    FAST_APPEND,
+    IN_BATCH,
+    MIGRATE_FROM_1,
+    SCHEMA,
+    SCHEMA_VERSION,
+    SPOOL_FULL,
+    USED_BYTES,
+    can_append_in_one_statement,
+    incoming,
+    insert_rows,
+    is_full,
+    is_transient,
+    out_of_space,
+    prefix_within,
+    select_events,
+)
 
-from ._spool import AppendResult, ClaimedBatch, PayloadChunk, SpoolCorruptError, SpoolCounts, SpoolUnavailableError
-
-__all__ = ["SqliteSpool", "delete_spool", "quarantine_spool"]
+__all__ = ["APPLICATION_ID", "SqliteSpool", "delete_spool", "quarantine_spool", "read_counts", "read_dead_letters"]
 
 logger = logging.getLogger("promptstream")
-
-APPLICATION_ID = 0x50535450  # "PSTP": marks the file as ours; anything else in our path is quarantined
-SCHEMA_VERSION = 2
-
-
-def _owner_is_dead(owner: str | None) -> bool:
-    if not owner:
-        return True
-    pid_text, _, _ = owner.partition(":")
-    try:
-        pid = int(pid_text)
-    except ValueError:
-        return True
-    if pid == os.getpid():
-        return False  # another agent of this process; it releases its own leases on close
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return _is_zombie(pid)
-
-
-def _is_zombie(pid: int) -> bool:
-    """An exited process its parent has not reaped yet still answers kill(pid, 0); its leases are orphans all the
-    same (a forked worker that called os._exit while its sender held a batch). Linux says so in /proc."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            text = stat.read()
-    except OSError:
-        return False  # no /proc (macOS) or no access: trust kill(), the lease still expires
-    state = text[text.rfind(b")") + 2 : text.rfind(b")") + 3]  # the field after "(comm)", which may hold spaces
-    return state in (b"Z", b"X")
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-# Pragmas, chosen deliberately:
-# - WAL: the writer (spooler) and the sender, and other processes, never block each other's reads.
-# - synchronous=NORMAL: a commit survives a crash of the process (kill -9); only a power cut can lose the last
-#   commits. durable=True switches to FULL (an fsync per commit) for those who need power-cut safety.
-# - busy_timeout: another process holding the write lock is waited for, not reported as "database is locked".
-#   Every write transaction starts with BEGIN IMMEDIATE, because a read that upgrades to a write gets SQLITE_BUSY
-#   at once, without waiting.
-# - journal_size_limit + wal_checkpoint(TRUNCATE) when the spool drains: the -wal file does not stay large.
-# - auto_vacuum=INCREMENTAL (set before the first table): free pages can be returned to the OS after a backlog.
-# - temp_store=MEMORY: a small TMPDIR cannot fail our sorts.
-# - max_page_count: a hard ceiling behind our own byte accounting, so a runaway file fails with SQLITE_FULL.
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- AUTOINCREMENT: a seq is never reused, so order is total
-    created_ms INTEGER NOT NULL,            -- when it was spooled (tracked at most a spool interval before)
-    payload BLOB NOT NULL                   -- the event, encoded once in JSON; a batch body joins these bytes
-);
--- A batch owns the events whose seq lies in [first_seq, last_seq]: claiming writes one row here and moves the
--- claimed_through mark, instead of updating every claimed event (and an index) as schema 1 did.
-CREATE TABLE IF NOT EXISTS batches (
-    id TEXT PRIMARY KEY,                    -- the Idempotency-Key of every attempt at this batch
-    first_seq INTEGER NOT NULL,
-    last_seq INTEGER NOT NULL,
-    sent_at TEXT NOT NULL,                  -- fixed at first claim so that retries are byte-identical
-    bytes INTEGER NOT NULL,
-    lease_owner TEXT,
-    lease_until_ms INTEGER NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0     -- attempts made, counting the one in progress
-);
-CREATE TABLE IF NOT EXISTS dead_letters (
-    seq INTEGER PRIMARY KEY,
-    created_ms INTEGER NOT NULL,
-    payload BLOB NOT NULL,
-    reason TEXT NOT NULL,
-    dead_at_ms INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-INSERT OR IGNORE INTO meta VALUES ('pending_bytes', 0);
-INSERT OR IGNORE INTO meta VALUES ('claimed_through', 0);  -- every seq up to here belongs to a batch
--- deletes keep pending_bytes inside the statement that deletes (appends do it in one step below)
-CREATE TRIGGER IF NOT EXISTS events_removed AFTER DELETE ON events
-    BEGIN UPDATE meta SET value = value - length(OLD.payload) WHERE key = 'pending_bytes'; END;
-"""
-
-# Appending in one statement, where SQLite has JSON1 and window functions (3.25+; checked at open). The spooler
-# inserts one row into the view `incoming`: the chunk's payloads as one blob plus a JSON array of their lengths.
-# The trigger refuses the chunk if it would pass the cap, cuts the blob apart into events (json_each, a running
-# sum, substr), and adds the bytes to pending_bytes, all inside that one statement.
-# Why one statement: while an application thread is busy, each sqlite3 call costs the spooler a wait for the GIL of
-# up to the switch interval (5 ms), so statements per chunk bound how fast the spool can absorb a burst. Measured
-# for 20,000 events: 21 ms, against 35 ms with a per-row trigger and 120 ms for the multi-row VALUES statement's
-# first parse.
-_FAST_APPEND = """
-CREATE VIEW IF NOT EXISTS incoming (created_ms, lengths, blob, cap) AS SELECT NULL, NULL, NULL, NULL WHERE 0;
-CREATE TRIGGER IF NOT EXISTS incoming_append INSTEAD OF INSERT ON incoming BEGIN
-    SELECT RAISE(ABORT, 'promptstream: spool full')
-        WHERE (SELECT value FROM meta WHERE key = 'pending_bytes') + length(NEW.blob) > NEW.cap;
-    INSERT INTO events (created_ms, payload)
-        SELECT NEW.created_ms,
-               substr(NEW.blob, 1 + coalesce(sum(value) OVER
-                   (ORDER BY key ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0), value)
-        FROM json_each(NEW.lengths) ORDER BY key;
-    UPDATE meta SET value = value + length(NEW.blob) WHERE key = 'pending_bytes';
-END;
-"""
-_SPOOL_FULL = "promptstream: spool full"
-
-# Schema 1 marked claimed events with events.batch_id and kept a size column. Its batches are dropped: their events
-# become unclaimed again and are re-sent under new keys, which the server deduplicates by event_id.
-_MIGRATE_FROM_1 = """
-DROP INDEX IF EXISTS events_by_batch;
-DROP TABLE IF EXISTS batches;
-CREATE TABLE events_2 (seq INTEGER PRIMARY KEY AUTOINCREMENT, created_ms INTEGER NOT NULL, payload BLOB NOT NULL);
-INSERT INTO events_2 SELECT seq, created_ms, payload FROM events;
-DROP TABLE events;
-ALTER TABLE events_2 RENAME TO events;
-UPDATE meta SET value = (SELECT total(length(payload)) FROM events) WHERE key = 'pending_bytes';
-"""
-
-# "this event belongs to batch ?": the batch's range as the spool has it, so a batch another process already
-# acknowledged (its row deleted) matches nothing
-_IN_BATCH = "seq BETWEEN (SELECT first_seq FROM batches WHERE id = ?) AND (SELECT last_seq FROM batches WHERE id = ?)"
 
 _PAGE_OVERHEAD_FACTOR = 3  # rows, index entries and free pages on top of the payload bytes
 
@@ -167,20 +66,8 @@ _CHECKPOINT_EVERY_BYTES = 16 * 1024 * 1024
 _MAX_CHECKPOINT_VALVE_BYTES = 512 * 1024 * 1024
 
 
-def _error_text(exc: BaseException) -> str:
-    return str(exc).lower()
-
-
-def _is_transient(exc: sqlite3.Error) -> bool:
-    """Locked, busy, full or an I/O error: the data is fine, the moment is not."""
-    text = _error_text(exc)
-    return isinstance(exc, sqlite3.OperationalError) and any(
-        marker in text for marker in ("locked", "busy", "full", "disk i/o", "unable to open", "readonly")
-    )
-
-
-def _is_full(exc: sqlite3.Error) -> bool:
-    return "full" in _error_text(exc)
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 class SqliteSpool:
@@ -194,6 +81,7 @@ class SqliteSpool:
         max_bytes: int,
         lease_seconds: float,
         durable: bool = False,
+        adopt: Sequence[Path] = (),
     ) -> None:
         self.path: str | None = str(path)
         self._path = path
@@ -204,24 +92,63 @@ class SqliteSpool:
         self._lock = threading.Lock()
         self._suspended = False
         self._written_since_checkpoint = 0  # payload bytes appended or deleted: what the WAL has grown by, roughly
+        # SQLite with JSON1 and window functions (3.25+): appends in one statement, prunes in one; set by _open
+        self._fast_append = self._windows = False
         self.quarantined: list[str] = []
-        _prepare_directory(path.parent)
+        prepare_spool_directory(path.parent)
         self._db: sqlite3.Connection | None = self._open_or_quarantine(durable)
-        self._fast_append = _can_append_in_one_statement(self._db)
+        self.adopted = 0
+        for other in adopt:
+            self.adopted += self.adopt(other)
+
+    def adopt(self, other: Path) -> int:
+        """Move the events and dead letters of another spool file (one of an earlier version, kept per API key, or
+        one a user names) into this one, behind what is here; its batches are dropped, so their events go out again
+        under new keys (the server dedups by event_id). Returns how many pending events moved; 0 when ``other``
+        does not exist or is not a spool we can read (it is left as it is)."""
+        if not other.exists() or other.resolve() == self._path.resolve():
+            return 0
+        with exclusive_file_lock(other), self._lock:
+            db = self._connection()
+            try:
+                db.execute("ATTACH DATABASE ? AS other", (str(other),))
+            except sqlite3.Error as exc:
+                logger.debug("spool %s not adopted: %s", other, exc)
+                return 0
+            try:
+                if db.execute("PRAGMA other.application_id").fetchone()[0] != APPLICATION_ID:
+                    return 0
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    moved = dead_sql.move_from_attached(db, max_spool_bytes=self._max_bytes, windows=self._windows)
+                    db.execute("COMMIT")
+                except BaseException:
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                logger.warning("promptstream: could not adopt the events of spool %s (%s)", other, exc)
+                return 0
+            finally:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("DETACH DATABASE other")
+        if moved:
+            logger.info("promptstream: adopted %d pending events from spool %s", moved, other)
+        return int(moved)
 
     # -- opening --------------------------------------------------------------------------------------------------
 
     def _open_or_quarantine(self, durable: bool) -> sqlite3.Connection:
-        with _file_lock(self._path):
+        with exclusive_file_lock(self._path):
             try:
                 return self._open(durable)
             except SpoolCorruptError as exc:
                 reason = str(exc)
             except sqlite3.DatabaseError as exc:
-                if isinstance(exc, sqlite3.OperationalError) and _is_transient(exc):
+                if isinstance(exc, sqlite3.OperationalError) and is_transient(exc):
                     raise SpoolUnavailableError(str(exc)) from exc
                 reason = f"{type(exc).__name__}: {exc}"
-            moved = _quarantine(self._path)
+            moved = quarantine(self._path)
             self.quarantined.append(reason)
             logger.warning("promptstream spool %s was unusable (%s); moved aside as %s", self._path, reason, moved)
             return self._open(durable)
@@ -239,7 +166,7 @@ class SqliteSpool:
                 raise SpoolCorruptError(f"not a PromptStream spool (application_id={app_id})")
             if version > SCHEMA_VERSION:
                 raise SpoolCorruptError(f"spool schema {version} is newer than this SDK's {SCHEMA_VERSION}")
-            migration = _MIGRATE_FROM_1 if version == 1 and tables else ""
+            migration = MIGRATE_FROM_1 if version == 1 and tables else ""
             # No PRAGMA quick_check here: it reads the whole file, and a process starting over a large backlog (or
             # every forked worker) could not spool anything until it finished, so a crash then lost far more than
             # the 50 ms window. Damage deeper than the header surfaces as SQLITE_CORRUPT when the pages are used,
@@ -261,17 +188,25 @@ class SqliteSpool:
             db.execute(f"PRAGMA wal_autocheckpoint={valve_bytes // page_size}")
             max_pages = (self._max_bytes * _PAGE_OVERHEAD_FACTOR + 8 * 1024 * 1024) // page_size
             db.execute(f"PRAGMA max_page_count={int(max_pages)}")
-            fast_append = _FAST_APPEND if _can_append_in_one_statement(db) else ""
+            self._fast_append = self._windows = can_append_in_one_statement(db)
+            fast_append = FAST_APPEND if self._fast_append else ""
+            trigger = db.execute("SELECT sql FROM sqlite_master WHERE name = 'incoming_append'").fetchone()
+            if fast_append and trigger and "dead_bytes" not in trigger[0]:
+                fast_append = "DROP TRIGGER incoming_append;" + fast_append  # an earlier version's, without them
             # executescript() would COMMIT an open transaction first, so the script carries its own; the file
             # lock we hold keeps two processes from initialising the same file at once.
             try:
                 db.executescript(
                     "BEGIN IMMEDIATE;"
                     + migration
-                    + _SCHEMA
+                    + SCHEMA
                     + fast_append
                     + f"PRAGMA application_id={APPLICATION_ID}; PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
                 )
+                # a file from before the bounds may hold any number of dead letters: bring it within them now
+                db.execute("BEGIN IMMEDIATE")
+                dead_sql.prune(db, max_spool_bytes=self._max_bytes, windows=self._windows)
+                db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
@@ -300,7 +235,13 @@ class SqliteSpool:
                         db.execute("ROLLBACK")
                 if not isinstance(exc, sqlite3.Error):
                     raise
-                if _is_transient(exc):
+                if out_of_space(exc):
+                    # A full disk often has room for the data but not for the -wal to grow: copying the WAL back
+                    # and truncating it lets the next write (the caller's retry) start from an empty WAL.
+                    with contextlib.suppress(sqlite3.Error):
+                        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                        self._written_since_checkpoint = 0
+                if is_transient(exc):
                     raise SpoolUnavailableError(str(exc)) from exc
                 raise SpoolCorruptError(str(exc)) from exc
 
@@ -320,45 +261,59 @@ class SqliteSpool:
 
     def append(self, payloads: Sequence[bytes], created_ms: int) -> AppendResult:
         """Store events, all of them or the longest prefix that fits under the cap (the newest are dropped);
-        ``created_ms`` is when they were spooled. Usually one statement (see _FAST_APPEND)."""
+        ``created_ms`` is when they were spooled. Usually one statement (see FAST_APPEND)."""
         if not payloads:
             return AppendResult(0, 0)
         try:
-            if self._fast_append:
-                with self._using_connection() as db:
-                    try:
-                        row = _incoming(payloads, created_ms, self._max_bytes)
-                        db.execute("INSERT INTO incoming VALUES (?, ?, ?, ?)", row)
-                        self._written_since_checkpoint += len(row[2])
-                        return AppendResult(len(payloads), 0)
-                    except sqlite3.IntegrityError as exc:
-                        if _SPOOL_FULL not in str(exc):
-                            raise
-            # near the cap (or without the fast path): the longest prefix that fits, in a transaction
-            with self._write() as db:
-                used = db.execute("SELECT value FROM meta WHERE key = 'pending_bytes'").fetchone()[0]
-                accepted, total = _prefix_within(payloads, self._max_bytes - used)
-                if accepted and self._fast_append:
-                    db.execute("INSERT INTO incoming VALUES (?, ?, ?, ?)", _incoming(accepted, created_ms, sys.maxsize))
-                elif accepted:
-                    _insert_rows(db, accepted, created_ms)
-                    db.execute("UPDATE meta SET value = value + ? WHERE key = 'pending_bytes'", (total,))
-                self._written_since_checkpoint += total
+            try:
+                return self._append_once(payloads, created_ms)
+            except SpoolUnavailableError as exc:
+                if not out_of_space(exc):
+                    raise
+            # once more, after the checkpoint that failure ran, and with room made by the oldest dead letters:
+            # events still to be delivered matter more than events the server already refused
+            self._shed_dead_letters()
+            return self._append_once(payloads, created_ms)
         except SpoolUnavailableError as exc:
-            if isinstance(exc.__cause__, sqlite3.Error) and _is_full(exc.__cause__):
+            if isinstance(exc.__cause__, sqlite3.Error) and is_full(exc.__cause__):
                 # the disk (or max_page_count) is full: the same policy as our own cap, newest dropped
                 return AppendResult(0, len(payloads))
             raise
+
+    def _append_once(self, payloads: Sequence[bytes], created_ms: int) -> AppendResult:
+        if self._fast_append:
+            with self._using_connection() as db:
+                try:
+                    row = incoming(payloads, created_ms, self._max_bytes)
+                    db.execute("INSERT INTO incoming VALUES (?, ?, ?, ?)", row)
+                    self._written_since_checkpoint += len(row[2])
+                    return AppendResult(len(payloads), 0)
+                except sqlite3.IntegrityError as exc:
+                    if SPOOL_FULL not in str(exc):
+                        raise
+        # near the cap (or without the fast path): the longest prefix that fits, in a transaction
+        with self._write() as db:
+            used = db.execute(USED_BYTES).fetchone()[0]
+            accepted, total = prefix_within(payloads, self._max_bytes - used)
+            if accepted and self._fast_append:
+                db.execute("INSERT INTO incoming VALUES (?, ?, ?, ?)", incoming(accepted, created_ms, sys.maxsize))
+            elif accepted:
+                insert_rows(db, accepted, created_ms)
+                db.execute("UPDATE meta SET value = value + ? WHERE key = 'pending_bytes'", (total,))
+            self._written_since_checkpoint += total
         return AppendResult(len(accepted), len(payloads) - len(accepted))
 
     def claim(self, max_events: int, max_bytes: int, sent_at: str) -> ClaimedBatch | None:
-        now = _now_ms()
         with self._write() as db:
+            # The clock is read once the write lock is ours, never before BEGIN IMMEDIATE: a worker that waited
+            # for the lock behind another's claim would otherwise see that fresh lease as further ahead than a
+            # whole lease, take it for a clock jump, and send the same batch again.
+            now = _now_ms()
             taken = self._take_over_abandoned(db, now)
             if taken is not None:
                 return taken
             claimed_through = db.execute("SELECT value FROM meta WHERE key = 'claimed_through'").fetchone()[0]
-            rows = _select_events(db, "seq > ? ORDER BY seq LIMIT ?", (claimed_through, max_events))
+            rows = select_events(db, "seq > ? ORDER BY seq LIMIT ?", (claimed_through, max_events))
             if not rows:
                 return None
             chosen: list[tuple[int, bytes]] = []
@@ -396,13 +351,13 @@ class SqliteSpool:
             # come from a clock that jumped back (or a peer's clock ahead): treat it as lapsed, never as a lock
             # held for a day. A jump forward only makes leases lapse early: a resend with the same key, deduped.
             live = now < lease_until <= now + self._lease_ms
-            if live and (owner == self._owner or not _owner_is_dead(owner)):
+            if live and (owner == self._owner or not owner_is_dead(owner)):
                 continue
             db.execute(
                 "UPDATE batches SET lease_owner = ?, lease_until_ms = ?, attempts = attempts + 1 WHERE id = ?",
                 (self._owner, now + self._lease_ms, batch_id),
             )
-            rows = _select_events(db, "seq BETWEEN ? AND ?", (first_seq, last_seq))
+            rows = select_events(db, "seq BETWEEN ? AND ?", (first_seq, last_seq))
             if not rows:  # acknowledged events already gone; nothing left to send
                 db.execute("DELETE FROM batches WHERE id = ?", (batch_id,))
                 continue
@@ -422,29 +377,42 @@ class SqliteSpool:
             return cursor.rowcount == 1
 
     def ack(self, batch: ClaimedBatch, rejected: Sequence[tuple[int, str]]) -> None:
-        now = _now_ms()
-        with self._write() as db:
-            for index, reason in rejected:
-                if 0 <= index < len(batch.seqs):
-                    db.execute(
-                        "INSERT OR REPLACE INTO dead_letters SELECT seq, created_ms, payload, ?, ? FROM events"
-                        " WHERE seq = ? AND EXISTS (SELECT 1 FROM batches WHERE id = ?)",
-                        (reason, now, batch.seqs[index], batch.batch_id),
-                    )
-            self._delete_batch(db, batch)
+        """Delete the batch; keep the events the server refused as dead letters (within the bounds)."""
+        refused = {batch.seqs[index]: reason for index, reason in rejected if 0 <= index < len(batch.seqs)}
+        self._bury(batch, sorted(refused.items()))
 
     def dead_letter(self, batch: ClaimedBatch, reason: str) -> None:
-        now = _now_ms()
+        self._bury(batch, [(seq, reason) for seq in batch.seqs])
+
+    def _bury(self, batch: ClaimedBatch, refused: Sequence[tuple[int, str]]) -> None:
+        """Acknowledge in every state: the batch's events are deleted *before* the dead letters are inserted, so
+        their pages are free for them, and should the file still be at its ceiling (a disk that filled up), the
+        acknowledgement commits without the dead letters, which are counted as pruned. A spool that cannot
+        acknowledge would resend the batch, and refuse new events, for ever."""
+        for _ in range(2):  # the second time after the checkpoint a failure for lack of space runs
+            try:
+                self._bury_once(batch, refused)
+                return
+            except SpoolUnavailableError as exc:
+                if not out_of_space(exc):
+                    raise
+        # still no room, and SQLite rolled the whole transaction back: acknowledge without keeping anything
         with self._write() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO dead_letters SELECT seq, created_ms, payload, ?, ? FROM events"
-                f" WHERE {_IN_BATCH}",
-                (reason, now, batch.batch_id, batch.batch_id),
-            )
+            dead_sql.count_as_pruned(db, batch.batch_id, len(refused))
             self._delete_batch(db, batch)
 
+    def _bury_once(self, batch: ClaimedBatch, refused: Sequence[tuple[int, str]]) -> None:
+        with self._write() as db:
+            dead_sql.hold_refused(db, batch.batch_id, refused)
+            self._delete_batch(db, batch)  # first: its pages are then free for the dead letters
+            dead_sql.keep_held(db, _now_ms(), max_spool_bytes=self._max_bytes, windows=self._windows)
+
+    def _shed_dead_letters(self) -> None:
+        with contextlib.suppress(SpoolUnavailableError), self._write() as db:
+            dead_sql.shed_half(db)
+
     def _delete_batch(self, db: sqlite3.Connection, batch: ClaimedBatch) -> None:
-        db.execute(f"DELETE FROM events WHERE {_IN_BATCH}", (batch.batch_id, batch.batch_id))
+        db.execute(f"DELETE FROM events WHERE {IN_BATCH}", (batch.batch_id, batch.batch_id))
         db.execute("DELETE FROM batches WHERE id = ?", (batch.batch_id,))
         self._written_since_checkpoint += batch.size
 
@@ -452,9 +420,9 @@ class SqliteSpool:
         """Replace a batch refused as a whole (413, 400, 422) by two halves with new keys, both leased to us."""
         half = max(1, len(batch.seqs) // 2)
         parts = [(batch.seqs[:half], batch.payloads[:half]), (batch.seqs[half:], batch.payloads[half:])]
-        now = _now_ms()
         result: list[ClaimedBatch] = []
         with self._write() as db:
+            now = _now_ms()  # inside the transaction, as in claim()
             db.execute("DELETE FROM batches WHERE id = ?", (batch.batch_id,))
             for seqs, payloads in parts:
                 if not seqs:
@@ -481,9 +449,24 @@ class SqliteSpool:
 
     def counts(self) -> SpoolCounts:
         ((pending, oldest),) = self._read("SELECT count(*), min(created_ms) FROM events")
-        ((pending_bytes,),) = self._read("SELECT value FROM meta WHERE key = 'pending_bytes'")
-        ((dead,),) = self._read("SELECT count(*) FROM dead_letters")
-        return SpoolCounts(int(pending), int(pending_bytes), int(dead), None if oldest is None else int(oldest))
+        ((pending_bytes, dead_bytes, pruned, dead),) = self._read(COUNTS)
+        return SpoolCounts(
+            int(pending), int(pending_bytes), int(dead), None if oldest is None else int(oldest), dead_bytes, pruned
+        )
+
+    def dead_letters(self, limit: int | None = None) -> list[DeadLetter]:
+        """The dead letters, oldest first."""
+        with self._using_connection() as db:
+            return dead_sql.read(db, limit)
+
+    def replay_dead_letters(self) -> int:
+        """Move every dead letter back to the end of the queue as a new event (the server dedups by event_id)."""
+        with self._write() as db:
+            return dead_sql.replay(db)
+
+    def purge_dead_letters(self) -> int:
+        with self._write() as db:
+            return int(db.execute("DELETE FROM dead_letters").rowcount)
 
     def compact_if_empty(self) -> None:
         """After a backlog drains: truncate the WAL and give free pages back, so an idle spool is small."""
@@ -551,123 +534,3 @@ class SqliteSpool:
             if self._db is not None:
                 self._db.close()
             self._db = None
-
-
-# Why not executemany() or fetchall(): Python's sqlite3 releases the GIL around every row's sqlite3_step, and while
-# the application is busy (a burst of track_* calls) each re-acquisition waits out the 5 ms switch interval. Measured
-# here: 5,000 rows took 4.9 s with executemany against a busy thread, 12.5 ms as multi-row VALUES statements. So
-# writes go in statements of many rows, and reads come back as one aggregated row.
-_encode_lengths = msgspec.json.Encoder().encode
-
-
-def _incoming(payloads: Sequence[bytes], created_ms: int, cap: int) -> tuple[int, bytes, bytes, int]:
-    """The one row the `incoming` view takes for a chunk."""
-    if isinstance(payloads, PayloadChunk):  # already joined by the spooler
-        return created_ms, _encode_lengths(payloads.lengths.tolist()), payloads.blob, cap
-    return created_ms, _encode_lengths(list(map(len, payloads))), b"".join(payloads), cap
-
-
-def _can_append_in_one_statement(db: sqlite3.Connection) -> bool:
-    try:
-        db.execute("SELECT sum(value) OVER (ORDER BY key) FROM json_each('[1]')").fetchall()
-    except sqlite3.OperationalError:
-        return False
-    return True
-
-
-# The fallback where SQLite lacks JSON1 or window functions: multi-row VALUES statements (never executemany: it
-# releases and retakes the GIL for every row). Two parameters a row, and SQLite allows 32,766 per statement since
-# 3.32, 999 before. Plain "?" placeholders: Python 3.14 refuses numbered ones with a sequence of parameters.
-_ROWS_PER_INSERT = 16_000 if sqlite3.sqlite_version_info >= (3, 32, 0) else 499
-
-
-def _insert_rows(db: sqlite3.Connection, payloads: Sequence[bytes], created_ms: int) -> None:
-    for start in range(0, len(payloads), _ROWS_PER_INSERT):
-        chunk = payloads[start : start + _ROWS_PER_INSERT]
-        params = [value for payload in chunk for value in (created_ms, payload)]
-        db.execute("INSERT INTO events (created_ms, payload) VALUES " + ",".join(["(?,?)"] * len(chunk)), params)
-
-
-def _prefix_within(payloads: Sequence[bytes], room: int) -> tuple[Sequence[bytes], int]:
-    """The longest prefix whose bytes fit in ``room`` (the cap drops the newest), and its size."""
-    lengths: Sequence[int] = payloads.lengths if isinstance(payloads, PayloadChunk) else list(map(len, payloads))
-    total = sum(lengths)
-    if total <= room:
-        return payloads, total
-    total = count = 0
-    for length in lengths:
-        if total + length > room:
-            break
-        total += length
-        count += 1
-    return payloads[:count], total
-
-
-def _select_events(db: sqlite3.Connection, where: str, args: tuple[object, ...]) -> list[tuple[int, bytes]]:
-    """(seq, payload) of the matching events, oldest first, fetched in a single step (see above)."""
-    seqs, sizes, blob = db.execute(
-        "SELECT group_concat(seq), group_concat(length(payload)), CAST(group_concat(payload, '') AS BLOB)"
-        f" FROM (SELECT seq, payload FROM events WHERE {where})",
-        args,
-    ).fetchone()
-    if seqs is None:
-        return []
-    rows: list[tuple[int, bytes]] = []
-    offset = 0
-    for seq, size in zip(seqs.split(","), sizes.split(","), strict=True):
-        end = offset + int(size)
-        rows.append((int(seq), blob[offset:end]))
-        offset = end
-    # group_concat's order is SQLite's choice: sort, so a batch is always formed (and re-formed) in seq order
-    rows.sort()
-    return rows
-
-
-def _prepare_directory(directory: Path) -> None:
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    # mkdir's mode is filtered by the umask and ignored for an existing directory: make it owner-only explicitly
-    if directory.stat().st_mode & 0o077:
-        os.chmod(directory, 0o700)
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """An advisory lock beside the spool, so two processes never quarantine or initialise it at once."""
-    fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        deadline = time.monotonic() + 10.0
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() > deadline:
-                    raise SpoolUnavailableError(f"cannot lock {path}.lock: {exc}") from exc
-                threading.Event().wait(0.01)
-        yield
-    finally:
-        os.close(fd)
-
-
-def quarantine_spool(path: Path) -> str:
-    """Move a spool that failed at run time aside, under the same lock as the check at open."""
-    with _file_lock(path):
-        return _quarantine(path)
-
-
-def delete_spool(path: Path) -> None:
-    """Delete a spool and everything in it (``promptstream spool purge``), under the lock of open and quarantine."""
-    with _file_lock(path):
-        for suffix in ("-wal", "-shm", ""):
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(f"{path}{suffix}")
-
-
-def _quarantine(path: Path) -> str:
-    """Move the database and its -wal/-shm aside together (a -wal must never meet another database)."""
-    stamp = time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
-    target = f"{path}.corrupt-{stamp}"
-    for suffix in ("-wal", "-shm", ""):
-        with contextlib.suppress(FileNotFoundError):
-            os.replace(f"{path}{suffix}", f"{target}{suffix}")
-    return target

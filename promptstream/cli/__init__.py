@@ -3,7 +3,7 @@
     promptstream serve | demo
     promptstream prompts create|list|show|add-version
     promptstream experiments create|list|results|plan
-    promptstream spool status|drain|purge
+    promptstream spool status|drain|dead-letters|replay|purge
 
 The parser lives here; each group of commands in its own module (_server.py, _admin.py, _results.py, _spool.py,
 _demo.py).
@@ -97,17 +97,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     spool = commands.add_parser("spool", help="the local spool of undelivered events")
     spool_commands = spool.add_subparsers(dest="action", required=True, metavar="ACTION")
-    status = spool_commands.add_parser("status", help="where it is, what is pending and dead-lettered")
+    status = spool_commands.add_parser("status", help="which spools exist, what is pending and dead-lettered")
+    status.add_argument("--json", action="store_true", help="every spool and its counts as JSON")
     status.set_defaults(handler=_spool.cmd_status)
-    drain = spool_commands.add_parser("drain", help="deliver everything pending now")
+    drain = spool_commands.add_parser("drain", help="deliver everything pending now, with the current key")
     drain.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds (default 300)")
+    drain.add_argument(
+        "--from", dest="adopt_from", action="append", metavar="SPOOL_FILE", help="adopt another spool's events first"
+    )
     drain.set_defaults(handler=_spool.cmd_drain)
+    dead = spool_commands.add_parser("dead-letters", help="the events the server refused, with its reasons")
+    dead.add_argument("--json", action="store_true", help="as JSON: each event with its reason")
+    dead.add_argument("--limit", type=int, default=None, help="at most this many, oldest first")
+    dead.set_defaults(handler=_spool.cmd_dead_letters)
+    replay = spool_commands.add_parser("replay", help="send the dead letters again, then drain")
+    replay.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds (default 300)")
+    replay.set_defaults(handler=_spool.cmd_replay)
     purge = spool_commands.add_parser("purge", help="delete the spool and every event in it")
+    purge.add_argument("--dead-letters", action="store_true", help="delete only the dead letters")
     purge.add_argument("--yes", action="store_true", help="do not ask")
     purge.set_defaults(handler=_spool.cmd_purge)
-    for command in (create, listing, show, add_version, start, listed, results, status, drain, purge):
+    spool_actions = (status, drain, dead, replay, purge)
+    for command in (create, listing, show, add_version, start, listed, results, *spool_actions):
         _connection_options(command)
-    for command in (status, drain, purge):
+    for command in spool_actions:
         command.add_argument("--spool-dir", help="default: PROMPTSTREAM_SPOOL_DIR, else the user cache dir")
     return parser
 

@@ -59,4 +59,6 @@ def test_gunicorn_preload_with_four_workers_stores_every_tracked_event(
     warm_up = len(stored) - len(tracked)  # the readiness probes tracked too
     assert set(tracked) <= set(stored) and 0 < warm_up < 100
     assert total_duplicates(server) == 0
+    keys = [row["idempotency_key"] for row in server.store.batch_log()]
+    assert len(keys) == len(set(keys))  # and no batch went out twice from two workers (issue 19's ~2 %)
     print(f"\ngunicorn --preload, {len(workers)} workers: {len(tracked)} tracked by the load loop, all stored")

@@ -1,8 +1,9 @@
 """A hypothesis state machine drives the real SQLite spool through appends, claims, acks (with rejections),
 releases, splits and crashes with reopen, against a model small enough to be obviously right.
 
-Invariants after every step: appended = delivered + dead-lettered + dropped + pending (nothing vanishes); events
-leave in the order they came (FIFO, per producer); the spool never holds more than its byte cap.
+Invariants after every step: appended = delivered + dead-lettered + pruned + dropped + pending (nothing vanishes
+uncounted); events leave in the order they came (FIFO, per producer); the spool never holds more than its byte cap,
+dead letters included, and dead letters stay within their share of it, the oldest pruned first.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from promptstream.agent import ClaimedBatch, SqliteSpool
+from promptstream.agent._spool import MAX_DEAD_LETTERS, dead_letter_byte_cap
 
 CAP = 4000  # bytes of payload: small, so the cap is hit often
 _DEAD_PID = int(
@@ -49,7 +51,9 @@ class SpoolMachine(RuleBasedStateMachine):
         self.in_flight: dict[str, list[str]] = {}  # batch id -> events, held by the live process
         self.abandoned: list[list[str]] = []  # batches of crashed processes, oldest first: resent as they were
         self.delivered: set[str] = set()
-        self.dead: set[str] = set()
+        self.dead: list[str] = []  # kept dead letters, oldest (by seq) first
+        self.dead_sizes: dict[str, int] = {}
+        self.pruned = 0
         self.dropped = 0
         self.appended = 0
         self.sizes: dict[str, int] = {}
@@ -78,7 +82,7 @@ class SpoolMachine(RuleBasedStateMachine):
             self.next_n += 1
         result = self.spool.append(rows, 0)
         self.appended += count
-        room = CAP - sum(self.sizes.values())
+        room = CAP - sum(self.sizes.values()) - sum(self.dead_sizes.values())
         stored = 0
         for data in rows:  # the model of "drop newest": the longest prefix that fits
             if len(data) > room:
@@ -118,9 +122,17 @@ class SpoolMachine(RuleBasedStateMachine):
         rejected = data.draw(st.sets(st.integers(min_value=0, max_value=len(events) - 1), max_size=2))
         self.spool.ack(self.batches.pop(batch_id), [(i, "bad") for i in sorted(rejected)])
         for index, event_id in enumerate(events):
-            (self.dead if index in rejected else self.delivered).add(event_id)
+            if index in rejected:
+                self.dead.append(event_id)
+                self.dead_sizes[event_id] = self.sizes[event_id]
+            else:
+                self.delivered.add(event_id)
             self.sent.append(event_id)
             del self.sizes[event_id]
+        self.dead.sort(key=self.order.index)
+        while len(self.dead) > MAX_DEAD_LETTERS or sum(self.dead_sizes.values()) > dead_letter_byte_cap(CAP):
+            del self.dead_sizes[self.dead.pop(0)]
+            self.pruned += 1
 
     @precondition(lambda self: self.in_flight)
     @rule(data=st.data())
@@ -157,8 +169,12 @@ class SpoolMachine(RuleBasedStateMachine):
         pending = len(self.available) + sum(map(len, self.in_flight.values())) + sum(map(len, self.abandoned))
         assert counts.pending == pending
         assert counts.dead_lettered == len(self.dead)
-        assert self.appended == len(self.delivered) + len(self.dead) + self.dropped + pending
-        assert counts.pending_bytes == sum(self.sizes.values()) <= CAP
+        assert counts.dead_letters_pruned == self.pruned
+        assert [json.loads(d.payload)["event_id"] for d in self.spool.dead_letters()] == self.dead
+        assert self.appended == len(self.delivered) + len(self.dead) + self.pruned + self.dropped + pending
+        assert counts.pending_bytes == sum(self.sizes.values())
+        assert counts.dead_letter_bytes == sum(self.dead_sizes.values()) <= dead_letter_byte_cap(CAP)
+        assert counts.pending_bytes + counts.dead_letter_bytes <= CAP
 
     @invariant()
     def nothing_is_sent_twice(self) -> None:
