@@ -167,12 +167,19 @@ class DeliveryStats(msgspec.Struct, frozen=True, kw_only=True):
     """Events dropped because ``before_send`` raised or returned something other than an Event."""
     retries: int = 0
     """Delivery attempts that failed and were retried."""
+    queue_full_waits: int = 0
+    """``track_*`` calls that found the in-memory queue full and waited (at most 1 s) for the spooler to make room
+    instead of dropping the event (docs/delivery.md)."""
+    oldest_pending_age: float | None = None
+    """Seconds since the oldest event still pending in the spool was spooled; None when nothing is pending. A
+    growing value means delivery is not keeping up (or is failing: see ``last_error``)."""
     spool_path: str | None = None
     """The spool file, or None when the agent runs memory-only."""
     spool_quarantined: int = 0
     """Spool files found corrupt and moved aside (their events are lost to delivery)."""
     paused: bool = False
-    """True while delivery is paused because the server refused the API key."""
+    """True while delivery is paused because the server answered with a status retrying will not heal (a refused
+    API key, or a ``base_url`` that is not a PromptStream server)."""
     last_error: str | None = None
     """The most recent delivery problem, if any."""
 
