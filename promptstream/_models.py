@@ -52,7 +52,9 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """One tracked event as it travels to ``POST /v1/events/batch``; fields a type does not use are omitted.
 
     You never build one: ``track_*`` do, after validating their arguments. You meet them in ``before_send`` hooks
-    and in ``RecordingClient.recorded_events``.
+    and in ``RecordingClient.recorded_events``, where ``metadata`` is a plain ``dict`` (or None), which a hook may
+    change with ``msgspec.structs.replace(event, metadata={...})``; what it returns is validated again like a
+    ``track_*`` argument. (Inside the SDK, on the fast path, ``metadata`` travels pre-encoded as ``msgspec.Raw``.)
 
     Example:
         ```python
@@ -71,7 +73,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     external_user_id: str | None = None
     label: str | None = None
     source: str | None = None
-    metadata: msgspec.Raw | None = None  # encoded once, in the caller, when it was validated
+    metadata: dict[str, Any] | msgspec.Raw | None = None  # Raw: encoded once, in the caller, when validated
     thumbs_up: bool | None = None
     rating: float | None = None
     engagement_score: float | None = None
@@ -97,11 +99,14 @@ _decode_encoded_event = msgspec.json.Decoder(_EncodedEvent).decode
 
 
 def decode_event(payload: bytes) -> Event:
-    """The Event whose encoding ``payload`` is (what before_send and the recording client see)."""
+    """The Event whose encoding ``payload`` is, with its metadata decoded to a dict (what before_send and the
+    recording client see)."""
     fields = msgspec.structs.asdict(_decode_encoded_event(payload))
-    if bytes(fields["metadata"]) == b"null":
-        fields["metadata"] = None
+    fields["metadata"] = _decode_json(fields["metadata"])
     return Event(**fields)
+
+
+_decode_json = msgspec.json.Decoder().decode
 
 
 class BatchRejection(msgspec.Struct, frozen=True, kw_only=True):

@@ -73,6 +73,7 @@ class TrackingAgent:
         self._closed = False
         self._close_lock = threading.Lock()
         self._close_result: bool | None = None
+        self._finish_lock = threading.Lock()
         self._reset_process_state()
         _live_agents.add(self)
         # Started now, not on the first event: a process that only opens the spool (a desktop tool on its next start)
@@ -174,6 +175,7 @@ class TrackingAgent:
             self._spooler_wake.clear()
             self._guarded(self._spooler.spool_queued)
         self._guarded(self._spooler.spool_queued)
+        self._guarded(self._finish_close)
 
     def _sender_loop(self) -> None:
         self._guarded(import_in_background, *MODULES_FOR_FIRST_REQUEST, "backoff")
@@ -181,6 +183,7 @@ class TrackingAgent:
             self._sender_wake.wait(self._config.flush_interval)
             self._sender_wake.clear()
             self._guarded(self._delivery.deliver, None)
+        self._guarded(self._finish_close)
 
     def _guarded(self, step: Callable[..., object], *args: object) -> None:
         """A background step never dies of an unexpected error: it is logged, reported, and tried again later."""
@@ -275,12 +278,24 @@ class TrackingAgent:
         self._sender_wake.set()
         for thread in self._threads:
             thread.join(max(0.1, deadline - time.monotonic()))
-        if not any(t.is_alive() for t in self._threads):
-            # Anything tracked during the close window goes to the spool, then the spool is closed for good: an
-            # enqueue that raced this stays in the queue and is counted as dropped (stats), never silently lost.
-            self._spooler.spool_queued()
-            self._holder.close()
+        self._finish_close()
         return flushed
+
+    def _finish_close(self) -> None:
+        """Once closed and no other agent thread runs: what was tracked during the close window goes to the spool,
+        then the spool is closed for good. Run by close() or, if a thread outlived close's wait, by the last thread
+        to end. An enqueue that raced this stays in the queue and is counted as dropped (stats), never lost
+        uncounted."""
+        if not self._closed:
+            return
+        with self._finish_lock:
+            me = threading.current_thread()
+            if self._holder.closed or any(t.is_alive() and t is not me for t in self._threads):
+                return
+            try:
+                self._spooler.spool_queued()
+            finally:
+                self._holder.close()
 
     def _closed_truth(self) -> bool:
         """After close: True only if its flush succeeded and nothing tracked since was lost."""
@@ -341,7 +356,8 @@ class TrackingAgent:
 
     def _after_fork_in_child(self) -> None:
         self._inherited.append(self._holder)  # the parent's spool: never used, never closed here
-        self._close_lock = threading.Lock()  # a parent's thread may have held it at the fork
+        self._close_lock = threading.Lock()  # a parent's thread may have held these at the fork
+        self._finish_lock = threading.Lock()
         self._reset_process_state()
 
     def _shutdown_at_exit(self) -> None:

@@ -99,9 +99,16 @@ class Delivery:
 
     def _deliver_batch(self, spool: Spool, first: ClaimedBatch, deadline: float | None) -> bool:
         """Deliver one claimed batch (and the halves it may be split into). False when delivery should stop."""
+        todo = [first]
+        try:
+            return self._deliver_claimed(spool, todo, deadline)
+        except Exception:
+            self._release_all(spool, todo)  # an unexpected error: what we hold goes back at once, not in a lease
+            raise
+
+    def _deliver_claimed(self, spool: Spool, todo: list[ClaimedBatch], deadline: float | None) -> bool:
         config, counters, reporter = self._config, self._counters, self._reporter
         schedule = RetrySchedule(first=0.5, cap=config.max_backoff)
-        todo = [first]
         attempted: set[str] = set()  # a batch's first attempt follows its claim or split at once: no renew needed
         while todo:
             batch = todo[0]
@@ -115,11 +122,12 @@ class Delivery:
             attempted.add(batch.batch_id)
             outcome = self._sender.send(batch)
             if isinstance(outcome, Delivered):
-                todo.pop(0)
                 reporter.delivery_succeeded()
                 if not self._acknowledge(spool, batch, outcome):
+                    # given back: it goes out again with the same key, and the server answers "duplicate"
                     self._release_all(spool, todo)
                     return False
+                todo.pop(0)
                 schedule.reset()
             elif isinstance(outcome, Refused):
                 try:
@@ -131,9 +139,10 @@ class Delivery:
                         counters.rejected += 1
                         reporter.report(outcome.error)
                 except _SPOOL_ERRORS as exc:
-                    # the batch keeps its lease until it lapses, then goes out (and is refused) again: nothing lost
+                    # given back (or, if even that fails, its lease lapses): it goes out and is refused again on a
+                    # later round, and split then. Nothing is lost.
                     reporter.note(f"spool unavailable while setting a refused batch aside: {exc}")
-                    self._release_all(spool, todo[1:])
+                    self._release_all(spool, todo)
                     return False
             elif isinstance(outcome, Paused):
                 self.paused_until = time.monotonic() + config.auth_pause
@@ -183,6 +192,7 @@ class Delivery:
         return True
 
     def _release_all(self, spool: Spool, batches: list[ClaimedBatch]) -> None:
-        for batch in batches:
-            with contextlib.suppress(*_SPOOL_ERRORS):  # else the lease lapses by itself
+        for batch in list(batches):
+            with contextlib.suppress(Exception):  # else the lease lapses by itself
                 spool.release(batch)
+        batches.clear()
