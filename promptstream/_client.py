@@ -36,7 +36,7 @@ from ._validation import (
     check_optional_label,
     encode_metadata,
 )
-from .agent import TrackingAgent, spool_file_path
+from .agent import EventSink, TrackingAgent, spool_file_path
 
 __all__ = ["PromptStreamClient"]
 
@@ -91,6 +91,7 @@ class _ClientBase:
         before_send: BeforeSend | None = None,
         hash_user_ids: str | bytes | None = None,
         agent_config: AgentConfig | None = None,
+        event_sink: EventSink | None = None,
     ) -> None:
         self._api_key = resolve_api_key(api_key)
         self.base_url = resolve_base_url(base_url)
@@ -117,9 +118,12 @@ class _ClientBase:
             durable=durable,
         )
         self._transport = HttpTransport(self.base_url, self._api_key, self.timeout)
-        self._agent: TrackingAgent | None = None
+        self._agent: EventSink | None = None
         self._enqueue: Callable[[bytes], None] = _discard
-        if not self.disabled:
+        if event_sink is not None:  # the documented seam: events go there instead of the agent (promptstream.testing)
+            self._agent = event_sink
+            self._enqueue = event_sink.enqueue
+        elif not self.disabled:
             self._agent = TrackingAgent(
                 config,
                 self._transport,
@@ -379,6 +383,9 @@ class PromptStreamClient(_ClientBase):
         hash_user_ids: A secret salt (at least 16 bytes): every ``external_user_id`` is replaced by
             ``hash_user_id(id, salt)`` before it leaves the process.
         agent_config: Every agent setting at once (``AgentConfig``); the agent options above are then ignored.
+        event_sink: Where ``track_*`` put their events instead of the tracking agent (an ``EventSink``: ``enqueue``
+            gets each event as JSON bytes; ``flush``, ``close`` and ``stats`` back the client's). For test doubles
+            such as ``promptstream.testing.RecordingClient``; no agent, spool or thread is started then.
 
     Raises:
         ConfigurationError: No API key, or an option out of range.

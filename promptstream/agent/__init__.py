@@ -11,6 +11,7 @@
 - ``_sender.py``: one batch -> one HTTP request -> an outcome; the one table from HTTP answers to actions and errors.
 - ``_delivery.py``: spool -> server: claim, send, acknowledge, split, dead-letter, back off, pause.
 - ``_reporting.py``: the counters (one owner per field), warn-once logging, ``on_error`` and delivery episodes.
+- ``_sink.py``: ``EventSink``, the seam where ``track_*`` hand their events (the agent is one sink).
 - ``_agent.py``: ``TrackingAgent``, the object that wires them, owns the threads, and handles flush, close, fork
   and exit.
 
@@ -23,6 +24,7 @@ from ._agent import DEFAULT_FLUSH_TIMEOUT, TrackingAgent
 from ._location import spool_file_path
 from ._queue import ArrivalMeter, EventQueue
 from ._sender import BatchSender, Delivered, Outcome, Paused, Refused, Retry, checked_rejections, outcome_for_status
+from ._sink import EventSink
 from ._spool import (
     AppendResult,
     ClaimedBatch,
@@ -46,6 +48,7 @@ __all__ = [
     "ClaimedBatch",
     "Delivered",
     "EventQueue",
+    "EventSink",
     "MemorySpool",
     "Outcome",
     "Paused",
