@@ -474,11 +474,13 @@ class PromptStreamClient(_ClientBase):
         """
         return True if self._agent is None else self._agent.flush(timeout)
 
-    def close(self, timeout: float | None = None) -> None:
+    def close(self, timeout: float | None = None) -> bool:
         """Flush for up to ``timeout`` (default ``shutdown_timeout``), stop the agent and close connections.
 
-        Events not yet delivered stay in the spool and go out the next time a client for the same server and key
-        starts. Calling ``close`` twice is harmless; ``with PromptStreamClient() as client:`` calls it for you.
+        Returns True when every event tracked before the call was acknowledged, like ``flush``. Events not yet
+        delivered stay in the spool and go out the next time a client for the same server and key starts. Calling
+        ``close`` twice is harmless and returns the same answer; ``with PromptStreamClient() as client:`` calls it
+        for you. Never raises.
 
         Example:
             ```python
@@ -489,9 +491,9 @@ class PromptStreamClient(_ClientBase):
                 client.close(timeout=5)
             ```
         """
-        if self._agent is not None:
-            self._agent.close(timeout)
+        flushed = True if self._agent is None else self._agent.close(timeout)
         self._transport.close()
+        return flushed
 
     def __enter__(self) -> PromptStreamClient:
         return self

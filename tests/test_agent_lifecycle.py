@@ -306,11 +306,22 @@ def test_after_close_no_call_reopens_the_spool(server: Any, client_factory: Any,
 def test_a_second_close_reports_the_same_failure_as_the_first(client_factory: Any, spool_dir: Path) -> None:
     client = client_factory("http://127.0.0.1:9", agent_config=fast(spool_dir))
     client.track_click("r", "e", "x")
-    agent = client._agent
-    assert agent.close(0.3) is False  # the server is down: the event is still pending
-    assert agent.close(0.3) is False
-    assert agent.flush(0.3) is False
+    assert client.close(0.3) is False  # the server is down: the event is still pending
+    assert client.close(0.3) is False
+    assert client.flush(0.3) is False
     assert client.stats().pending == 1
+
+
+def test_close_returns_true_once_everything_was_delivered_and_says_so_again(
+    server: Any, client_factory: Any, spool_dir: Path
+) -> None:
+    run_id, experiment_id = make_run(server)
+    client = client_factory(server.url, agent_config=fast(spool_dir))
+    client.track_click(run_id, experiment_id, "x")
+    assert client.close(10) is True
+    assert client.close() is True and client.flush() is True
+    client.track_click(run_id, experiment_id, "late")  # dropped and counted: no longer "everything delivered"
+    assert client.stats().dropped == 1 and len(server.stored_event_ids()) == 1
 
 
 @pytest.mark.parametrize("producers", [1, 4])
