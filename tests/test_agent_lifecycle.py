@@ -354,7 +354,9 @@ def test_events_tracked_while_close_runs_are_delivered_or_counted(
     assert stats.tracked == len(returned)
     assert stats.queued == 0  # nothing stuck in memory, unaccounted for
     assert stats.sent + stats.pending + stats.dropped == stats.tracked
-    assert len(stored) == stats.sent
+    # a batch in flight when close() gave up may be stored and still pending here: it is resent, and deduped, later
+    assert stats.sent <= len(stored) <= stats.sent + stats.pending
+    assert stored <= set(returned)
 
 
 # -- 10. a failing delivery is visible: one warning, one report, one recovery line ---------------------------------

@@ -121,6 +121,7 @@ class TrackingAgent:
         )
         self._start_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        self._threads_done: set[str] = set()  # agent threads past their loop (see _finish_close)
         self._started = False
 
     # -- the hot path ---------------------------------------------------------------------------------------------
@@ -286,11 +287,12 @@ class TrackingAgent:
         then the spool is closed for good. Run by close() or, if a thread outlived close's wait, by the last thread
         to end. An enqueue that raced this stays in the queue and is counted as dropped (stats), never lost
         uncounted."""
-        if not self._closed:
-            return
         with self._finish_lock:
-            me = threading.current_thread()
-            if self._holder.closed or any(t.is_alive() and t is not me for t in self._threads):
+            if threading.current_thread() in self._threads:
+                self._threads_done.add(threading.current_thread().name)  # this one's last step: as good as ended
+            if not self._closed or self._holder.closed:
+                return
+            if any(t.is_alive() and t.name not in self._threads_done for t in self._threads):
                 return
             try:
                 self._spooler.spool_queued()
