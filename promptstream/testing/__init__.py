@@ -39,7 +39,16 @@ __all__ = ["RecordingClient", "RecordingSink"]
 class RecordingSink:
     """The ``EventSink`` a ``RecordingClient`` plugs into its client (``event_sink=``): it runs ``before_send`` the
     way the agent does and decodes what is kept. Counts like the agent: ``tracked = recorded + filtered +
-    hook_errors``."""
+    hook_errors``.
+
+    Example:
+        ```python
+        sink = RecordingSink()
+        client = PromptStreamClient("ps_test", base_url="http://127.0.0.1:9", event_sink=sink)
+        client.track_conversion("run-1", "exp-1", label="signup")
+        assert [event.label for event in sink.events] == ["signup"]
+        ```
+    """
 
     def __init__(self, before_send: BeforeSend | None = None) -> None:
         self._hook = before_send
@@ -48,6 +57,14 @@ class RecordingSink:
         self.hook_errors: list[str] = []
 
     def enqueue(self, event: bytes) -> None:
+        """Record one event (JSON bytes, as ``track_*`` encoded it), after ``before_send`` if one was given.
+
+        Example:
+            ```python
+            sink.enqueue(b'{"event_id": "e-1", "type": "conversion", "prompt_run_id": "r", "experiment_id": "x",'
+                         b' "timestamp": "2026-01-01T00:00:00.000Z"}')
+            ```
+        """
         if self._hook is not None:
             outcome = apply_before_send(self._hook, [event])
             self.filtered += outcome.filtered
@@ -58,14 +75,33 @@ class RecordingSink:
         self.events.append(decode_event(event))
 
     def flush(self, timeout: float | None = None) -> bool:
-        """True at once: recorded events are already "delivered"."""
+        """True at once: recorded events are already "delivered".
+
+        Example:
+            ```python
+            assert sink.flush(timeout=1)
+            ```
+        """
         return True
 
     def close(self, timeout: float | None = None) -> bool:
+        """True at once: there is nothing to deliver or to close.
+
+        Example:
+            ```python
+            assert sink.close()
+            ```
+        """
         return True
 
     def stats(self) -> DeliveryStats:
-        """``tracked``, ``filtered`` and ``hook_errors`` as the real agent would count them."""
+        """``tracked``, ``filtered`` and ``hook_errors`` as the real agent would count them.
+
+        Example:
+            ```python
+            assert sink.stats().tracked == len(sink.events) + sink.filtered + len(sink.hook_errors)
+            ```
+        """
         recorded = len(self.events)
         return DeliveryStats(
             tracked=recorded + self.filtered + len(self.hook_errors),
@@ -75,6 +111,14 @@ class RecordingSink:
         )
 
     def clear(self) -> None:
+        """Forget every recorded event and count.
+
+        Example:
+            ```python
+            sink.clear()
+            assert sink.stats().tracked == 0
+            ```
+        """
         self.events.clear()
         self.filtered = 0
         self.hook_errors.clear()
@@ -127,17 +171,40 @@ class RecordingClient(PromptStreamClient):
 
     @property
     def recorded_events(self) -> list[Event]:
-        """Every event that would have been sent, in order."""
+        """Every event that would have been sent, in order.
+
+        Example:
+            ```python
+            client.track_click(run.run_id, run.experiment_id, label="copy")
+            assert client.recorded_events[-1].label == "copy"
+            ```
+        """
         return self.sink.events
 
     @property
     def filtered(self) -> int:
-        """Events ``before_send`` dropped by returning None."""
+        """Events ``before_send`` dropped by returning None.
+
+        Example:
+            ```python
+            client = RecordingClient(before_send=lambda event: None)
+            client.track_conversion("run-1", "exp-1")
+            assert client.filtered == 1
+            ```
+        """
         return self.sink.filtered
 
     @property
     def hook_errors(self) -> list[str]:
-        """Why ``before_send`` failed, one entry per event it dropped that way."""
+        """Why ``before_send`` failed, one entry per event it dropped that way.
+
+        Example:
+            ```python
+            client = RecordingClient(before_send=lambda event: 1 / 0)
+            client.track_conversion("run-1", "exp-1")
+            assert "ZeroDivisionError" in client.hook_errors[0]
+            ```
+        """
         return self.sink.hook_errors
 
     def events(
