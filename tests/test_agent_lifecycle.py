@@ -147,9 +147,10 @@ def test_a_wrong_base_url_answering_404_pauses_as_not_found_not_as_a_rejected_ke
     errors: list[PromptStreamError] = []
     client = client_factory(f"{server.url}/not-the-api", agent_config=fast(spool_dir), on_error=errors.append)
     client.track_click(run_id, experiment_id, "x")
-    assert wait_until(lambda: client.stats().paused, timeout=10)
+    assert wait_until(lambda: client.stats().paused, timeout=30)
     assert client.stats().pending == 1 and server.stored_event_ids() == []
     assert [type(e) for e in errors] == [NotFoundError]
+    assert "404" in (client.stats().last_error or "")
 
 
 def test_a_single_event_too_large_is_reported_as_payload_too_large(

@@ -145,9 +145,9 @@ class Delivery:
                     self._release_all(spool, todo)
                     return False
             elif isinstance(outcome, Paused):
-                self.paused_until = time.monotonic() + config.auth_pause
                 self._release_all(spool, todo)
                 reporter.delivery_failed(outcome.error, paused_for=config.auth_pause)
+                self.paused_until = time.monotonic() + config.auth_pause  # reported first: paused means reported
                 return False
             else:
                 assert isinstance(outcome, Retry)
