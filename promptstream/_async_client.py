@@ -104,8 +104,9 @@ class AsyncPromptStreamClient(_ClientBase):
             return True
         return await asyncio.to_thread(self._agent.flush, timeout)
 
-    async def aclose(self, timeout: float | None = None) -> None:
+    async def aclose(self, timeout: float | None = None) -> bool:
         """Flush for up to ``timeout`` (default ``shutdown_timeout``) off the loop, stop the agent, close connections.
+        Returns what ``close`` returns: True when every event tracked before the call was acknowledged.
 
         Example:
             ```python
@@ -114,12 +115,14 @@ class AsyncPromptStreamClient(_ClientBase):
         """
         import asyncio
 
+        flushed = True
         if self._agent is not None:
-            await asyncio.to_thread(self._agent.close, timeout)
+            flushed = await asyncio.to_thread(self._agent.close, timeout)
         if self._async_http is not None:
             await self._async_http.aclose()
             self._async_http = None
         self._transport.close()
+        return flushed
 
     async def __aenter__(self) -> AsyncPromptStreamClient:
         return self

@@ -36,7 +36,7 @@ from ._validation import (
     check_optional_label,
     encode_metadata,
 )
-from .agent import TrackingAgent, spool_file_path
+from .agent import EventSink, TrackingAgent, spool_file_path
 
 __all__ = ["PromptStreamClient"]
 
@@ -91,6 +91,7 @@ class _ClientBase:
         before_send: BeforeSend | None = None,
         hash_user_ids: str | bytes | None = None,
         agent_config: AgentConfig | None = None,
+        event_sink: EventSink | None = None,
     ) -> None:
         self._api_key = resolve_api_key(api_key)
         self.base_url = resolve_base_url(base_url)
@@ -117,9 +118,12 @@ class _ClientBase:
             durable=durable,
         )
         self._transport = HttpTransport(self.base_url, self._api_key, self.timeout)
-        self._agent: TrackingAgent | None = None
+        self._agent: EventSink | None = None
         self._enqueue: Callable[[bytes], None] = _discard
-        if not self.disabled:
+        if event_sink is not None:  # the documented seam: events go there instead of the agent (promptstream.testing)
+            self._agent = event_sink
+            self._enqueue = event_sink.enqueue
+        elif not self.disabled:
             self._agent = TrackingAgent(
                 config,
                 self._transport,
@@ -379,6 +383,9 @@ class PromptStreamClient(_ClientBase):
         hash_user_ids: A secret salt (at least 16 bytes): every ``external_user_id`` is replaced by
             ``hash_user_id(id, salt)`` before it leaves the process.
         agent_config: Every agent setting at once (``AgentConfig``); the agent options above are then ignored.
+        event_sink: Where ``track_*`` put their events instead of the tracking agent (an ``EventSink``: ``enqueue``
+            gets each event as JSON bytes; ``flush``, ``close`` and ``stats`` back the client's). For test doubles
+            such as ``promptstream.testing.RecordingClient``; no agent, spool or thread is started then.
 
     Raises:
         ConfigurationError: No API key, or an option out of range.
@@ -467,11 +474,13 @@ class PromptStreamClient(_ClientBase):
         """
         return True if self._agent is None else self._agent.flush(timeout)
 
-    def close(self, timeout: float | None = None) -> None:
+    def close(self, timeout: float | None = None) -> bool:
         """Flush for up to ``timeout`` (default ``shutdown_timeout``), stop the agent and close connections.
 
-        Events not yet delivered stay in the spool and go out the next time a client for the same server and key
-        starts. Calling ``close`` twice is harmless; ``with PromptStreamClient() as client:`` calls it for you.
+        Returns True when every event tracked before the call was acknowledged, like ``flush``. Events not yet
+        delivered stay in the spool and go out the next time a client for the same server and key starts. Calling
+        ``close`` twice is harmless and returns the same answer; ``with PromptStreamClient() as client:`` calls it
+        for you. Never raises.
 
         Example:
             ```python
@@ -482,9 +491,9 @@ class PromptStreamClient(_ClientBase):
                 client.close(timeout=5)
             ```
         """
-        if self._agent is not None:
-            self._agent.close(timeout)
+        flushed = True if self._agent is None else self._agent.close(timeout)
         self._transport.close()
+        return flushed
 
     def __enter__(self) -> PromptStreamClient:
         return self

@@ -16,6 +16,8 @@
         ├── RateLimitError ............ 429, with ``retry_after`` seconds when the server said
         ├── ServerError ............... 5xx
         └── InvalidResponseError ...... a success status whose body is not what the protocol promises
+    EventRejectedError ............ (to on_error only) events dead-lettered: the server refused them one by one,
+                                    or they cannot be encoded for the wire
 
 ``track_*`` raise only ``InvalidArgumentError`` (and its subclass), at the call site; network, server and disk
 problems of the background delivery never reach the caller (see ``PromptStreamClient.stats()``).
@@ -31,6 +33,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ConfigurationError",
+    "EventRejectedError",
     "InvalidArgumentError",
     "InvalidResponseError",
     "NotFoundError",
@@ -291,3 +294,24 @@ class InvalidResponseError(APIStatusError):
             print("is base_url really a PromptStream server?", client.base_url, exc)
         ```
     """
+
+
+class EventRejectedError(PromptStreamError):
+    """Events were dead-lettered one by one: the server listed them as rejected in a 2xx answer, or they cannot be
+    encoded for the wire (an int beyond MessagePack's range). Never raised: the agent passes it to ``on_error``;
+    ``count`` events were affected and ``reason`` is the first reason given. Their neighbours were delivered.
+
+    Example:
+        ```python
+        def on_error(exc: PromptStreamError) -> None:
+            if isinstance(exc, EventRejectedError):
+                log.warning("%d event(s) dead-lettered: %s", exc.count, exc.reason)
+
+        client = PromptStreamClient(on_error=on_error)
+        ```
+    """
+
+    def __init__(self, reason: str, *, count: int = 1) -> None:
+        super().__init__(f"{count} event(s) rejected and kept as dead letters: {reason}")
+        self.reason = reason
+        self.count = count

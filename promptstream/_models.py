@@ -56,7 +56,9 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """One tracked event as it travels to ``POST /v1/events/batch``; fields a type does not use are omitted.
 
     You never build one: ``track_*`` do, after validating their arguments. You meet them in ``before_send`` hooks
-    and in ``RecordingClient.recorded_events``.
+    and in ``RecordingClient.recorded_events``, where ``metadata`` is a plain ``dict`` (or None), which a hook may
+    change with ``msgspec.structs.replace(event, metadata={...})``; what it returns is validated again like a
+    ``track_*`` argument. (Inside the SDK, on the fast path, ``metadata`` travels pre-encoded as ``msgspec.Raw``.)
 
     Example:
         ```python
@@ -75,7 +77,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     external_user_id: str | None = None
     label: str | None = None
     source: str | None = None
-    metadata: msgspec.Raw | None = None  # encoded once, in the caller, when it was validated
+    metadata: dict[str, Any] | msgspec.Raw | None = None  # Raw: encoded once, in the caller, when validated
     thumbs_up: bool | None = None
     rating: float | None = None
     engagement_score: float | None = None
@@ -101,11 +103,14 @@ _decode_encoded_event = msgspec.json.Decoder(_EncodedEvent).decode
 
 
 def decode_event(payload: bytes) -> Event:
-    """The Event whose encoding ``payload`` is (what before_send and the recording client see)."""
+    """The Event whose encoding ``payload`` is, with its metadata decoded to a dict (what before_send and the
+    recording client see)."""
     fields = msgspec.structs.asdict(_decode_encoded_event(payload))
-    if bytes(fields["metadata"]) == b"null":
-        fields["metadata"] = None
+    fields["metadata"] = _decode_json(fields["metadata"])
     return Event(**fields)
+
+
+_decode_json = msgspec.json.Decoder().decode
 
 
 class BatchRejection(msgspec.Struct, frozen=True, kw_only=True):
@@ -171,12 +176,19 @@ class DeliveryStats(msgspec.Struct, frozen=True, kw_only=True):
     """Events dropped because ``before_send`` raised or returned something other than an Event."""
     retries: int = 0
     """Delivery attempts that failed and were retried."""
+    queue_full_waits: int = 0
+    """``track_*`` calls that found the in-memory queue full and waited (at most 1 s) for the spooler to make room
+    instead of dropping the event (docs/delivery.md)."""
+    oldest_pending_age: float | None = None
+    """Seconds since the oldest event still pending in the spool was spooled; None when nothing is pending. A
+    growing value means delivery is not keeping up (or is failing: see ``last_error``)."""
     spool_path: str | None = None
     """The spool file, or None when the agent runs memory-only."""
     spool_quarantined: int = 0
     """Spool files found corrupt and moved aside (their events are lost to delivery)."""
     paused: bool = False
-    """True while delivery is paused because the server refused the API key."""
+    """True while delivery is paused because the server answered with a status retrying will not heal (a refused
+    API key, or a ``base_url`` that is not a PromptStream server)."""
     last_error: str | None = None
     """The most recent delivery problem, if any."""
 

@@ -6,8 +6,10 @@
 - With ``PromptStreamClient(hash_user_ids=salt)`` every ``external_user_id`` given to ``run_prompt`` and
   ``track_*`` is replaced by its hash before it leaves the process; nothing else derived from it is sent or stored.
 - ``before_send(event) -> event | None`` runs on the agent's background thread, so a slow scrubber never slows
-  ``track_*``. Returning None drops the event (counted as ``filtered``); an exception or a result that is not an
-  ``Event`` drops it too (counted as ``hook_errors`` and reported to ``on_error``): a scrubber that fails must
+  ``track_*``. The event's ``metadata`` is a plain dict (or None); the hook returns the event, a changed copy
+  (``msgspec.structs.replace``), or None. Metadata it returns is validated like a ``track_*`` argument.
+  Returning None drops the event (counted as ``filtered``); an exception or a result that is not an ``Event``
+  drops it too (counted as ``hook_errors`` and reported to ``on_error``): a scrubber that fails must
   not let the unscrubbed event through.
 """
 
@@ -25,6 +27,7 @@ import msgspec
 
 from ._errors import ConfigurationError
 from ._models import Event, decode_event
+from ._validation import encode_metadata
 
 __all__ = [
     "BeforeSend",
@@ -58,6 +61,9 @@ def apply_before_send(hook: BeforeSend, payloads: list[bytes]) -> HookOutcome:
                 continue
             if not isinstance(result, Event):
                 raise TypeError(f"before_send must return an Event or None, got {type(result).__name__}")
+            if not isinstance(result.metadata, msgspec.Raw):
+                # what the hook made of the metadata is checked like a track_* argument (limits, JSON-only values)
+                result = msgspec.structs.replace(result, metadata=encode_metadata(result.metadata))
             outcome.kept.append(_encode_event(result))
         except Exception as exc:  # the hook is user code: it must never stop the agent or reach the host
             outcome.errors.append(f"before_send failed: {type(exc).__name__}: {exc}")

@@ -31,6 +31,7 @@ from promptstream.agent import (
     Retry,
     Spool,
     SqliteSpool,
+    outcome_for_status,
 )
 
 MB = 1024 * 1024
@@ -372,7 +373,7 @@ def test_sender_bodies_are_valid_deterministic_and_gzipped_above_the_threshold()
 )
 def test_sender_classifies_every_status(status: int, headers: dict[str, str], kind: type[Any]) -> None:
     body = b'{"accepted": 1, "duplicates": 0, "rejected": []}' if status == 200 else b"{}"
-    outcome = BatchSender.classify(httpx.Response(status, headers=headers, content=body))
+    outcome = outcome_for_status(httpx.Response(status, headers=headers, content=body))
     assert isinstance(outcome, kind)
     if status == 429:
         assert isinstance(outcome, Retry) and outcome.retry_after == 7

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from promptstream import (
     ArgumentTypeError,
+    DeliveryStats,
     Event,
     InvalidArgumentError,
     PromptStreamClient,
     RunResponse,
     hash_user_id,
 )
-from promptstream.testing import RecordingClient
+from promptstream.testing import RecordingClient, RecordingSink
 
 
 def test_the_fixture_comes_from_the_installed_plugin(promptstream_client: RecordingClient) -> None:
@@ -31,7 +33,7 @@ def test_recorded_events_are_what_would_have_been_sent(promptstream_client: Reco
     promptstream_client.track_rating(run.run_id, run.experiment_id, rating=4)
     (click,) = promptstream_client.events(type="click")
     assert isinstance(click, Event) and click.event_id == event_id and click.label == "cta"
-    assert msgspec.json.decode(click.metadata) == {"position": 2}  # the bytes the SDK encoded, once
+    assert click.metadata == {"position": 2}  # decoded from the bytes the SDK encoded, once
     assert click.rating is None and click.type == "click"
     assert [e.type for e in promptstream_client.events(run_id=run.run_id)] == ["click", "conversion", "rating"]
     assert promptstream_client.events(label="signup")[0].type == "conversion"
@@ -64,3 +66,35 @@ def test_canned_responses_hooks_and_hashing_apply() -> None:
     (event,) = client.recorded_events
     assert event.label == "cta" and event.external_user_id == hash_user_id("ada", salt)
     assert client.filtered == 1 and client.stats().filtered == 1
+
+
+@given(labels=st.lists(st.sampled_from(["cta", "internal", "boom"]), max_size=20))
+def test_clear_forgets_every_count_so_stats_start_again_at_zero(labels: list[str]) -> None:
+    def hook(event: Event) -> Event | None:
+        if event.label == "boom":
+            raise RuntimeError("scrubber failed")
+        return None if event.label == "internal" else event
+
+    client = RecordingClient(before_send=hook)
+    for label in labels:
+        client.track_click("run", "exp", label)
+    stats = client.stats()
+    assert (stats.tracked, stats.filtered, stats.hook_errors) == (
+        len(labels),
+        labels.count("internal"),
+        labels.count("boom"),
+    )
+    client.clear()
+    assert client.stats() == DeliveryStats()
+    assert (client.recorded_events, client.filtered, client.hook_errors) == ([], 0, [])
+    client.track_click("run", "exp", "cta")
+    assert client.stats().tracked == 1
+
+
+def test_any_event_sink_plugs_into_a_real_client_through_the_documented_seam() -> None:
+    sink = RecordingSink()
+    client = PromptStreamClient("ps_test_key_0123456789", base_url="http://127.0.0.1:9", event_sink=sink)
+    client.track_conversion("run", "exp", label="signup")
+    assert [e.label for e in sink.events] == ["signup"]
+    assert client.flush(timeout=1) is True and client.stats().tracked == 1
+    client.close()

@@ -4,17 +4,27 @@
 - ``_spool.py``: the spool's interface and its in-memory implementation.
 - ``_sqlite_spool.py``: the durable spool, a SQLite WAL file (all SQL). Imported when an agent opens its spool, not
   by ``import promptstream``: sqlite3 alone would be a fifth of the package's import time.
-- ``_sender.py``: one batch -> one HTTP request -> an outcome.
-- ``_agent.py``: the object that wires them, owns the threads, and handles flush, close, fork and exit.
+- ``_spool_holder.py``: the spool one agent uses: opened on first use, replaced when corrupt, memory-only when the
+  disk cannot be used, never reopened after close.
+- ``_location.py``: where a client's spool file lives.
+- ``_spooler.py``: queue -> spool (and ``before_send`` on the way).
+- ``_sender.py``: one batch -> one HTTP request -> an outcome; the one table from HTTP answers to actions and errors.
+- ``_delivery.py``: spool -> server: claim, send, acknowledge, split, dead-letter, back off, pause.
+- ``_reporting.py``: the counters (one owner per field), warn-once logging, ``on_error`` and delivery episodes.
+- ``_sink.py``: ``EventSink``, the seam where ``track_*`` hand their events (the agent is one sink).
+- ``_agent.py``: ``TrackingAgent``, the object that wires them, owns the threads, and handles flush, close, fork
+  and exit.
 
 docs/delivery.md states the guarantees.
 """
 
 from typing import TYPE_CHECKING, Any
 
-from ._agent import DEFAULT_FLUSH_TIMEOUT, TrackingAgent, spool_file_path
+from ._agent import DEFAULT_FLUSH_TIMEOUT, TrackingAgent
+from ._location import spool_file_path
 from ._queue import ArrivalMeter, EventQueue
-from ._sender import BatchSender, Delivered, Outcome, Paused, Refused, Retry
+from ._sender import BatchSender, Delivered, Outcome, Paused, Refused, Retry, checked_rejections, outcome_for_status
+from ._sink import EventSink
 from ._spool import (
     AppendResult,
     ClaimedBatch,
@@ -38,6 +48,7 @@ __all__ = [
     "ClaimedBatch",
     "Delivered",
     "EventQueue",
+    "EventSink",
     "MemorySpool",
     "Outcome",
     "Paused",
@@ -50,7 +61,9 @@ __all__ = [
     "SpoolUnavailableError",
     "SqliteSpool",
     "TrackingAgent",
+    "checked_rejections",
     "delete_spool",
+    "outcome_for_status",
     "owner_token",
     "spool_file_path",
 ]

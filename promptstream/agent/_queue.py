@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 __all__ = ["ArrivalMeter", "EventQueue"]
@@ -13,27 +14,62 @@ T = TypeVar("T")
 
 
 class EventQueue(Generic[T]):
-    """A bounded FIFO whose ``put`` takes no lock: deque.append and len are atomic under the GIL, so a caller never
-    waits for the spooler (or for anything the sender does). The bound is therefore approximate by at most one item
-    per concurrently-putting thread. A full queue refuses new items (they are counted), keeping what it has."""
+    """A bounded FIFO whose ``put`` takes no lock below its high-water mark: deque.append and len are atomic under
+    the GIL, so a caller never waits for the spooler (or for anything the sender does). The bound is therefore
+    approximate by at most one item per concurrently-putting thread.
 
-    def __init__(self, max_size: int) -> None:
+    When a put finds the queue full, the caller does bounded work instead of losing the event, as Vector's
+    ``when_full: block`` does: it wakes the consumer (``on_full``) and sleeps in short steps, giving the consumer
+    the GIL, until there is room, for at most ``max_wait`` seconds (counted in ``waits``). A tight loop that
+    outruns the spooler is thus slowed to the spooler's pace rather than dropping. Only a consumer that makes no
+    room within ``max_wait`` (the spool refuses writes, or no thread runs) gets items dropped (counted), and then
+    without further waits until the queue has room again, so a stalled consumer never slows every call.
+    """
+
+    def __init__(self, max_size: int, *, max_wait: float = 0.0, on_full: Callable[[], None] | None = None) -> None:
         self.max_size = max_size
+        self.max_wait = max_wait
+        self._on_full = on_full
         self._items: deque[T] = deque()
-        self._drop_lock = threading.Lock()  # only the rare drop path counts under a lock, for an exact count
+        self._slow_lock = threading.Lock()  # only the rare full-queue path counts under a lock, for exact counts
+        # ``taken`` when a wait last found no room: until the consumer has taken more for good (give_back undoes a
+        # take), the consumer is stalled and a full queue drops at once
+        self._stalled_at: int | None = None
         self.dropped = 0
+        self.waits = 0  # puts that found the queue full and waited for room
         self.taken = 0  # by the single consumer; exact
 
     def put(self, item: T) -> bool:
-        if len(self._items) >= self.max_size:
+        items = self._items
+        if len(items) < self.max_size:
+            items.append(item)
+            return True
+        return self._put_when_full(item)
+
+    def _put_when_full(self, item: T) -> bool:
+        items = self._items
+        if self._stalled_at == self.taken or self.max_wait <= 0:
             self.count_drop()
             return False
-        self._items.append(item)
+        with self._slow_lock:
+            self.waits += 1
+        if self._on_full is not None:
+            self._on_full()
+        deadline = time.monotonic() + self.max_wait
+        pause = 0.0001
+        while len(items) >= self.max_size:
+            if time.monotonic() >= deadline:
+                self._stalled_at = self.taken
+                self.count_drop()
+                return False
+            time.sleep(pause)  # releases the GIL: the spooler runs
+            pause = min(pause * 2, 0.005)
+        items.append(item)
         return True
 
     def count_drop(self) -> None:
         """Count an item refused before it reached the queue (full, or its client closed)."""
-        with self._drop_lock:
+        with self._slow_lock:
             self.dropped += 1
 
     def take(self, limit: int) -> list[T]:

@@ -1,5 +1,12 @@
 """Turns a claimed batch into one HTTP request and the server's answer into an outcome the agent acts on. It knows
-the protocol and HTTP; it knows nothing of threads, spools or retries."""
+the protocol and HTTP; it knows nothing of threads, spools or retries.
+
+Every answer maps to one action and one typed error in one place, ``outcome_for_status`` (docs/delivery.md has the
+table): 2xx delivers; 408/425/429/5xx retry the same batch; 400/413/422 refuse it (the agent halves it until the
+event at fault is alone, then dead-letters that event); every other status pauses delivery, because retrying soon
+will not heal it (a rejected key, or a ``base_url`` that is not a PromptStream server), and is reported as what it
+is: ``AuthenticationError`` for 401, ``NotFoundError`` for 404, and so on.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +16,27 @@ import zlib
 import httpx
 import msgspec
 
-from .._errors import APIConnectionError, APITimeoutError
-from .._http import HttpTransport
+from .._errors import (
+    APIConnectionError,
+    EventRejectedError,
+    InvalidResponseError,
+    PromptStreamError,
+)
+from .._http import HttpTransport, error_from_response
 from .._models import BatchResponse
 from .._retry import parse_retry_after
 from ._spool import ClaimedBatch
 
-__all__ = ["BatchSender", "Delivered", "Outcome", "Paused", "Refused", "Retry"]
+__all__ = [
+    "BatchSender",
+    "Delivered",
+    "Outcome",
+    "Paused",
+    "Refused",
+    "Retry",
+    "checked_rejections",
+    "outcome_for_status",
+]
 
 logger = logging.getLogger("promptstream")
 
@@ -23,38 +44,102 @@ BATCH_PATH = "/v1/events/batch"
 _response_decoder = msgspec.json.Decoder(BatchResponse)
 _json_encode = msgspec.json.Encoder().encode
 _msgpack_encode = msgspec.msgpack.Encoder().encode
-_RETRYABLE = frozenset({408, 425, 429, 500, 502, 503, 504})
+_RETRYABLE = frozenset({408, 425, 429})
 _REFUSED = frozenset({400, 413, 422})
 
 
 class Delivered(msgspec.Struct, frozen=True):
-    """2xx: the batch is the server's; rejected events are listed by index."""
+    """2xx: the batch is the server's. ``rejected`` lists (index, reason) of the events it refused, checked against
+    the batch (see ``checked_rejections``); ``problem`` says what was wrong with an answer that had to be repaired."""
 
-    response: BatchResponse
+    rejected: list[tuple[int, str]]
+    duplicates: int = 0
+    problem: InvalidResponseError | None = None
 
 
 class Retry(msgspec.Struct, frozen=True):
     """A transient failure; try the same batch (same key, same bytes) later, not before ``retry_after``."""
 
-    reason: str
+    error: PromptStreamError
     retry_after: float | None = None
 
 
 class Refused(msgspec.Struct, frozen=True):
-    """400/413/422 for the whole batch: split it to find the event(s) at fault."""
+    """The batch as a whole cannot be accepted (400/413/422, or it cannot be encoded): split it to find the
+    event(s) at fault; one event alone is dead-lettered with ``error``."""
 
-    reason: str
-    status: int
+    error: PromptStreamError
 
 
 class Paused(msgspec.Struct, frozen=True):
-    """401/403 (or another status that will not heal by retrying soon): keep everything, pause delivery."""
+    """A status that will not heal by retrying soon (401, 403, 404, any other 4xx or 3xx): keep everything and
+    pause delivery (``auth_pause``)."""
 
-    reason: str
-    status: int
+    error: PromptStreamError
 
 
 Outcome = Delivered | Retry | Refused | Paused
+
+
+def outcome_for_status(response: httpx.Response) -> Outcome:
+    """The one mapping from an HTTP answer to what the agent does and the error it reports."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return _delivered(response)
+    error = error_from_response(response)
+    if status in _RETRYABLE or status >= 500:
+        return Retry(error, parse_retry_after(response.headers.get("retry-after")))
+    if status in _REFUSED:
+        return Refused(error)
+    return Paused(error)
+
+
+def _delivered(response: httpx.Response) -> Delivered:
+    request_id = response.headers.get("x-request-id")
+    try:
+        answer = _response_decoder.decode(response.content)
+    except msgspec.DecodeError as exc:
+        # The server took the batch (2xx) but said nothing we can read: it is acknowledged all the same.
+        problem = InvalidResponseError(
+            f"unreadable batch response ({exc}); the batch counts as delivered",
+            status_code=response.status_code,
+            request_id=request_id,
+        )
+        return Delivered([], 0, problem)
+    # the batch size is not known here: the agent checks the indexes against it (checked_rejections)
+    return Delivered([(r.index, r.reason) for r in answer.rejected], answer.duplicates, None)
+
+
+def checked_rejections(
+    delivered: Delivered, batch_size: int
+) -> tuple[list[tuple[int, str]], int, InvalidResponseError | None]:
+    """The server's rejection list and duplicate count, made consistent with a batch of ``batch_size`` events.
+
+    An index out of range or listed twice, or more duplicates than events, is a malformed answer: what can be
+    trusted is kept (each index once, in range), the rest of the batch counts as delivered, and the answer is
+    reported as an ``InvalidResponseError`` so that ``sent + rejected`` always equals the events in the batch.
+    """
+    seen: set[int] = set()
+    kept: list[tuple[int, str]] = []
+    bad: list[int] = []
+    for index, reason in delivered.rejected:
+        if isinstance(index, bool) or not 0 <= index < batch_size or index in seen:
+            bad.append(index)
+            continue
+        seen.add(index)
+        kept.append((index, reason))
+    duplicates = delivered.duplicates
+    problem = delivered.problem
+    if duplicates < 0 or duplicates > batch_size - len(kept):
+        bad.append(duplicates)
+        duplicates = min(max(duplicates, 0), batch_size - len(kept))
+    if bad and problem is None:
+        problem = InvalidResponseError(
+            f"malformed batch answer for {batch_size} event(s): rejection indexes or duplicate count out of range "
+            f"or repeated ({bad[:5]}); kept what was consistent",
+            status_code=200,
+        )
+    return kept, duplicates, problem
 
 
 def _gzip(body: bytes) -> bytes:
@@ -71,10 +156,17 @@ class BatchSender:
         self._gzip_threshold = gzip_threshold
 
     def encode(self, batch: ClaimedBatch) -> tuple[bytes, dict[str, str]]:
-        """The request body and headers. Deterministic for a batch: a retry sends the very same bytes."""
+        """The request body and headers. Deterministic for a batch: a retry sends the very same bytes.
+
+        Raises ``EventRejectedError`` when an event cannot be carried by the encoding (an int beyond MessagePack's
+        range, bytes that are not an event): the batch is then refused and split like a 400.
+        """
         if self._encoding == "msgpack":
-            events = [msgspec.json.decode(p) for p in batch.payloads]
-            body = _msgpack_encode({"sent_at": batch.sent_at, "events": events})
+            try:
+                events = [msgspec.json.decode(p) for p in batch.payloads]
+                body = _msgpack_encode({"sent_at": batch.sent_at, "events": events})
+            except (msgspec.DecodeError, msgspec.EncodeError, OverflowError, TypeError, ValueError) as exc:
+                raise EventRejectedError(f"cannot be encoded as msgpack: {type(exc).__name__}: {exc}") from exc
             content_type = "application/msgpack"
         else:
             # The events were encoded once, when spooled: the body is joined from their bytes.
@@ -88,29 +180,12 @@ class BatchSender:
         return body, headers
 
     def send(self, batch: ClaimedBatch) -> Outcome:
-        body, headers = self.encode(batch)
+        try:
+            body, headers = self.encode(batch)
+        except EventRejectedError as exc:
+            return Refused(exc)
         try:
             response = self._transport.request("POST", BATCH_PATH, content=body, headers=headers)
-        except APITimeoutError as exc:
-            return Retry(f"timeout: {exc}")
-        except APIConnectionError as exc:
-            return Retry(str(exc))
-        return self.classify(response)
-
-    @staticmethod
-    def classify(response: httpx.Response) -> Outcome:
-        status = response.status_code
-        request_id = response.headers.get("x-request-id")
-        if 200 <= status < 300:
-            try:
-                return Delivered(_response_decoder.decode(response.content))
-            except msgspec.DecodeError:
-                # The server took the batch (2xx) but said nothing we can read: it is acknowledged all the same.
-                logger.warning("promptstream: unreadable batch response (request id %s)", request_id)
-                return Delivered(BatchResponse(accepted=0))
-        reason = f"HTTP {status} from the server (request id {request_id}): {response.text[:200]}"
-        if status in _RETRYABLE or status >= 500:
-            return Retry(reason, parse_retry_after(response.headers.get("retry-after")))
-        if status in _REFUSED:
-            return Refused(reason, status)
-        return Paused(reason, status)
+        except APIConnectionError as exc:  # APITimeoutError included
+            return Retry(exc)
+        return outcome_for_status(response)

@@ -33,7 +33,95 @@ from .._models import DeliveryStats, Event, ExperimentResults, RunResponse, deco
 from .._privacy import BeforeSend, apply_before_send
 from .._validation import check_id, check_inputs
 
-__all__ = ["RecordingClient"]
+__all__ = ["RecordingClient", "RecordingSink"]
+
+
+class RecordingSink:
+    """The ``EventSink`` a ``RecordingClient`` plugs into its client (``event_sink=``): it runs ``before_send`` the
+    way the agent does and decodes what is kept. Counts like the agent: ``tracked = recorded + filtered +
+    hook_errors``.
+
+    Example:
+        ```python
+        sink = RecordingSink()
+        client = PromptStreamClient("ps_test", base_url="http://127.0.0.1:9", event_sink=sink)
+        client.track_conversion("run-1", "exp-1", label="signup")
+        assert [event.label for event in sink.events] == ["signup"]
+        ```
+    """
+
+    def __init__(self, before_send: BeforeSend | None = None) -> None:
+        self._hook = before_send
+        self.events: list[Event] = []
+        self.filtered = 0
+        self.hook_errors: list[str] = []
+
+    def enqueue(self, event: bytes) -> None:
+        """Record one event (JSON bytes, as ``track_*`` encoded it), after ``before_send`` if one was given.
+
+        Example:
+            ```python
+            sink.enqueue(b'{"event_id": "e-1", "type": "conversion", "prompt_run_id": "r", "experiment_id": "x",'
+                         b' "timestamp": "2026-01-01T00:00:00.000Z"}')
+            ```
+        """
+        if self._hook is not None:
+            outcome = apply_before_send(self._hook, [event])
+            self.filtered += outcome.filtered
+            self.hook_errors += outcome.errors
+            if not outcome.kept:
+                return
+            event = outcome.kept[0]
+        self.events.append(decode_event(event))
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """True at once: recorded events are already "delivered".
+
+        Example:
+            ```python
+            assert sink.flush(timeout=1)
+            ```
+        """
+        return True
+
+    def close(self, timeout: float | None = None) -> bool:
+        """True at once: there is nothing to deliver or to close.
+
+        Example:
+            ```python
+            assert sink.close()
+            ```
+        """
+        return True
+
+    def stats(self) -> DeliveryStats:
+        """``tracked``, ``filtered`` and ``hook_errors`` as the real agent would count them.
+
+        Example:
+            ```python
+            assert sink.stats().tracked == len(sink.events) + sink.filtered + len(sink.hook_errors)
+            ```
+        """
+        recorded = len(self.events)
+        return DeliveryStats(
+            tracked=recorded + self.filtered + len(self.hook_errors),
+            filtered=self.filtered,
+            hook_errors=len(self.hook_errors),
+            last_error=self.hook_errors[-1] if self.hook_errors else None,
+        )
+
+    def clear(self) -> None:
+        """Forget every recorded event and count.
+
+        Example:
+            ```python
+            sink.clear()
+            assert sink.stats().tracked == 0
+            ```
+        """
+        self.events.clear()
+        self.filtered = 0
+        self.hook_errors.clear()
 
 
 class RecordingClient(PromptStreamClient):
@@ -66,34 +154,58 @@ class RecordingClient(PromptStreamClient):
         before_send: BeforeSend | None = None,
         hash_user_ids: str | bytes | None = None,
     ) -> None:
+        self.sink = RecordingSink(before_send)
+        """Where this client's events go: its ``event_sink``."""
         super().__init__(
             "ps_recording_client",
             base_url="http://127.0.0.1:9",
-            disabled=True,
             before_send=before_send,
             hash_user_ids=hash_user_ids,
+            event_sink=self.sink,
         )
-        self._hook = before_send
         self._responses = dict(responses or {})
         self._experiment_id = experiment_id
         self._variant = variant
-        self.recorded_events: list[Event] = []
-        """Every event that would have been sent, in order."""
         self.runs: list[tuple[str, dict[str, Any], str | None]] = []
         """(prompt_id, inputs, external_user_id as sent) of every run_prompt call."""
-        self.filtered = 0
-        self.hook_errors: list[str] = []
-        self._enqueue = self._record
 
-    def _record(self, payload: bytes) -> None:
-        if self._hook is not None:
-            outcome = apply_before_send(self._hook, [payload])
-            self.filtered += outcome.filtered
-            self.hook_errors += outcome.errors
-            if not outcome.kept:
-                return
-            payload = outcome.kept[0]
-        self.recorded_events.append(decode_event(payload))
+    @property
+    def recorded_events(self) -> list[Event]:
+        """Every event that would have been sent, in order.
+
+        Example:
+            ```python
+            client.track_click(run.run_id, run.experiment_id, label="copy")
+            assert client.recorded_events[-1].label == "copy"
+            ```
+        """
+        return self.sink.events
+
+    @property
+    def filtered(self) -> int:
+        """Events ``before_send`` dropped by returning None.
+
+        Example:
+            ```python
+            client = RecordingClient(before_send=lambda event: None)
+            client.track_conversion("run-1", "exp-1")
+            assert client.filtered == 1
+            ```
+        """
+        return self.sink.filtered
+
+    @property
+    def hook_errors(self) -> list[str]:
+        """Why ``before_send`` failed, one entry per event it dropped that way.
+
+        Example:
+            ```python
+            client = RecordingClient(before_send=lambda event: 1 / 0)
+            client.track_conversion("run-1", "exp-1")
+            assert "ZeroDivisionError" in client.hook_errors[0]
+            ```
+        """
+        return self.sink.hook_errors
 
     def events(
         self,
@@ -162,35 +274,8 @@ class RecordingClient(PromptStreamClient):
         """
         raise PromptStreamError("RecordingClient has no server to compute results; assert on recorded_events instead")
 
-    def flush(self, timeout: float | None = None) -> bool:
-        """True at once: recorded events are already "delivered".
-
-        Example:
-            ```python
-            assert client.flush(timeout=1)
-            ```
-        """
-        return True
-
-    def stats(self) -> DeliveryStats:
-        """``tracked``, ``filtered`` and ``hook_errors`` as the real agent would count them.
-
-        Example:
-            ```python
-            client = RecordingClient(before_send=lambda event: None)
-            client.track_conversion(run.run_id, run.experiment_id)
-            assert client.stats().filtered == 1
-            ```
-        """
-        recorded = len(self.recorded_events)
-        return DeliveryStats(
-            tracked=recorded + self.filtered + len(self.hook_errors),
-            filtered=self.filtered,
-            hook_errors=len(self.hook_errors),
-        )
-
     def clear(self) -> None:
-        """Forget what was recorded (between the steps of one test).
+        """Forget what was recorded (between the steps of one test): events, runs, and the counts of ``stats()``.
 
         Example:
             ```python
@@ -198,5 +283,5 @@ class RecordingClient(PromptStreamClient):
             assert client.recorded_events == [] and client.runs == []
             ```
         """
-        self.recorded_events.clear()
+        self.sink.clear()
         self.runs.clear()
