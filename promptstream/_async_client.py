@@ -16,6 +16,7 @@ from ._errors import APIConnectionError
 from ._http import HttpTransport
 from ._models import ExperimentResults, RunResponse
 from ._retry import RetrySchedule
+from ._validation import check_timeout
 
 __all__ = ["AsyncPromptStreamClient"]
 
@@ -81,7 +82,7 @@ class AsyncPromptStreamClient(_ClientBase):
         while True:
             try:
                 response = await HttpTransport.request_async(
-                    self._async_http, method, path, content=body, headers=headers
+                    self._async_http, method, path, content=body, headers=headers, secret=self._transport.secret
                 )
             except APIConnectionError as exc:
                 await asyncio.sleep(self._delay_before_retry(schedule, exc))
@@ -100,9 +101,10 @@ class AsyncPromptStreamClient(_ClientBase):
         """
         import asyncio
 
+        seconds = check_timeout("timeout", timeout)
         if self._agent is None:
             return True
-        return await asyncio.to_thread(self._agent.flush, timeout)
+        return await asyncio.to_thread(self._agent.flush, seconds)
 
     async def aclose(self, timeout: float | None = None) -> None:
         """Flush for up to ``timeout`` (default ``shutdown_timeout``) off the loop, stop the agent, close connections.
@@ -114,8 +116,9 @@ class AsyncPromptStreamClient(_ClientBase):
         """
         import asyncio
 
+        seconds = check_timeout("timeout", timeout)
         if self._agent is not None:
-            await asyncio.to_thread(self._agent.close, timeout)
+            await asyncio.to_thread(self._agent.close, seconds)
         if self._async_http is not None:
             await self._async_http.aclose()
             self._async_http = None

@@ -17,11 +17,17 @@ from ._config import (
     DEFAULT_TIMEOUT,
     ENV_DISABLED,
     AgentConfig,
+    agent_config_from,
+    check_bool_option,
+    check_callable_option,
+    check_max_retries,
+    check_timeout_option,
     env_flag,
+    redact_url,
     resolve_api_key,
     resolve_base_url,
 )
-from ._errors import APIConnectionError, ConfigurationError, InvalidResponseError, PromptStreamError
+from ._errors import APIConnectionError, InvalidResponseError, PromptStreamError
 from ._http import HttpTransport, error_from_response
 from ._ids import new_idempotency_key, stamp_event
 from ._models import DeliveryStats, Event, ExperimentResults, RunRequest, RunResponse
@@ -30,10 +36,12 @@ from ._retry import RetrySchedule, parse_retry_after
 from ._validation import (
     check_bool,
     check_id,
+    check_idempotency_key,
     check_inputs,
     check_label,
     check_number,
     check_optional_label,
+    check_timeout,
     encode_metadata,
 )
 from .agent import TrackingAgent, spool_file_path
@@ -78,44 +86,45 @@ class _ClientBase:
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
         max_retries: int = 2,
         disabled: bool | None = None,
-        spool: bool = True,
+        spool: bool | None = None,
         spool_dir: str | os.PathLike[str] | None = None,
-        max_spool_bytes: int = 128 * 1024 * 1024,
-        max_queue_size: int = 100_000,
-        flush_interval: float = 0.5,
-        batch_max_events: int = 1000,
-        shutdown_timeout: float = 2.0,
-        encoding: Literal["json", "msgpack"] = "json",
-        durable: bool = False,
+        max_spool_bytes: int | None = None,
+        max_queue_size: int | None = None,
+        flush_interval: float | None = None,
+        batch_max_events: int | None = None,
+        shutdown_timeout: float | None = None,
+        encoding: Literal["json", "msgpack"] | None = None,
+        durable: bool | None = None,
         on_error: Callable[[PromptStreamError], None] | None = None,
         before_send: BeforeSend | None = None,
         hash_user_ids: str | bytes | None = None,
         agent_config: AgentConfig | None = None,
     ) -> None:
-        self._api_key = resolve_api_key(api_key)
-        self.base_url = resolve_base_url(base_url)
-        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-            raise ConfigurationError(f"max_retries must be an int >= 0, got {max_retries!r}")
-        self.max_retries = max_retries
-        self.timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
-        if on_error is not None and not callable(on_error):
-            raise ConfigurationError("on_error must be callable")
-        if before_send is not None and not callable(before_send):
-            raise ConfigurationError("before_send must be callable")
+        # Every option is checked here, once, with a ConfigurationError naming it and its range
+        # (docs/configuration.md): nothing later (a request, the agent's threads) meets a value it cannot use.
+        self._api_key: str = resolve_api_key(api_key)
+        self.base_url: str = resolve_base_url(base_url)
+        self.max_retries: int = check_max_retries(max_retries)
+        self.timeout: httpx.Timeout = check_timeout_option(timeout)
+        check_callable_option("on_error", on_error)
+        check_callable_option("before_send", before_send)
         self._hash_user_id = None if hash_user_ids is None else user_id_hasher(hash_user_ids)
-        warn_if_key_goes_in_clear(self.base_url)
-        self.disabled = env_flag(ENV_DISABLED) if disabled is None else bool(disabled)
-        config = agent_config or AgentConfig(
-            spool=spool,
-            spool_dir=Path(spool_dir) if spool_dir is not None else None,
-            max_spool_bytes=max_spool_bytes,
-            max_queue_size=max_queue_size,
-            flush_interval=flush_interval,
-            batch_max_events=batch_max_events,
-            shutdown_timeout=shutdown_timeout,
-            encoding=encoding,
-            durable=durable,
+        config = agent_config_from(
+            agent_config,
+            {
+                "spool": spool,
+                "spool_dir": spool_dir,
+                "max_spool_bytes": max_spool_bytes,
+                "max_queue_size": max_queue_size,
+                "flush_interval": flush_interval,
+                "batch_max_events": batch_max_events,
+                "shutdown_timeout": shutdown_timeout,
+                "encoding": encoding,
+                "durable": durable,
+            },
         )
+        self.disabled: bool = env_flag(ENV_DISABLED) if disabled is None else check_bool_option("disabled", disabled)
+        warn_if_key_goes_in_clear(self.base_url)
         self._transport = HttpTransport(self.base_url, self._api_key, self.timeout)
         self._agent: TrackingAgent | None = None
         self._enqueue: Callable[[bytes], None] = _discard
@@ -130,7 +139,7 @@ class _ClientBase:
             self._enqueue = self._agent.enqueue
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(base_url={self.base_url!r}, disabled={self.disabled})"
+        return f"{type(self).__name__}(base_url={redact_url(self.base_url)!r}, disabled={self.disabled})"
 
     # -- requests, shared by both clients --------------------------------------------------------------------------
 
@@ -144,7 +153,7 @@ class _ClientBase:
                 external_user_id=self._user_id(external_user_id),
             )
         )
-        key = new_idempotency_key() if idempotency_key is None else check_id("idempotency_key", idempotency_key)
+        key = new_idempotency_key() if idempotency_key is None else check_idempotency_key(idempotency_key)
         headers = {"Content-Type": "application/json", "Idempotency-Key": key}
         return f"/v1/prompts/{quote(prompt_id, safe='')}/runs", body, headers
 
@@ -378,10 +387,12 @@ class PromptStreamClient(_ClientBase):
             changed copy, or None to drop it. An event whose hook raises is dropped, never sent unscrubbed.
         hash_user_ids: A secret salt (at least 16 bytes): every ``external_user_id`` is replaced by
             ``hash_user_id(id, salt)`` before it leaves the process.
-        agent_config: Every agent setting at once (``AgentConfig``); the agent options above are then ignored.
+        agent_config: Every agent setting at once (``AgentConfig``). The agent options above default to None, which
+            means "as in agent_config (or its default)"; one given explicitly overrides agent_config's field.
 
     Raises:
-        ConfigurationError: No API key, or an option out of range.
+        ConfigurationError: No API key, a key that is not printable ASCII, or an option of the wrong type or out
+            of its range (docs/configuration.md); the message names the option and never shows the key.
 
     Example:
         ```python
@@ -465,7 +476,8 @@ class PromptStreamClient(_ClientBase):
                 print("still delivering:", client.stats().pending)
             ```
         """
-        return True if self._agent is None else self._agent.flush(timeout)
+        seconds = check_timeout("timeout", timeout)
+        return True if self._agent is None else self._agent.flush(seconds)
 
     def close(self, timeout: float | None = None) -> None:
         """Flush for up to ``timeout`` (default ``shutdown_timeout``), stop the agent and close connections.
@@ -482,8 +494,9 @@ class PromptStreamClient(_ClientBase):
                 client.close(timeout=5)
             ```
         """
+        seconds = check_timeout("timeout", timeout)
         if self._agent is not None:
-            self._agent.close(timeout)
+            self._agent.close(seconds)
         self._transport.close()
 
     def __enter__(self) -> PromptStreamClient:

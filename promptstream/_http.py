@@ -25,6 +25,7 @@ from ._errors import (
     RateLimitError,
     ServerError,
 )
+from ._config import redact_url
 from ._forksafety import ForkRegistry
 from ._models import ErrorEnvelope
 from ._retry import parse_retry_after
@@ -43,6 +44,7 @@ class HttpTransport:
     def __init__(self, base_url: str, api_key: str, timeout: httpx.Timeout) -> None:
         self.base_url = base_url
         self.timeout = timeout
+        self._api_key = api_key
         self._headers = {"Authorization": f"Bearer {api_key}", "User-Agent": USER_AGENT}
         self._client: httpx.Client | None = None
         self._client_pid = 0
@@ -65,7 +67,7 @@ class HttpTransport:
             self._client = None
 
     def __repr__(self) -> str:
-        return f"HttpTransport(base_url={self.base_url!r})"
+        return f"HttpTransport(base_url={redact_url(self.base_url)!r})"
 
     def _get_client(self) -> httpx.Client:
         client = self._client
@@ -93,7 +95,7 @@ class HttpTransport:
     ) -> httpx.Response:
         """Send one request; transport failures become APIConnectionError / APITimeoutError."""
         client = self._get_client()
-        with _transport_errors():
+        with _transport_errors(self._api_key):
             return client.request(
                 method,
                 path,
@@ -101,6 +103,11 @@ class HttpTransport:
                 headers=headers,
                 timeout=timeout if timeout is not None else self.timeout,
             )
+
+    @property
+    def secret(self) -> str:
+        """The API key, for scrubbing it out of messages (see ``_transport_errors``)."""
+        return self._api_key
 
     def new_async_client(self) -> httpx.AsyncClient:
         """An httpx.AsyncClient with this transport's base URL, headers and timeouts (AsyncPromptStreamClient's)."""
@@ -119,9 +126,10 @@ class HttpTransport:
         *,
         content: bytes | None = None,
         headers: dict[str, str] | None = None,
+        secret: str = "",
     ) -> httpx.Response:
         """``request`` for an AsyncClient: the same errors."""
-        with _transport_errors():
+        with _transport_errors(secret):
             return await client.request(method, path, content=content, headers=headers)
 
     def close(self) -> None:
@@ -131,14 +139,20 @@ class HttpTransport:
             self._client = None
 
 
+def _scrub(text: str, secret: str) -> str:
+    return text.replace(secret, "***") if secret else text
+
+
 @contextlib.contextmanager
-def _transport_errors() -> Iterator[None]:
+def _transport_errors(secret: str) -> Iterator[None]:
+    # httpx's messages can quote a header (and so the key) or a URL with its userinfo: neither reaches our errors.
     try:
         yield
     except httpx.TimeoutException as exc:
-        raise APITimeoutError(f"request timed out: {type(exc).__name__}") from exc
+        raise APITimeoutError(f"request timed out: {type(exc).__name__}") from None
     except httpx.TransportError as exc:
-        raise APIConnectionError(f"connection failed: {type(exc).__name__}: {exc}") from exc
+        message = _scrub(redact_url(str(exc)) if "://" in str(exc) else str(exc), secret)
+        raise APIConnectionError(f"connection failed: {type(exc).__name__}: {message}") from None
 
 
 # The transports of this process, so a fork can lock them before and a forked child can drop what it inherited.
