@@ -185,13 +185,13 @@ def env_flag(name: str) -> bool:
 
 # Every numeric AgentConfig field with its documented range (docs/configuration.md): (kind, low, high).
 _AGENT_RANGES: dict[str, tuple[str, float, float]] = {
-    "max_queue_size": ("int", 1, 10_000_000),
+    "max_queue_size": ("int", 100, 10_000_000),
     "spool_interval": ("seconds", 0.001, 60.0),
     "flush_interval": ("seconds", 0.001, 300.0),
     "batch_max_events": ("int", 1, 1000),
-    "batch_max_bytes": ("int", 1024, 16 * 1024 * 1024),
+    "batch_max_bytes": ("int", 64 * 1024, 16 * 1024 * 1024),
     "gzip_threshold_bytes": ("int", 0, 2**31 - 1),
-    "max_spool_bytes": ("int", 1024, 2**40),
+    "max_spool_bytes": ("int", 16 * 1024, 2**40),
     "lease_seconds": ("seconds", 0.1, 86_400.0),
     "shutdown_timeout": ("seconds", 0.0, 3600.0),
     "max_backoff": ("seconds", 0.01, 3600.0),

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import msgspec
 
+from ._config import redact_url
 from ._errors import (
     APIConnectionError,
     APIStatusError,
@@ -25,7 +26,6 @@ from ._errors import (
     RateLimitError,
     ServerError,
 )
-from ._config import redact_url
 from ._forksafety import ForkRegistry
 from ._models import ErrorEnvelope
 from ._retry import parse_retry_after

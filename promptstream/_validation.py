@@ -17,14 +17,14 @@ __all__ = [
     "MAX_METADATA_DEPTH",
     "MAX_NUMBER",
     "check_bool",
-    "check_idempotency_key",
-    "check_timeout",
     "check_id",
+    "check_idempotency_key",
     "check_inputs",
     "check_label",
     "check_number",
     "check_optional_id",
     "check_optional_label",
+    "check_timeout",
     "encode_metadata",
 ]
 
@@ -140,9 +140,8 @@ def _walk(name: str, value: object, depth: int) -> None:
 
 def _walk_items(name: str, mapping: dict[Any, Any], depth: int) -> None:
     for key, item in mapping.items():
-        if type(key) is not str:
-            if not isinstance(key, str):
-                raise ArgumentTypeError(name, f"keys must be str, got {type(key).__name__} key {key!r:.40}")
+        if type(key) is not str and not isinstance(key, str):
+            raise ArgumentTypeError(name, f"keys must be str, got {type(key).__name__} key {key!r:.40}")
         kind = type(item)
         # flat scalars are the common case: no call per value for them
         if kind is str or kind is bool or item is None:
