@@ -305,3 +305,12 @@ def test_huge_timeouts_are_capped_not_overflowed(offline: PromptStreamClient) ->
     assert offline.flush(timeout=1e300) is True
     assert offline.flush(timeout=10**400) is True
     offline.close(timeout=math.inf)
+
+
+@pytest.mark.parametrize("kind", ["dict", "list"])
+def test_a_scalar_inside_sixteen_levels_is_depth_sixteen(offline: PromptStreamClient, kind: str) -> None:
+    """A scalar adds no level: 16 containers around it are depth 16, accepted; 17 are refused."""
+    assert check_inputs({"k": nest(MAX_METADATA_DEPTH - 1, 1, kind)})
+    offline.track_click("r", "e", "l", metadata={"k": nest(MAX_METADATA_DEPTH - 1, 1, kind)})
+    with pytest.raises(InvalidArgumentError):
+        offline.track_click("r", "e", "l", metadata={"k": nest(MAX_METADATA_DEPTH, 1, kind)})
