@@ -8,7 +8,7 @@ import asyncio
 import inspect
 import math
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,10 +66,10 @@ def fuzz_arguments(method: Callable[..., Any], real: dict[str, Any]) -> st.Searc
 
 
 @pytest.fixture
-def world(server: Any, spool_dir: Path) -> Iterator[dict[str, Any]]:
+def world(server: Any, spool_dir: Path) -> dict[str, Any]:
     run_id, experiment_id = make_run(server)
     prompt = server.create_prompt()
-    yield {
+    return {
         "prompt_run_id": run_id,
         "experiment_id": experiment_id,
         "prompt_id": prompt["prompt_id"],

@@ -97,7 +97,7 @@ def test_a_valid_key_never_shows_in_errors_logs_or_stats(
             base_url=url,
             spool_dir=tmp_path / str(len(seen)),
             max_retries=0,
-            on_error=lambda e: seen.append(repr(e)),
+            on_error=lambda e, seen=seen: seen.append(repr(e)),
         )
         try:
             with pytest.raises(PromptStreamError) as info:
