@@ -41,9 +41,15 @@ class HttpTransport:
     """Owns the process's httpx.Client. After ``fork()`` the child never touches the parent's client (its sockets
     and TLS state belong to the parent); it builds its own on first use and leaves the inherited one unclosed."""
 
-    def __init__(self, base_url: str, api_key: str, timeout: httpx.Timeout) -> None:
+    def __init__(
+        self, base_url: str, api_key: str, timeout: httpx.Timeout, *, http_client: httpx.Client | None = None
+    ) -> None:
         self.base_url = base_url
         self.timeout = timeout
+        # A client the user brought (proxies, CA, mTLS, hooks): used in the process that passed it, never closed
+        # by us. A forked child cannot share its sockets, so it builds its own with the SDK's defaults.
+        self._user_client = http_client
+        self._user_client_pid = os.getpid()
         self._api_key = api_key
         self._headers = {"Authorization": f"Bearer {api_key}", "User-Agent": USER_AGENT}
         self._client: httpx.Client | None = None
@@ -70,6 +76,8 @@ class HttpTransport:
         return f"HttpTransport(base_url={redact_url(self.base_url)!r})"
 
     def _get_client(self) -> httpx.Client:
+        if self._user_client is not None and self._user_client_pid == os.getpid():
+            return self._user_client
         client = self._client
         if client is not None:
             return client
@@ -96,18 +104,14 @@ class HttpTransport:
         """Send one request; transport failures become APIConnectionError / APITimeoutError."""
         client = self._get_client()
         with _transport_errors(self._api_key):
+            # The URL, auth and timeout are the SDK's on every request, whatever client carries it.
             return client.request(
                 method,
-                path,
+                self.base_url + path,
                 content=content,
-                headers=headers,
+                headers={**self._headers, **headers} if headers else self._headers,
                 timeout=timeout if timeout is not None else self.timeout,
             )
-
-    @property
-    def secret(self) -> str:
-        """The API key, for scrubbing it out of messages (see ``_transport_errors``)."""
-        return self._api_key
 
     def new_async_client(self) -> httpx.AsyncClient:
         """An httpx.AsyncClient with this transport's base URL, headers and timeouts (AsyncPromptStreamClient's)."""
@@ -118,19 +122,25 @@ class HttpTransport:
             limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
         )
 
-    @staticmethod
     async def request_async(
+        self,
         client: httpx.AsyncClient,
         method: str,
         path: str,
         *,
         content: bytes | None = None,
         headers: dict[str, str] | None = None,
-        secret: str = "",
+        timeout: httpx.Timeout | None = None,
     ) -> httpx.Response:
-        """``request`` for an AsyncClient: the same errors."""
-        with _transport_errors(secret):
-            return await client.request(method, path, content=content, headers=headers)
+        """``request`` over an AsyncClient (the SDK's or the user's): the same URL, headers, timeout and errors."""
+        with _transport_errors(self._api_key):
+            return await client.request(
+                method,
+                self.base_url + path,
+                content=content,
+                headers={**self._headers, **headers} if headers else self._headers,
+                timeout=timeout if timeout is not None else self.timeout,
+            )
 
     def close(self) -> None:
         with self._lock:

@@ -6,9 +6,11 @@ older SDK); what the SDK sends is built from these Structs, so its shape is exac
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import msgspec
+
+T = TypeVar("T", bound=msgspec.Struct)
 
 __all__ = [
     "BatchRejection",
@@ -18,8 +20,16 @@ __all__ = [
     "ErrorEnvelope",
     "Event",
     "EventType",
+    "Experiment",
+    "ExperimentList",
+    "Prompt",
+    "PromptList",
+    "PromptVersion",
+    "ResponseInfo",
     "RunRequest",
     "RunResponse",
+    "Variant",
+    "attach_response",
 ]
 
 EventType = Literal["click", "conversion", "feedback", "rating", "engagement"]
@@ -32,20 +42,140 @@ class RunRequest(msgspec.Struct, frozen=True, kw_only=True):
     external_user_id: str | None = None
 
 
-class RunResponse(msgspec.Struct, frozen=True, kw_only=True):
+class ResponseInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """What the HTTP response of a call looked like, for debugging: ``RunResponse.response``."""
+
+    status_code: int
+    """The HTTP status, e.g. 200 or 201 (an idempotent replay answers like the first call)."""
+    headers: dict[str, str]
+    """The response headers, names in lower case."""
+    request_id: str | None = None
+    """The server's ``x-request-id``: quote it when you report a problem."""
+    elapsed: float = 0.0
+    """Seconds from sending the request to reading the response, of the attempt that succeeded."""
+
+
+class RunResponse(msgspec.Struct, frozen=True, kw_only=True, dict=True):
     """The result of ``run_prompt``: one execution of a prompt in an experiment.
+
+    Two responses are equal when their fields are; ``request_id`` and ``response`` describe the HTTP exchange and
+    are not part of that comparison (a replay of the same run is the same run).
 
     Example:
         ```python
         resp = client.run_prompt("PROMPT_ID", {"text": "Hi"}, external_user_id="user_123")
-        print(resp.variant_assigned, resp.output)
+        print(resp.variant_assigned, resp.output, resp.request_id)
         ```
     """
 
     run_id: str
+    """The run's id: pass it to ``track_*`` as ``prompt_run_id``."""
     experiment_id: str
+    """The experiment the run was assigned in."""
     variant_assigned: str
+    """The variant served, e.g. ``"v2"``."""
     output: str
+    """The rendered prompt output."""
+
+    @property
+    def request_id(self) -> str | None:
+        """The server's request id (``x-request-id``) of the call that returned this run; None if built by hand."""
+        info = self.response
+        return None if info is None else info.request_id
+
+    @property
+    def response(self) -> ResponseInfo | None:
+        """Status, headers and timing of the HTTP response; None for a response built by hand."""
+        info: ResponseInfo | None = self.__dict__.get("_response")
+        return info
+
+
+def attach_response(value: T, info: ResponseInfo) -> T:
+    """``value`` (a Struct with ``dict=True``) carrying ``info`` as its ``response``, outside its fields."""
+    value.__dict__["_response"] = info
+    return value
+
+
+class PromptVersion(msgspec.Struct, frozen=True, kw_only=True):
+    """One version of a prompt's template."""
+
+    version: int
+    """1 for the first template, then 2, 3, ..."""
+    template: str = ""
+    """The template text, with ``{{placeholders}}``."""
+    inputs: list[str] = msgspec.field(default_factory=list)
+    """The placeholders the template needs, in order."""
+    prompt_id: str | None = None
+    """Set when the version was just created (``prompts.add_version``)."""
+
+
+class Prompt(msgspec.Struct, frozen=True, kw_only=True):
+    """A prompt with its versions, from ``client.prompts``.
+
+    Example:
+        ```python
+        prompt = client.prompts.get("greeting")  # by id or by name
+        print(prompt.prompt_id, prompt.latest_version)
+        ```
+    """
+
+    prompt_id: str
+    """The id ``run_prompt`` takes."""
+    name: str
+    """The unique, human name given at creation."""
+    latest_version: int
+    """The newest version's number."""
+    experiment_id: str
+    """The prompt's live experiment."""
+    versions: list[PromptVersion] = msgspec.field(default_factory=list)
+    """Every version, oldest first."""
+    created_at: float | None = None
+    """Unix time of creation."""
+
+
+class Variant(msgspec.Struct, frozen=True, kw_only=True):
+    """A variant of an experiment: a prompt version and its traffic weight (None: the latest version)."""
+
+    version: int | None
+    """The prompt version served; None for a default experiment, which serves the latest version."""
+    weight: float = 1.0
+    """Relative share of traffic."""
+
+
+class Experiment(msgspec.Struct, frozen=True, kw_only=True):
+    """An experiment on a prompt's versions, from ``client.experiments``.
+
+    Example:
+        ```python
+        experiment = client.experiments.create(prompt.prompt_id, variants=[(1, 1.0), (2, 1.0)], name="tone")
+        print(experiment.experiment_id, experiment.active)
+        ```
+    """
+
+    experiment_id: str
+    """Its id: ``get_experiment_results`` takes it."""
+    prompt_id: str
+    """The prompt it runs."""
+    variants: list[Variant]
+    """The versions served and their weights; the first is the control."""
+    name: str | None = None
+    """Its optional name."""
+    active: bool = True
+    """True while it is the prompt's live experiment."""
+    is_default: bool = False
+    """True for the experiment every prompt starts with (the latest version, alone)."""
+    created_at: float | None = None
+    """Unix time of creation."""
+    ended_at: float | None = None
+    """Unix time it ended (a newer experiment started); None while live."""
+
+
+class PromptList(msgspec.Struct, frozen=True, kw_only=True):
+    prompts: list[Prompt]
+
+
+class ExperimentList(msgspec.Struct, frozen=True, kw_only=True):
+    experiments: list[Experiment]
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

@@ -4,11 +4,14 @@ raise InvalidArgumentError / ArgumentTypeError naming the argument. Limits are d
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
+import httpx
 import msgspec
 
-from ._errors import ArgumentTypeError, InvalidArgumentError
+from ._config import MAX_RETRIES, check_timeout_option
+from ._errors import ArgumentTypeError, ConfigurationError, InvalidArgumentError
 
 __all__ = [
     "MAX_ID_LENGTH",
@@ -17,6 +20,9 @@ __all__ = [
     "MAX_METADATA_DEPTH",
     "MAX_NUMBER",
     "check_bool",
+    "check_call_retries",
+    "check_call_timeout",
+    "check_extra_headers",
     "check_id",
     "check_idempotency_key",
     "check_inputs",
@@ -26,6 +32,7 @@ __all__ = [
     "check_optional_label",
     "check_timeout",
     "encode_metadata",
+    "header_problem",
 ]
 
 MAX_ID_LENGTH = 256
@@ -221,3 +228,63 @@ def check_timeout(name: str, value: object) -> float | None:
     if math.isnan(seconds) or seconds < 0:
         raise InvalidArgumentError(name, f"must be a number of seconds >= 0, got {value!r:.40}")
     return min(seconds, MAX_WAIT_SECONDS)
+
+
+# -- per-call request options (run_prompt(..., timeout=, max_retries=, extra_headers=)) ---------------------------
+
+_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+# Headers the SDK sets from its own options: one way to configure each.
+_RESERVED_HEADERS = {"authorization": "api_key", "idempotency-key": "idempotency_key", "content-length": "the body"}
+MAX_HEADER_VALUE_LENGTH = 8192
+
+
+def header_problem(headers: object) -> str | None:
+    """Why ``headers`` cannot be sent as extra HTTP headers, or None: a mapping of token names to visible-ASCII
+    values (spaces inside allowed), none of them a header the SDK sets from its own options."""
+    if not isinstance(headers, Mapping):
+        return f"must be a mapping of header names to str values, got {type(headers).__name__}"
+    for name, value in headers.items():
+        if not isinstance(name, str) or not name or not set(name) <= _TOKEN_CHARS:
+            return f"header name {name!r:.40} is not an HTTP token"
+        if name.lower() in _RESERVED_HEADERS:
+            return f"{name} is set by the SDK from {_RESERVED_HEADERS[name.lower()]}; pass that instead"
+        if not isinstance(value, str):
+            return f"header {name}: the value must be a str, got {type(value).__name__}"
+        if len(value) > MAX_HEADER_VALUE_LENGTH or not all(" " <= char <= "~" for char in value):
+            return f"header {name}: the value must be printable ASCII, at most {MAX_HEADER_VALUE_LENGTH} characters"
+        if value != value.strip(" "):
+            return f"header {name}: the value must not start or end with a space"
+    return None
+
+
+def check_extra_headers(value: object) -> dict[str, str]:
+    if value is None:
+        return {}
+    problem = header_problem(value)
+    if problem is not None:
+        error = ArgumentTypeError if not isinstance(value, Mapping) else InvalidArgumentError
+        raise error("extra_headers", problem)
+    checked: dict[str, str] = dict(value)  # type: ignore[call-overload]
+    return checked
+
+
+def check_call_timeout(value: object) -> httpx.Timeout | None:
+    """A per-call ``timeout=``: None (the client's), seconds, or an ``httpx.Timeout``, as at construction."""
+    if value is None:
+        return None
+    if not isinstance(value, (int, float, httpx.Timeout)) or isinstance(value, bool):
+        raise ArgumentTypeError("timeout", f"must be seconds or an httpx.Timeout, got {type(value).__name__}")
+    try:
+        return check_timeout_option(value)
+    except ConfigurationError as exc:
+        raise InvalidArgumentError("timeout", str(exc).removeprefix("timeout: ").removeprefix("timeout ")) from None
+
+
+def check_call_retries(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ArgumentTypeError("max_retries", f"must be an int in 0..{MAX_RETRIES}, got {type(value).__name__}")
+    if not 0 <= value <= MAX_RETRIES:
+        raise InvalidArgumentError("max_retries", f"must be an int in 0..{MAX_RETRIES}, got {value}")
+    return int(value)
