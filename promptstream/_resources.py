@@ -195,7 +195,7 @@ class Prompts:
         """Add a version to a prompt; the live experiment keeps serving what it served."""
         call = add_version_call(prompt_id, template)
         result: PromptVersion = self._client._send(call, timeout, max_retries, extra_headers)
-        return result
+        return msgspec.structs.replace(result, template=call.body["template"]) if call.body else result
 
 
 class Experiments:
@@ -320,7 +320,7 @@ class AsyncPrompts:
         """``Prompts.add_version``, awaited."""
         call = add_version_call(prompt_id, template)
         result: PromptVersion = await self._client._send(call, timeout, max_retries, extra_headers)
-        return result
+        return msgspec.structs.replace(result, template=call.body["template"]) if call.body else result
 
 
 class AsyncExperiments:
