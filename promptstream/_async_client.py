@@ -47,12 +47,24 @@ class AsyncPromptStreamClient(ClientBase):
 
     @property
     def prompts(self) -> AsyncPrompts:
-        """``PromptStreamClient.prompts``, awaited (``AsyncPrompts``)."""
+        """``PromptStreamClient.prompts``, awaited (``AsyncPrompts``).
+
+        Example:
+            ```python
+            prompt = await client.prompts.get("greeting")
+            ```
+        """
         return AsyncPrompts(self)
 
     @property
     def experiments(self) -> AsyncExperiments:
-        """``PromptStreamClient.experiments``, awaited (``AsyncExperiments``)."""
+        """``PromptStreamClient.experiments``, awaited (``AsyncExperiments``).
+
+        Example:
+            ```python
+            experiments = await client.experiments.list(prompt.prompt_id)
+            ```
+        """
         return AsyncExperiments(self)
 
     async def run_prompt(

@@ -79,12 +79,24 @@ class PromptStreamClient(ClientBase):
 
     @property
     def prompts(self) -> Prompts:
-        """Create, get (by id or name), list prompts and add versions (``Prompts``)."""
+        """Create, get (by id or name), list prompts and add versions (``Prompts``).
+
+        Example:
+            ```python
+            prompt = client.prompts.get("greeting")
+            ```
+        """
         return Prompts(self)
 
     @property
     def experiments(self) -> Experiments:
-        """Create, list and get experiments (``Experiments``)."""
+        """Create, list and get experiments (``Experiments``).
+
+        Example:
+            ```python
+            experiments = client.experiments.list(prompt.prompt_id)
+            ```
+        """
         return Experiments(self)
 
     def run_prompt(

@@ -43,7 +43,14 @@ class RunRequest(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ResponseInfo(msgspec.Struct, frozen=True, kw_only=True):
-    """What the HTTP response of a call looked like, for debugging: ``RunResponse.response``."""
+    """What the HTTP response of a call looked like, for debugging: ``RunResponse.response``.
+
+    Example:
+        ```python
+        info = client.run_prompt("PROMPT_ID", {"text": "Hi"}).response
+        print(info.status_code, info.request_id, info.headers.get("content-type"))
+        ```
+    """
 
     status_code: int
     """The HTTP status, e.g. 200 or 201 (an idempotent replay answers like the first call)."""
@@ -79,13 +86,26 @@ class RunResponse(msgspec.Struct, frozen=True, kw_only=True, dict=True):
 
     @property
     def request_id(self) -> str | None:
-        """The server's request id (``x-request-id``) of the call that returned this run; None if built by hand."""
+        """The server's request id (``x-request-id``) of the call that returned this run; None if built by hand.
+
+        Example:
+            ```python
+            log.info("run %s (request %s)", run.run_id, run.request_id)
+            ```
+        """
         info = self.response
         return None if info is None else info.request_id
 
     @property
     def response(self) -> ResponseInfo | None:
-        """Status, headers and timing of the HTTP response; None for a response built by hand."""
+        """Status, headers and timing of the HTTP response; None for a response built by hand.
+
+        Example:
+            ```python
+            if run.response is not None:
+                print(run.response.status_code, run.response.elapsed)
+            ```
+        """
         info: ResponseInfo | None = self.__dict__.get("_response")
         return info
 
@@ -97,7 +117,14 @@ def attach_response(value: T, info: ResponseInfo) -> T:
 
 
 class PromptVersion(msgspec.Struct, frozen=True, kw_only=True):
-    """One version of a prompt's template."""
+    """One version of a prompt's template.
+
+    Example:
+        ```python
+        for version in client.prompts.get("greeting").versions:
+            print(version.version, version.inputs, version.template)
+        ```
+    """
 
     version: int
     """1 for the first template, then 2, 3, ..."""
@@ -134,7 +161,13 @@ class Prompt(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Variant(msgspec.Struct, frozen=True, kw_only=True):
-    """A variant of an experiment: a prompt version and its traffic weight (None: the latest version)."""
+    """A variant of an experiment: a prompt version and its traffic weight (None: the latest version).
+
+    Example:
+        ```python
+        client.experiments.create(prompt.prompt_id, [Variant(version=1), Variant(version=2, weight=3.0)])
+        ```
+    """
 
     version: int | None
     """The prompt version served; None for a default experiment, which serves the latest version."""

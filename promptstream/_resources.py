@@ -152,7 +152,13 @@ class Prompts:
         max_retries: int | None = None,
         extra_headers: dict[str, str] | None = None,
     ) -> Prompt:
-        """Create a prompt (version 1 is ``template``) and its default experiment."""
+        """Create a prompt (version 1 is ``template``) and its default experiment.
+
+        Example:
+            ```python
+            prompt = client.prompts.create("greeting", "Hello {{name}}!")
+            ```
+        """
         result: Prompt = self._client._send(create_prompt_call(name, template), timeout, max_retries, extra_headers)
         return result
 
@@ -164,7 +170,13 @@ class Prompts:
         max_retries: int | None = None,
         extra_headers: dict[str, str] | None = None,
     ) -> Prompt:
-        """The prompt whose id is ``prompt``, else the one whose name is. Raises ``PromptNotFoundError``."""
+        """The prompt whose id is ``prompt``, else the one whose name is. Raises ``PromptNotFoundError``.
+
+        Example:
+            ```python
+            prompt = client.prompts.get("greeting")  # an id works too
+            ```
+        """
         try:
             result: Prompt = self._client._send(get_prompt_call(prompt), timeout, max_retries, extra_headers)
         except NotFoundError as exc:
@@ -179,7 +191,13 @@ class Prompts:
         max_retries: int | None = None,
         extra_headers: dict[str, str] | None = None,
     ) -> builtins.list[Prompt]:
-        """Every prompt, with its versions."""
+        """Every prompt, with its versions.
+
+        Example:
+            ```python
+            names = [prompt.name for prompt in client.prompts.list()]
+            ```
+        """
         listed: PromptList = self._client._send(list_prompts_call(), timeout, max_retries, extra_headers)
         return listed.prompts
 
@@ -192,7 +210,13 @@ class Prompts:
         max_retries: int | None = None,
         extra_headers: dict[str, str] | None = None,
     ) -> PromptVersion:
-        """Add a version to a prompt; the live experiment keeps serving what it served."""
+        """Add a version to a prompt; the live experiment keeps serving what it served.
+
+        Example:
+            ```python
+            version = client.prompts.add_version(prompt.prompt_id, "Hi {{name}}!")
+            ```
+        """
         call = add_version_call(prompt_id, template)
         result: PromptVersion = self._client._send(call, timeout, max_retries, extra_headers)
         return msgspec.structs.replace(result, template=call.body["template"]) if call.body else result
@@ -222,7 +246,13 @@ class Experiments:
         extra_headers: dict[str, str] | None = None,
     ) -> Experiment:
         """Start an experiment on ``prompt_id``'s versions (the first variant is the control); it ends the
-        prompt's live experiment. A variant is a ``Variant``, ``(version, weight)`` or a version (weight 1)."""
+        prompt's live experiment. A variant is a ``Variant``, ``(version, weight)`` or a version (weight 1).
+
+        Example:
+            ```python
+            experiment = client.experiments.create(prompt.prompt_id, [(1, 1.0), (2, 1.0)], name="tone")
+            ```
+        """
         call = create_experiment_call(prompt_id, variants, name)
         result: Experiment = self._client._send(call, timeout, max_retries, extra_headers)
         return result
@@ -235,7 +265,13 @@ class Experiments:
         max_retries: int | None = None,
         extra_headers: dict[str, str] | None = None,
     ) -> builtins.list[Experiment]:
-        """Every experiment, or those of ``prompt_id``."""
+        """Every experiment, or those of ``prompt_id``.
+
+        Example:
+            ```python
+            live = [e for e in client.experiments.list(prompt.prompt_id) if e.active]
+            ```
+        """
         listed: ExperimentList = self._client._send(
             list_experiments_call(prompt_id), timeout, max_retries, extra_headers
         )
@@ -249,7 +285,13 @@ class Experiments:
         max_retries: int | None = None,
         extra_headers: dict[str, str] | None = None,
     ) -> Experiment:
-        """One experiment. Raises ``NotFoundError``."""
+        """One experiment. Raises ``NotFoundError``.
+
+        Example:
+            ```python
+            assert client.experiments.get(experiment.experiment_id).active
+            ```
+        """
         call = get_experiment_call(experiment_id)
         result: Experiment = self._client._send(call, timeout, max_retries, extra_headers)
         return result
@@ -276,7 +318,13 @@ class AsyncPrompts:
         max_retries: int | None = None,
         extra_headers: dict[str, str] | None = None,
     ) -> Prompt:
-        """``Prompts.create``, awaited."""
+        """``Prompts.create``, awaited.
+
+        Example:
+            ```python
+            prompt = await client.prompts.create("greeting", "Hello {{name}}!")
+            ```
+        """
         call = create_prompt_call(name, template)
         result: Prompt = await self._client._send(call, timeout, max_retries, extra_headers)
         return result
@@ -289,7 +337,13 @@ class AsyncPrompts:
         max_retries: int | None = None,
         extra_headers: dict[str, str] | None = None,
     ) -> Prompt:
-        """``Prompts.get``, awaited: by id, else by name."""
+        """``Prompts.get``, awaited: by id, else by name.
+
+        Example:
+            ```python
+            prompt = await client.prompts.get("greeting")
+            ```
+        """
         try:
             result: Prompt = await self._client._send(get_prompt_call(prompt), timeout, max_retries, extra_headers)
         except NotFoundError as exc:
@@ -304,7 +358,13 @@ class AsyncPrompts:
         max_retries: int | None = None,
         extra_headers: dict[str, str] | None = None,
     ) -> builtins.list[Prompt]:
-        """``Prompts.list``, awaited."""
+        """``Prompts.list``, awaited.
+
+        Example:
+            ```python
+            names = [prompt.name for prompt in await client.prompts.list()]
+            ```
+        """
         listed: PromptList = await self._client._send(list_prompts_call(), timeout, max_retries, extra_headers)
         return listed.prompts
 
@@ -317,7 +377,13 @@ class AsyncPrompts:
         max_retries: int | None = None,
         extra_headers: dict[str, str] | None = None,
     ) -> PromptVersion:
-        """``Prompts.add_version``, awaited."""
+        """``Prompts.add_version``, awaited.
+
+        Example:
+            ```python
+            version = await client.prompts.add_version(prompt.prompt_id, "Hi {{name}}!")
+            ```
+        """
         call = add_version_call(prompt_id, template)
         result: PromptVersion = await self._client._send(call, timeout, max_retries, extra_headers)
         return msgspec.structs.replace(result, template=call.body["template"]) if call.body else result
@@ -345,7 +411,13 @@ class AsyncExperiments:
         max_retries: int | None = None,
         extra_headers: dict[str, str] | None = None,
     ) -> Experiment:
-        """``Experiments.create``, awaited."""
+        """``Experiments.create``, awaited.
+
+        Example:
+            ```python
+            experiment = await client.experiments.create(prompt.prompt_id, [1, 2])
+            ```
+        """
         call = create_experiment_call(prompt_id, variants, name)
         result: Experiment = await self._client._send(call, timeout, max_retries, extra_headers)
         return result
@@ -358,7 +430,13 @@ class AsyncExperiments:
         max_retries: int | None = None,
         extra_headers: dict[str, str] | None = None,
     ) -> builtins.list[Experiment]:
-        """``Experiments.list``, awaited."""
+        """``Experiments.list``, awaited.
+
+        Example:
+            ```python
+            experiments = await client.experiments.list(prompt.prompt_id)
+            ```
+        """
         call = list_experiments_call(prompt_id)
         listed: ExperimentList = await self._client._send(call, timeout, max_retries, extra_headers)
         return listed.experiments
@@ -371,7 +449,13 @@ class AsyncExperiments:
         max_retries: int | None = None,
         extra_headers: dict[str, str] | None = None,
     ) -> Experiment:
-        """``Experiments.get``, awaited."""
+        """``Experiments.get``, awaited.
+
+        Example:
+            ```python
+            experiment = await client.experiments.get(experiment.experiment_id)
+            ```
+        """
         call = get_experiment_call(experiment_id)
         result: Experiment = await self._client._send(call, timeout, max_retries, extra_headers)
         return result
