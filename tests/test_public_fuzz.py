@@ -79,6 +79,10 @@ def world(server: Any, spool_dir: Path) -> dict[str, Any]:
         "rating": 4,
         "engagement_score": 1.5,
         "timeout": 0.05,
+        "name": "fuzzed",
+        "template": "Hi {{name}}",
+        "prompt": prompt["prompt_id"],
+        "variants": [(1, 1.0)],
     }
 
 
@@ -87,8 +91,10 @@ def agent_threads_alive(client: Any) -> bool:
     return all(any(n.startswith(prefix) for n in names) for prefix in ("promptstream-spooler", "promptstream-sender"))
 
 
-def method_call() -> st.SearchStrategy[tuple[str, Any]]:
-    return st.sampled_from(public_methods(PromptStreamClient))
+def targets(client: Any) -> list[tuple[Any, str]]:
+    """Every public method of the client and of its ``prompts`` and ``experiments`` resources."""
+    owners = [client, client.prompts, client.experiments]
+    return [(owner, name) for owner in owners for name in public_methods(type(owner))]
 
 
 FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -101,8 +107,8 @@ def test_sync_client_raises_only_its_own_errors(server: Any, spool_dir: Path, wo
     @FUZZ
     @given(data=st.data())
     def call_anything(data: st.DataObject) -> None:
-        name = data.draw(st.sampled_from(public_methods(PromptStreamClient)), label="method")
-        method = getattr(client, name)
+        owner, name = data.draw(st.sampled_from(targets(client)), label="method")
+        method = getattr(owner, name)
         kwargs = data.draw(fuzz_arguments(method, world), label="kwargs")
         try:
             method(**kwargs)
@@ -132,8 +138,8 @@ def test_async_client_raises_only_its_own_errors(server: Any, spool_dir: Path, w
     @FUZZ
     @given(data=st.data())
     def call_anything(data: st.DataObject) -> None:
-        name = data.draw(st.sampled_from(public_methods(AsyncPromptStreamClient)), label="method")
-        method = getattr(client, name)
+        owner, name = data.draw(st.sampled_from(targets(client)), label="method")
+        method = getattr(owner, name)
         kwargs = data.draw(fuzz_arguments(method, world), label="kwargs")
         try:
             result = method(**kwargs)
