@@ -108,8 +108,10 @@ def resolve_base_url(base_url: object) -> str:
             "authenticates) and never logged",
             redact_url(url),
         )
-        parsed = parsed.copy_with(username=None, password=None)
-    return str(parsed).rstrip("/")
+        return str(parsed.copy_with(username=None, password=None)).rstrip("/")
+    # as given, not re-serialised by httpx: the spool's file name is derived from this string, and an upgrade must
+    # find the spool an older version wrote
+    return url.rstrip("/")
 
 
 def check_timeout_option(value: object) -> httpx.Timeout:

@@ -83,7 +83,7 @@ class RecordingClient(PromptStreamClient):
         """Every event that would have been sent, in order."""
         self.runs: list[tuple[str, dict[str, Any], str | None]] = []
         """(prompt_id, inputs, external_user_id as sent) of every run_prompt call."""
-        self.filtered = 0
+        self.filtered: int = 0
         self.hook_errors: list[str] = []
         self._enqueue = self._record
 
