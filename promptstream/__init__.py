@@ -11,6 +11,7 @@ Example:
 """
 
 from ._async_client import AsyncPromptStreamClient
+from ._async_resources import AsyncExperiments, AsyncPrompts
 from ._client import PromptStreamClient
 from ._config import AgentConfig
 from ._errors import (
@@ -31,24 +32,21 @@ from ._errors import (
     RateLimitError,
     ServerError,
 )
+from ._management_models import Experiment, Prompt, PromptVersion, Variant
 from ._models import (
     DeliveryStats,
     Event,
-    Experiment,
     ExperimentResults,
     MeanResult,
     OutcomeRates,
-    Prompt,
-    PromptVersion,
     RateResult,
     ResponseInfo,
     RunResponse,
     SampleRatio,
-    Variant,
     VariantResult,
 )
 from ._privacy import hash_user_id
-from ._resources import AsyncExperiments, AsyncPrompts, Experiments, Prompts
+from ._resources import Experiments, Prompts
 from ._version import __version__
 
 __all__ = [

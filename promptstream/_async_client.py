@@ -11,11 +11,11 @@ from typing import Any
 
 import httpx
 
+from ._async_resources import AsyncExperiments, AsyncPrompts
 from ._base_client import CallOptions, ClientBase, decode_response
 from ._client import _decode_results, _decode_run
 from ._errors import APIConnectionError
 from ._models import ExperimentResults, RunResponse
-from ._resources import AsyncExperiments, AsyncPrompts
 from ._retry import RetrySchedule
 from ._validation import check_timeout
 

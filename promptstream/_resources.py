@@ -18,14 +18,24 @@ import httpx
 import msgspec
 
 from ._errors import ArgumentTypeError, InvalidArgumentError, NotFoundError
-from ._models import Experiment, ExperimentList, Prompt, PromptList, PromptVersion, Variant
+from ._management_models import Experiment, ExperimentList, Prompt, PromptList, PromptVersion, Variant
 from ._validation import check_id, check_label
 
 if TYPE_CHECKING:
-    from ._async_client import AsyncPromptStreamClient
     from ._client import PromptStreamClient
 
-__all__ = ["AsyncExperiments", "AsyncPrompts", "Experiments", "Prompts"]
+__all__ = [
+    "Experiments",
+    "Prompts",
+    "add_version_call",
+    "create_experiment_call",
+    "create_prompt_call",
+    "get_experiment_call",
+    "get_prompt_call",
+    "list_experiments_call",
+    "list_prompts_call",
+    "prompt_by_name",
+]
 
 MAX_VARIANTS = 100
 MAX_WEIGHT = 1e6
@@ -122,7 +132,7 @@ def get_experiment_call(experiment_id: object) -> _Call:
     return _Call("GET", path, None, _decode_experiment, "experiment")
 
 
-def _by_name(prompts: PromptList, name: str, error: NotFoundError) -> Prompt:
+def prompt_by_name(prompts: PromptList, name: str, error: NotFoundError) -> Prompt:
     for prompt in prompts.prompts:
         if prompt.name == name:
             return prompt
@@ -181,7 +191,7 @@ class Prompts:
             result: Prompt = self._client._send(get_prompt_call(prompt), timeout, max_retries, extra_headers)
         except NotFoundError as exc:
             listed: PromptList = self._client._send(list_prompts_call(), timeout, max_retries, extra_headers)
-            return _by_name(listed, prompt, exc)
+            return prompt_by_name(listed, prompt, exc)
         return result
 
     def list(
@@ -294,168 +304,4 @@ class Experiments:
         """
         call = get_experiment_call(experiment_id)
         result: Experiment = self._client._send(call, timeout, max_retries, extra_headers)
-        return result
-
-
-class AsyncPrompts:
-    """``AsyncPromptStreamClient.prompts``: ``Prompts``, awaited.
-
-    Example:
-        ```python
-        prompt = await client.prompts.get("greeting")
-        ```
-    """
-
-    def __init__(self, client: AsyncPromptStreamClient) -> None:
-        self._client = client
-
-    async def create(
-        self,
-        name: str,
-        template: str,
-        *,
-        timeout: float | httpx.Timeout | None = None,
-        max_retries: int | None = None,
-        extra_headers: dict[str, str] | None = None,
-    ) -> Prompt:
-        """``Prompts.create``, awaited.
-
-        Example:
-            ```python
-            prompt = await client.prompts.create("greeting", "Hello {{name}}!")
-            ```
-        """
-        call = create_prompt_call(name, template)
-        result: Prompt = await self._client._send(call, timeout, max_retries, extra_headers)
-        return result
-
-    async def get(
-        self,
-        prompt: str,
-        *,
-        timeout: float | httpx.Timeout | None = None,
-        max_retries: int | None = None,
-        extra_headers: dict[str, str] | None = None,
-    ) -> Prompt:
-        """``Prompts.get``, awaited: by id, else by name.
-
-        Example:
-            ```python
-            prompt = await client.prompts.get("greeting")
-            ```
-        """
-        try:
-            result: Prompt = await self._client._send(get_prompt_call(prompt), timeout, max_retries, extra_headers)
-        except NotFoundError as exc:
-            listed: PromptList = await self._client._send(list_prompts_call(), timeout, max_retries, extra_headers)
-            return _by_name(listed, prompt, exc)
-        return result
-
-    async def list(
-        self,
-        *,
-        timeout: float | httpx.Timeout | None = None,
-        max_retries: int | None = None,
-        extra_headers: dict[str, str] | None = None,
-    ) -> builtins.list[Prompt]:
-        """``Prompts.list``, awaited.
-
-        Example:
-            ```python
-            names = [prompt.name for prompt in await client.prompts.list()]
-            ```
-        """
-        listed: PromptList = await self._client._send(list_prompts_call(), timeout, max_retries, extra_headers)
-        return listed.prompts
-
-    async def add_version(
-        self,
-        prompt_id: str,
-        template: str,
-        *,
-        timeout: float | httpx.Timeout | None = None,
-        max_retries: int | None = None,
-        extra_headers: dict[str, str] | None = None,
-    ) -> PromptVersion:
-        """``Prompts.add_version``, awaited.
-
-        Example:
-            ```python
-            version = await client.prompts.add_version(prompt.prompt_id, "Hi {{name}}!")
-            ```
-        """
-        call = add_version_call(prompt_id, template)
-        result: PromptVersion = await self._client._send(call, timeout, max_retries, extra_headers)
-        return msgspec.structs.replace(result, template=call.body["template"]) if call.body else result
-
-
-class AsyncExperiments:
-    """``AsyncPromptStreamClient.experiments``: ``Experiments``, awaited.
-
-    Example:
-        ```python
-        experiments = await client.experiments.list(prompt.prompt_id)
-        ```
-    """
-
-    def __init__(self, client: AsyncPromptStreamClient) -> None:
-        self._client = client
-
-    async def create(
-        self,
-        prompt_id: str,
-        variants: Sequence[Variant | tuple[int, float] | int],
-        *,
-        name: str | None = None,
-        timeout: float | httpx.Timeout | None = None,
-        max_retries: int | None = None,
-        extra_headers: dict[str, str] | None = None,
-    ) -> Experiment:
-        """``Experiments.create``, awaited.
-
-        Example:
-            ```python
-            experiment = await client.experiments.create(prompt.prompt_id, [1, 2])
-            ```
-        """
-        call = create_experiment_call(prompt_id, variants, name)
-        result: Experiment = await self._client._send(call, timeout, max_retries, extra_headers)
-        return result
-
-    async def list(
-        self,
-        prompt_id: str | None = None,
-        *,
-        timeout: float | httpx.Timeout | None = None,
-        max_retries: int | None = None,
-        extra_headers: dict[str, str] | None = None,
-    ) -> builtins.list[Experiment]:
-        """``Experiments.list``, awaited.
-
-        Example:
-            ```python
-            experiments = await client.experiments.list(prompt.prompt_id)
-            ```
-        """
-        call = list_experiments_call(prompt_id)
-        listed: ExperimentList = await self._client._send(call, timeout, max_retries, extra_headers)
-        return listed.experiments
-
-    async def get(
-        self,
-        experiment_id: str,
-        *,
-        timeout: float | httpx.Timeout | None = None,
-        max_retries: int | None = None,
-        extra_headers: dict[str, str] | None = None,
-    ) -> Experiment:
-        """``Experiments.get``, awaited.
-
-        Example:
-            ```python
-            experiment = await client.experiments.get(experiment.experiment_id)
-            ```
-        """
-        call = get_experiment_call(experiment_id)
-        result: Experiment = await self._client._send(call, timeout, max_retries, extra_headers)
         return result

@@ -14,7 +14,7 @@ import msgspec
 from .._client import PromptStreamClient
 from .._config import redact_url
 from .._errors import APIConnectionError
-from .._models import Experiment, Prompt, Variant
+from .._management_models import Experiment, Prompt, Variant
 from ._common import CommandError, api_key_or_fail
 from ._render import render_results
 
