@@ -11,6 +11,7 @@ Example:
 """
 
 from ._async_client import AsyncPromptStreamClient
+from ._async_resources import AsyncExperiments, AsyncPrompts
 from ._client import PromptStreamClient
 from ._config import AgentConfig
 from ._errors import (
@@ -32,6 +33,7 @@ from ._errors import (
     RateLimitError,
     ServerError,
 )
+from ._management_models import Experiment, Prompt, PromptVersion, Variant
 from ._models import (
     DeliveryStats,
     Event,
@@ -39,11 +41,13 @@ from ._models import (
     MeanResult,
     OutcomeRates,
     RateResult,
+    ResponseInfo,
     RunResponse,
     SampleRatio,
     VariantResult,
 )
 from ._privacy import hash_user_id
+from ._resources import Experiments, Prompts
 from ._version import __version__
 
 __all__ = [
@@ -52,14 +56,18 @@ __all__ = [
     "APITimeoutError",
     "AgentConfig",
     "ArgumentTypeError",
+    "AsyncExperiments",
     "AsyncPromptStreamClient",
+    "AsyncPrompts",
     "AuthenticationError",
     "BadRequestError",
     "ConfigurationError",
     "DeliveryStats",
     "Event",
     "EventRejectedError",
+    "Experiment",
     "ExperimentResults",
+    "Experiments",
     "InvalidArgumentError",
     "InvalidResponseError",
     "MeanResult",
@@ -67,14 +75,19 @@ __all__ = [
     "OutcomeRates",
     "PayloadTooLargeError",
     "PermissionDeniedError",
+    "Prompt",
     "PromptNotFoundError",
     "PromptStreamClient",
     "PromptStreamError",
+    "PromptVersion",
+    "Prompts",
     "RateLimitError",
     "RateResult",
+    "ResponseInfo",
     "RunResponse",
     "SampleRatio",
     "ServerError",
+    "Variant",
     "VariantResult",
     "__version__",
     "hash_user_id",

@@ -11,11 +11,13 @@ from typing import Any
 
 import httpx
 
-from ._client import _ClientBase, _decode, _decode_results, _decode_run
+from ._async_resources import AsyncExperiments, AsyncPrompts
+from ._base_client import CallOptions, ClientBase, decode_response
+from ._client import _decode_results, _decode_run
 from ._errors import APIConnectionError
-from ._http import HttpTransport
 from ._models import ExperimentResults, RunResponse
 from ._retry import RetrySchedule
+from ._validation import check_timeout
 
 __all__ = ["AsyncPromptStreamClient"]
 
@@ -23,7 +25,7 @@ __all__ = ["AsyncPromptStreamClient"]
 # would cost every `import promptstream`, synchronous users included, 10 ms (measured with -X importtime).
 
 
-class AsyncPromptStreamClient(_ClientBase):
+class AsyncPromptStreamClient(ClientBase):
     """The PromptStream client for asyncio: ``await`` prompt runs, track events without waiting.
 
     Example:
@@ -35,11 +37,35 @@ class AsyncPromptStreamClient(_ClientBase):
             client.track_click(run.run_id, run.experiment_id, label="copy")  # no await: it only enqueues
         ```
 
-    Options, errors, retries and delivery guarantees are PromptStreamClient's. One client per event loop: its
-    HTTP connections belong to the loop that first used them.
+    Options, errors, retries and delivery guarantees are PromptStreamClient's, except ``http_client``: here an
+    ``httpx.AsyncClient`` for the awaited requests (the SDK owns their base URL, auth, timeouts and retries, and never
+    closes it); the background sender, on its own thread, keeps its own synchronous connection. One client per event
+    loop: its HTTP connections belong to the loop that first used them.
     """
 
-    _async_http: httpx.AsyncClient | None = None
+    _http_client_type = httpx.AsyncClient
+
+    @property
+    def prompts(self) -> AsyncPrompts:
+        """``PromptStreamClient.prompts``, awaited (``AsyncPrompts``).
+
+        Example:
+            ```python
+            prompt = await client.prompts.get("greeting")
+            ```
+        """
+        return AsyncPrompts(self)
+
+    @property
+    def experiments(self) -> AsyncExperiments:
+        """``PromptStreamClient.experiments``, awaited (``AsyncExperiments``).
+
+        Example:
+            ```python
+            experiments = await client.experiments.list(prompt.prompt_id)
+            ```
+        """
+        return AsyncExperiments(self)
 
     async def run_prompt(
         self,
@@ -48,6 +74,9 @@ class AsyncPromptStreamClient(_ClientBase):
         external_user_id: str | None = None,
         *,
         idempotency_key: str | None = None,
+        timeout: float | httpx.Timeout | None = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> RunResponse:
         """``PromptStreamClient.run_prompt``, awaited.
 
@@ -56,10 +85,19 @@ class AsyncPromptStreamClient(_ClientBase):
             run = await client.run_prompt("PROMPT_ID", {"text": "Hi"}, external_user_id="user_123")
             ```
         """
+        options = self._call_options(timeout, max_retries, extra_headers)
         path, body, headers = self._run_request(prompt_id, inputs, external_user_id, idempotency_key)
-        return _decode(await self._request_with_retries("POST", path, body, headers), _decode_run, "run")
+        response = await self._request_with_retries("POST", path, body, headers, options)
+        return decode_response(response, _decode_run, "run")
 
-    async def get_experiment_results(self, experiment_id: str) -> ExperimentResults:
+    async def get_experiment_results(
+        self,
+        experiment_id: str,
+        *,
+        timeout: float | httpx.Timeout | None = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> ExperimentResults:
         """``PromptStreamClient.get_experiment_results``, awaited.
 
         Example:
@@ -67,28 +105,35 @@ class AsyncPromptStreamClient(_ClientBase):
             results = await client.get_experiment_results(run.experiment_id)
             ```
         """
-        response = await self._request_with_retries("GET", self._results_path(experiment_id))
-        return _decode(response, _decode_results, "results")
+        options = self._call_options(timeout, max_retries, extra_headers)
+        response = await self._request_with_retries("GET", self._results_path(experiment_id), None, None, options)
+        return decode_response(response, _decode_results, "results")
+
+    async def _send(self, call: Any, timeout: object, max_retries: object, extra_headers: object) -> Any:
+        options = self._call_options(timeout, max_retries, extra_headers)
+        body, headers = (None, None) if call.body is None else self._json_body(call.body)
+        response = await self._request_with_retries(call.method, call.path, body, headers, options)
+        return decode_response(response, call.decode, call.what)
 
     async def _request_with_retries(
-        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+        self, method: str, path: str, body: bytes | None, headers: dict[str, str] | None, options: CallOptions
     ) -> httpx.Response:
         import asyncio
 
-        if self._async_http is None:
-            self._async_http = self._transport.new_async_client()
+        client = self._async_pool.get(self._transport)
         schedule = RetrySchedule(first=0.5, cap=8.0)
+        all_headers = {**options.headers, **headers} if headers else options.headers
         while True:
             try:
-                response = await HttpTransport.request_async(
-                    self._async_http, method, path, content=body, headers=headers
+                response = await self._transport.request_async(
+                    client, method, path, content=body, headers=all_headers, timeout=options.timeout
                 )
             except APIConnectionError as exc:
-                await asyncio.sleep(self._delay_before_retry(schedule, exc))
+                await asyncio.sleep(self._delay_before_retry(options, schedule, exc))
                 continue
             if response.status_code < 400:
                 return response
-            await asyncio.sleep(self._delay_before_retry(schedule, response))
+            await asyncio.sleep(self._delay_before_retry(options, schedule, response))
 
     async def flush(self, timeout: float | None = None) -> bool:
         """``PromptStreamClient.flush``, waited for in a worker thread: the event loop keeps running.
@@ -100,9 +145,10 @@ class AsyncPromptStreamClient(_ClientBase):
         """
         import asyncio
 
+        seconds = check_timeout("timeout", timeout)
         if self._agent is None:
             return True
-        return await asyncio.to_thread(self._agent.flush, timeout)
+        return await asyncio.to_thread(self._agent.flush, seconds)
 
     async def aclose(self, timeout: float | None = None) -> bool:
         """Flush for up to ``timeout`` (default ``shutdown_timeout``) off the loop, stop the agent, close connections.
@@ -115,12 +161,11 @@ class AsyncPromptStreamClient(_ClientBase):
         """
         import asyncio
 
+        seconds = check_timeout("timeout", timeout)
         flushed = True
         if self._agent is not None:
-            flushed = await asyncio.to_thread(self._agent.close, timeout)
-        if self._async_http is not None:
-            await self._async_http.aclose()
-            self._async_http = None
+            flushed = await asyncio.to_thread(self._agent.close, seconds)
+        await self._async_pool.aclose()
         self._transport.close()
         return flushed
 

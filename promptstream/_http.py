@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import msgspec
 
+from ._config import redact_url
 from ._errors import (
     APIConnectionError,
     APIStatusError,
@@ -40,9 +41,16 @@ class HttpTransport:
     """Owns the process's httpx.Client. After ``fork()`` the child never touches the parent's client (its sockets
     and TLS state belong to the parent); it builds its own on first use and leaves the inherited one unclosed."""
 
-    def __init__(self, base_url: str, api_key: str, timeout: httpx.Timeout) -> None:
+    def __init__(
+        self, base_url: str, api_key: str, timeout: httpx.Timeout, *, http_client: httpx.Client | None = None
+    ) -> None:
         self.base_url = base_url
         self.timeout = timeout
+        # A client the user brought (proxies, CA, mTLS, hooks): used in the process that passed it, never closed
+        # by us. A forked child cannot share its sockets, so it builds its own with the SDK's defaults.
+        self._user_client = http_client
+        self._user_client_pid = os.getpid()
+        self._api_key = api_key
         self._headers = {"Authorization": f"Bearer {api_key}", "User-Agent": USER_AGENT}
         self._client: httpx.Client | None = None
         self._client_pid = 0
@@ -65,9 +73,11 @@ class HttpTransport:
             self._client = None
 
     def __repr__(self) -> str:
-        return f"HttpTransport(base_url={self.base_url!r})"
+        return f"HttpTransport(base_url={redact_url(self.base_url)!r})"
 
     def _get_client(self) -> httpx.Client:
+        if self._user_client is not None and self._user_client_pid == os.getpid():
+            return self._user_client
         client = self._client
         if client is not None:
             return client
@@ -93,12 +103,13 @@ class HttpTransport:
     ) -> httpx.Response:
         """Send one request; transport failures become APIConnectionError / APITimeoutError."""
         client = self._get_client()
-        with _transport_errors():
+        with _transport_errors(self._api_key):
+            # The URL, auth and timeout are the SDK's on every request, whatever client carries it.
             return client.request(
                 method,
-                path,
+                self.base_url + path,
                 content=content,
-                headers=headers,
+                headers={**self._headers, **headers} if headers else self._headers,
                 timeout=timeout if timeout is not None else self.timeout,
             )
 
@@ -111,18 +122,25 @@ class HttpTransport:
             limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
         )
 
-    @staticmethod
     async def request_async(
+        self,
         client: httpx.AsyncClient,
         method: str,
         path: str,
         *,
         content: bytes | None = None,
         headers: dict[str, str] | None = None,
+        timeout: httpx.Timeout | None = None,
     ) -> httpx.Response:
-        """``request`` for an AsyncClient: the same errors."""
-        with _transport_errors():
-            return await client.request(method, path, content=content, headers=headers)
+        """``request`` over an AsyncClient (the SDK's or the user's): the same URL, headers, timeout and errors."""
+        with _transport_errors(self._api_key):
+            return await client.request(
+                method,
+                self.base_url + path,
+                content=content,
+                headers={**self._headers, **headers} if headers else self._headers,
+                timeout=timeout if timeout is not None else self.timeout,
+            )
 
     def close(self) -> None:
         with self._lock:
@@ -131,14 +149,20 @@ class HttpTransport:
             self._client = None
 
 
+def _scrub(text: str, secret: str) -> str:
+    return text.replace(secret, "***") if secret else text
+
+
 @contextlib.contextmanager
-def _transport_errors() -> Iterator[None]:
+def _transport_errors(secret: str) -> Iterator[None]:
+    # httpx's messages can quote a header (and so the key) or a URL with its userinfo: neither reaches our errors.
     try:
         yield
     except httpx.TimeoutException as exc:
-        raise APITimeoutError(f"request timed out: {type(exc).__name__}") from exc
+        raise APITimeoutError(f"request timed out: {type(exc).__name__}") from None
     except httpx.TransportError as exc:
-        raise APIConnectionError(f"connection failed: {type(exc).__name__}: {exc}") from exc
+        message = _scrub(redact_url(str(exc)) if "://" in str(exc) else str(exc), secret)
+        raise APIConnectionError(f"connection failed: {type(exc).__name__}: {message}") from None
 
 
 # The transports of this process, so a fork can lock them before and a forked child can drop what it inherited.

@@ -6,9 +6,11 @@ older SDK); what the SDK sends is built from these Structs, so its shape is exac
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import msgspec
+
+T = TypeVar("T", bound=msgspec.Struct)
 
 __all__ = [
     "BatchRejection",
@@ -18,8 +20,10 @@ __all__ = [
     "ErrorEnvelope",
     "Event",
     "EventType",
+    "ResponseInfo",
     "RunRequest",
     "RunResponse",
+    "attach_response",
 ]
 
 EventType = Literal["click", "conversion", "feedback", "rating", "engagement"]
@@ -32,13 +36,36 @@ class RunRequest(msgspec.Struct, frozen=True, kw_only=True):
     external_user_id: str | None = None
 
 
-class RunResponse(msgspec.Struct, frozen=True, kw_only=True):
+class ResponseInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """What the HTTP response of a call looked like, for debugging: ``RunResponse.response``.
+
+    Example:
+        ```python
+        info = client.run_prompt("PROMPT_ID", {"text": "Hi"}).response
+        print(info.status_code, info.request_id, info.headers.get("content-type"))
+        ```
+    """
+
+    status_code: int
+    """The HTTP status, e.g. 200 or 201 (an idempotent replay answers like the first call)."""
+    headers: dict[str, str]
+    """The response headers, names in lower case."""
+    request_id: str | None = None
+    """The server's ``x-request-id``: quote it when you report a problem."""
+    elapsed: float = 0.0
+    """Seconds from sending the request to reading the response, of the attempt that succeeded."""
+
+
+class RunResponse(msgspec.Struct, frozen=True, kw_only=True, dict=True):
     """The result of ``run_prompt``: one execution of a prompt in an experiment.
+
+    Two responses are equal when their fields are; ``request_id`` and ``response`` describe the HTTP exchange and
+    are not part of that comparison (a replay of the same run is the same run).
 
     Example:
         ```python
         resp = client.run_prompt("PROMPT_ID", {"text": "Hi"}, external_user_id="user_123")
-        print(resp.variant_assigned, resp.output)
+        print(resp.variant_assigned, resp.output, resp.request_id)
         ```
     """
 
@@ -50,6 +77,37 @@ class RunResponse(msgspec.Struct, frozen=True, kw_only=True):
     """The variant that served this run, e.g. ``"v2"``: sticky per ``external_user_id``, random without one."""
     output: str
     """The rendered output of the variant's prompt version for these inputs (at most 1 MiB of UTF-8)."""
+
+    @property
+    def request_id(self) -> str | None:
+        """The server's request id (``x-request-id``) of the call that returned this run; None if built by hand.
+
+        Example:
+            ```python
+            log.info("run %s (request %s)", run.run_id, run.request_id)
+            ```
+        """
+        info = self.response
+        return None if info is None else info.request_id
+
+    @property
+    def response(self) -> ResponseInfo | None:
+        """Status, headers and timing of the HTTP response; None for a response built by hand.
+
+        Example:
+            ```python
+            if run.response is not None:
+                print(run.response.status_code, run.response.elapsed)
+            ```
+        """
+        info: ResponseInfo | None = self.__dict__.get("_response")
+        return info
+
+
+def attach_response(value: T, info: ResponseInfo) -> T:
+    """``value`` (a Struct with ``dict=True``) carrying ``info`` as its ``response``, outside its fields."""
+    value.__dict__["_response"] = info
+    return value
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

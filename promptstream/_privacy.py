@@ -106,6 +106,8 @@ _warned_hosts: set[str] = set()  # one warning per host and process, however man
 
 def warn_if_key_goes_in_clear(base_url: str) -> None:
     """Warn once when the API key would travel over plain HTTP to a host that is not this machine."""
+    from ._config import redact_url
+
     url = httpx.URL(base_url)
     if url.scheme != "http" or url.host in _warned_hosts:
         return
@@ -119,5 +121,5 @@ def warn_if_key_goes_in_clear(base_url: str) -> None:
         logger.warning(
             "promptstream: base_url %s is plain http to a remote host: the API key would cross the network "
             "unencrypted; use https",
-            base_url,
+            redact_url(base_url),
         )

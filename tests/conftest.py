@@ -65,7 +65,13 @@ def client_factory(spool_dir: Path) -> Iterator[Callable[..., PromptStreamClient
 
     def make(base_url: str, **kwargs: Any) -> PromptStreamClient:
         api_key = kwargs.pop("api_key", API_KEY)
-        options: dict[str, Any] = {"spool_dir": spool_dir, "flush_interval": 0.05, "shutdown_timeout": 2.0}
+        # Test defaults as keywords, unless the test gives an agent_config: keywords given explicitly override its
+        # fields (one way to configure), so they would replace what the test chose.
+        options: dict[str, Any] = (
+            {}
+            if "agent_config" in kwargs
+            else {"spool_dir": spool_dir, "flush_interval": 0.05, "shutdown_timeout": 2.0}
+        )
         options.update(kwargs)
         client = PromptStreamClient(api_key, base_url=base_url, **options)
         clients.append(client)

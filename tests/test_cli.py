@@ -131,7 +131,6 @@ def test_prompts_and_experiments_from_the_shell(server: Any, capsys: pytest.Capt
         ("server down", "cannot reach the server"),
         ("bad key", "the server refused the API key (401)"),
         ("unknown experiment", "404 experiment_not_found"),
-        ("bad variant", "--variant takes VERSION[:WEIGHT]"),
         ("no key", "no API key: pass --api-key or set PROMPTSTREAM_API_KEY"),
     ],
 )
@@ -143,7 +142,6 @@ def test_each_failure_is_one_clear_line_and_exit_1(
         "server down": ["experiments", "list", "--base-url", f"http://127.0.0.1:{free_port()}", "--api-key", "k"],
         "bad key": ["prompts", "list", "--base-url", server.url, "--api-key", "wrong"],
         "unknown experiment": ["experiments", "results", "nope", *admin(server)[:4]],
-        "bad variant": ["experiments", "create", "p", "--variant", "two", *admin(server)[:4]],
         "no key": ["prompts", "list", "--base-url", server.url],
     }[case]
     assert main(argv) == 1

@@ -63,12 +63,13 @@ def test_troubleshooting_has_an_entry_for_every_error_class() -> None:
     assert len(error_classes()) == 17
 
 
-def test_the_clients_keyword_defaults_are_agent_configs() -> None:
+def test_the_clients_agent_keywords_default_to_agent_config() -> None:
+    """An agent keyword left at None takes agent_config's value (or AgentConfig's default): one source of defaults."""
     agent_defaults = {field.name: field.default for field in msgspec.structs.fields(AgentConfig)}
     for client in (PromptStreamClient, AsyncPromptStreamClient):
         for name, parameter in inspect.signature(client).parameters.items():
-            if name in agent_defaults and name != "spool_dir":
-                assert parameter.default == agent_defaults[name], f"{client.__name__}({name}=...)"
+            if name in agent_defaults:
+                assert parameter.default is None, f"{client.__name__}({name}=...)"
 
 
 def test_configuration_md_lists_every_option_with_the_codes_default() -> None:

@@ -68,30 +68,34 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("template", help='e.g. "Summarise {{text}} for {{audience}}"')
     create.set_defaults(handler=_admin.cmd_prompts_create)
     listing = prompt_commands.add_parser("list", help="every prompt")
+    listing.add_argument("--json", action="store_true", help="the prompts as JSON")
     listing.set_defaults(handler=_admin.cmd_prompts_list)
     show = prompt_commands.add_parser("show", help="a prompt with its versions")
-    show.add_argument("prompt_id")
+    show.add_argument("prompt_id", metavar="PROMPT", help="the prompt's id or name")
+    show.add_argument("--json", action="store_true", help="the prompt as JSON")
     show.set_defaults(handler=_admin.cmd_prompts_show)
     add_version = prompt_commands.add_parser("add-version", help="add a version to a prompt")
-    add_version.add_argument("prompt_id")
+    add_version.add_argument("prompt_id", metavar="PROMPT", help="the prompt's id or name")
     add_version.add_argument("template")
     add_version.set_defaults(handler=_admin.cmd_prompts_add_version)
 
     experiments = commands.add_parser("experiments", help="create and list experiments, and read their results")
     experiment_commands = experiments.add_subparsers(dest="action", required=True, metavar="ACTION")
     start = experiment_commands.add_parser("create", help="start an experiment (ends the prompt's current one)")
-    start.add_argument("prompt_id")
+    start.add_argument("prompt_id", metavar="PROMPT", help="the prompt's id or name")
     start.add_argument(
         "--variant",
         action="append",
         required=True,
+        type=_admin.parse_variant,
         metavar="VERSION[:WEIGHT]",
         help="a version and its weight, e.g. --variant 1:1 --variant 2:1 (the first is the control)",
     )
     start.add_argument("--name")
     start.set_defaults(handler=_admin.cmd_experiments_create)
     listed = experiment_commands.add_parser("list", help="experiments, optionally of one prompt")
-    listed.add_argument("--prompt", dest="prompt_id")
+    listed.add_argument("--prompt", dest="prompt_id", help="only this prompt's (id or name)")
+    listed.add_argument("--json", action="store_true", help="the experiments as JSON")
     listed.set_defaults(handler=_admin.cmd_experiments_list)
     results = _results.add_commands(experiment_commands)
 

@@ -1,31 +1,71 @@
-"""``promptstream prompts …`` and ``promptstream experiments …``: the protocol's admin endpoints from a shell."""
+"""``promptstream prompts …`` and ``promptstream experiments …``: the client's typed management calls
+(``client.prompts``, ``client.experiments``) from a shell. Every list command takes ``--json``."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import msgspec
 
-from .._models import ExperimentResults
-from ._common import CommandError, admin_api, path_part
-from ._render import render_results
+from .._client import PromptStreamClient
+from .._config import redact_url
+from .._errors import APIConnectionError
+from .._management_models import Experiment, Prompt, Variant
+from ._common import CommandError, api_key_or_fail
+
+__all__ = ["connected_client", "parse_variant"]
 
 
-def _print_prompt(prompt: dict[str, Any]) -> None:
-    print(f"{prompt['prompt_id']}  {prompt['name']}  latest version {prompt['latest_version']}")
+@contextlib.contextmanager
+def connected_client(args: argparse.Namespace) -> Iterator[PromptStreamClient]:
+    # disabled: the CLI tracks nothing, so no agent, threads or spool are started for it
+    client = PromptStreamClient(api_key_or_fail(args.api_key), base_url=args.base_url, disabled=True)
+    try:
+        yield client
+    except APIConnectionError as exc:
+        raise CommandError(f"cannot reach the server at {redact_url(client.base_url)}: {exc.message}") from None
+    finally:
+        client.close(timeout=0)
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(msgspec.to_builtins(value), indent=2))
+
+
+def _print_prompt(prompt: Prompt) -> None:
+    print(f"{prompt.prompt_id}  {prompt.name}  latest version {prompt.latest_version}")
+
+
+def parse_variant(text: str) -> Variant:
+    """``--variant VERSION[:WEIGHT]``; an argparse type, so a bad one is a usage error (exit code 2)."""
+    version, _, weight = text.partition(":")
+    try:
+        parsed = Variant(version=int(version), weight=float(weight) if weight else 1.0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"takes VERSION[:WEIGHT], e.g. 2:1, got {text!r}") from None
+    if parsed.version is None or parsed.version < 1 or not 0 < parsed.weight <= 1e6:
+        raise argparse.ArgumentTypeError(f"takes VERSION >= 1 and 0 < WEIGHT <= 1e6, got {text!r}")
+    return parsed
 
 
 def cmd_prompts_create(args: argparse.Namespace) -> int:
-    prompt = admin_api(args).post("/v1/prompts", {"name": args.name, "template": args.template})
+    with connected_client(args) as client:
+        prompt = client.prompts.create(args.name, args.template)
     _print_prompt(prompt)
-    print(f"default experiment {prompt['experiment_id']}")
+    print(f"default experiment {prompt.experiment_id}")
     return 0
 
 
 def cmd_prompts_list(args: argparse.Namespace) -> int:
-    prompts = admin_api(args).get("/v1/prompts")["prompts"]
+    with connected_client(args) as client:
+        prompts = client.prompts.list()
+    if getattr(args, "json", False):
+        _print_json(prompts)
+        return 0
     for prompt in prompts:
         _print_prompt(prompt)
     if not prompts:
@@ -34,59 +74,52 @@ def cmd_prompts_list(args: argparse.Namespace) -> int:
 
 
 def cmd_prompts_show(args: argparse.Namespace) -> int:
-    prompt = admin_api(args).get(f"/v1/prompts/{path_part(args.prompt_id)}")
+    with connected_client(args) as client:
+        prompt = client.prompts.get(args.prompt_id)  # an id or a name
+    if getattr(args, "json", False):
+        _print_json(prompt)
+        return 0
     _print_prompt(prompt)
-    for version in prompt["versions"]:
-        inputs = ", ".join(version["inputs"]) or "no inputs"
-        print(f"  v{version['version']}  ({inputs})  {version['template']}")
+    for version in prompt.versions:
+        inputs = ", ".join(version.inputs) or "no inputs"
+        print(f"  v{version.version}  ({inputs})  {version.template}")
     return 0
 
 
 def cmd_prompts_add_version(args: argparse.Namespace) -> int:
-    version = admin_api(args).post(f"/v1/prompts/{path_part(args.prompt_id)}/versions", {"template": args.template})
-    print(f"{version['prompt_id']}  version {version['version']}  inputs: {', '.join(version['inputs']) or '-'}")
+    with connected_client(args) as client:
+        prompt_id = client.prompts.get(args.prompt_id).prompt_id  # an id or a name
+        version = client.prompts.add_version(prompt_id, args.template)
+    print(f"{version.prompt_id or prompt_id}  version {version.version}  inputs: {', '.join(version.inputs) or '-'}")
     return 0
 
 
-def _variant(text: str) -> dict[str, Any]:
-    version, _, weight = text.partition(":")
-    try:
-        return {"version": int(version), "weight": float(weight) if weight else 1.0}
-    except ValueError:
-        raise CommandError(f"--variant takes VERSION[:WEIGHT], e.g. 2:1, got {text!r}") from None
-
-
-def _print_experiment(experiment: dict[str, Any]) -> None:
-    variants = ", ".join(f"v{v['version']}:{v['weight']:g}" for v in experiment["variants"] if v["version"])
-    state = "live" if experiment["active"] else "ended"
+def _print_experiment(experiment: Experiment) -> None:
+    variants = ", ".join(f"v{v.version}:{v.weight:g}" for v in experiment.variants if v.version)
+    state = "live" if experiment.active else "ended"
     print(
-        f"{experiment['experiment_id']}  prompt {experiment['prompt_id']}  {state}  "
-        f"{variants or 'latest version (default)'}" + (f"  {experiment['name']}" if experiment.get("name") else "")
+        f"{experiment.experiment_id}  prompt {experiment.prompt_id}  {state}  "
+        f"{variants or 'latest version (default)'}" + (f"  {experiment.name}" if experiment.name else "")
     )
 
 
 def cmd_experiments_create(args: argparse.Namespace) -> int:
-    body: dict[str, Any] = {"prompt_id": args.prompt_id, "variants": [_variant(v) for v in args.variant]}
-    if args.name:
-        body["name"] = args.name
-    _print_experiment(admin_api(args).post("/v1/experiments", body))
+    with connected_client(args) as client:
+        prompt_id = client.prompts.get(args.prompt_id).prompt_id  # an id or a name
+        experiment = client.experiments.create(prompt_id, list(args.variant), name=args.name or None)
+    _print_experiment(experiment)
     return 0
 
 
 def cmd_experiments_list(args: argparse.Namespace) -> int:
-    query = f"?prompt_id={path_part(args.prompt_id)}" if args.prompt_id else ""
-    experiments = admin_api(args).get(f"/v1/experiments{query}")["experiments"]
+    with connected_client(args) as client:
+        prompt_id = None if not args.prompt_id else client.prompts.get(args.prompt_id).prompt_id
+        experiments = client.experiments.list(prompt_id)
+    if getattr(args, "json", False):
+        _print_json(experiments)
+        return 0
     for experiment in experiments:
         _print_experiment(experiment)
     if not experiments:
         print("no experiments")
-    return 0
-
-
-def cmd_experiments_results(args: argparse.Namespace) -> int:
-    raw = admin_api(args).get(f"/v1/experiments/{path_part(args.experiment_id)}/results")
-    if args.json:
-        print(json.dumps(raw, indent=2))
-        return 0
-    print(render_results(msgspec.convert(raw, ExperimentResults)))
     return 0

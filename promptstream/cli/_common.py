@@ -1,28 +1,14 @@
-"""What the commands share: the one-line failure, the optional extras, and a small client for the admin endpoints."""
+"""What the commands share: the one-line failure, the API key, and the optional extras."""
 
 from __future__ import annotations
 
-import argparse
 import os
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
-import msgspec
+from .._config import ENV_API_KEY, resolve_api_key
 
-from .._config import DEFAULT_TIMEOUT, ENV_API_KEY, resolve_api_key, resolve_base_url
-from .._errors import APIConnectionError
-from .._http import HttpTransport, error_from_response
-
-__all__ = [
-    "AdminAPI",
-    "CommandError",
-    "admin_api",
-    "api_key_or_fail",
-    "display_url",
-    "path_part",
-    "server_module",
-    "unreachable",
-]
+__all__ = ["CommandError", "api_key_or_fail", "display_url", "server_module", "unreachable"]
 
 SERVER_EXTRA_HINT = "the reference server needs its extra: pip install 'promptstream[server]'"
 
@@ -63,41 +49,7 @@ def unreachable(url: str, detail: str, *secrets: str) -> CommandError:
     return CommandError(f"cannot reach the server at {display_url(url)}: {detail}")
 
 
-class AdminAPI:
-    """The protocol's prompt and experiment endpoints (docs/protocol.md), for the CLI. Errors are the SDK's."""
-
-    def __init__(self, base_url: str | None, api_key: str | None) -> None:
-        self.base_url = resolve_base_url(base_url)
-        self._api_key = api_key_or_fail(api_key)
-        self._transport = HttpTransport(self.base_url, self._api_key, DEFAULT_TIMEOUT)
-
-    def get(self, path: str) -> Any:
-        return self._call("GET", path, None)
-
-    def post(self, path: str, body: dict[str, Any]) -> Any:
-        return self._call("POST", path, body)
-
-    def _call(self, method: str, path: str, body: dict[str, Any] | None) -> Any:
-        content = None if body is None else msgspec.json.encode(body)
-        headers = {"Content-Type": "application/json"} if body is not None else None
-        try:
-            response = self._transport.request(method, path, content=content, headers=headers)
-        except APIConnectionError as exc:  # timeouts too
-            raise unreachable(self.base_url, exc.message, self._api_key) from None
-        if response.status_code >= 400:
-            raise error_from_response(response)
-        return msgspec.json.decode(response.content)
-
-
 def api_key_or_fail(api_key: str | None) -> str:
     if not (api_key or os.environ.get(ENV_API_KEY)):
         raise CommandError(f"no API key: pass --api-key or set {ENV_API_KEY}")
     return resolve_api_key(api_key)
-
-
-def admin_api(args: argparse.Namespace) -> AdminAPI:
-    return AdminAPI(args.base_url, args.api_key)
-
-
-def path_part(value: str) -> str:
-    return quote(value, safe="")

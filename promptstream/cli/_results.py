@@ -9,9 +9,9 @@ import json
 import msgspec
 
 from .._errors import InvalidArgumentError
-from .._models import ExperimentResults
 from .._planning import plan_sample_size
-from ._common import CommandError, admin_api, path_part
+from ._admin import connected_client
+from ._common import CommandError
 from ._render import render_results
 
 __all__ = ["add_commands", "cmd_experiments_plan", "cmd_experiments_results"]
@@ -38,11 +38,12 @@ def add_commands(experiment_commands: argparse._SubParsersAction[argparse.Argume
 
 
 def cmd_experiments_results(args: argparse.Namespace) -> int:
-    raw = admin_api(args).get(f"/v1/experiments/{path_part(args.experiment_id)}/results")
+    with connected_client(args) as client:
+        results = client.get_experiment_results(args.experiment_id)
     if args.json:
-        print(json.dumps(raw, indent=2))
+        print(json.dumps(msgspec.to_builtins(results), indent=2))
         return 0
-    print(render_results(msgspec.convert(raw, ExperimentResults)))
+    print(render_results(results))
     return 0
 
 

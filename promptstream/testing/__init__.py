@@ -27,6 +27,8 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+import httpx
+
 from .._client import PromptStreamClient
 from .._errors import PromptStreamError
 from .._models import DeliveryStats, Event, ExperimentResults, RunResponse, decode_event
@@ -242,6 +244,9 @@ class RecordingClient(PromptStreamClient):
         external_user_id: str | None = None,
         *,
         idempotency_key: str | None = None,
+        timeout: float | httpx.Timeout | None = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> RunResponse:
         """The canned response for ``prompt_id`` (``responses``), validated like the real call; records the run.
 
@@ -263,7 +268,14 @@ class RecordingClient(PromptStreamClient):
             run_id=str(uuid.uuid4()), experiment_id=self._experiment_id, variant_assigned=self._variant, output=canned
         )
 
-    def get_experiment_results(self, experiment_id: str) -> ExperimentResults:
+    def get_experiment_results(
+        self,
+        experiment_id: str,
+        *,
+        timeout: float | httpx.Timeout | None = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> ExperimentResults:
         """Always raises ``PromptStreamError``: there is no server to compute results from.
 
         Example:
