@@ -37,17 +37,24 @@ from ._management_models import Experiment, Prompt, PromptVersion, Variant
 from ._models import (
     DeliveryStats,
     Event,
+    ResponseInfo,
+    RunResponse,
+)
+from ._planning import SampleSizePlan, plan_sample_size
+from ._privacy import hash_user_id
+from ._resources import Experiments, Prompts
+from ._results_models import (
+    DataQuality,
+    Decision,
     ExperimentResults,
+    GuardrailViolation,
+    LiftEstimate,
     MeanResult,
     OutcomeRates,
     RateResult,
-    ResponseInfo,
-    RunResponse,
     SampleRatio,
     VariantResult,
 )
-from ._privacy import hash_user_id
-from ._resources import Experiments, Prompts
 from ._version import __version__
 
 __all__ = [
@@ -62,14 +69,18 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ConfigurationError",
+    "DataQuality",
+    "Decision",
     "DeliveryStats",
     "Event",
     "EventRejectedError",
     "Experiment",
     "ExperimentResults",
     "Experiments",
+    "GuardrailViolation",
     "InvalidArgumentError",
     "InvalidResponseError",
+    "LiftEstimate",
     "MeanResult",
     "NotFoundError",
     "OutcomeRates",
@@ -86,9 +97,11 @@ __all__ = [
     "ResponseInfo",
     "RunResponse",
     "SampleRatio",
+    "SampleSizePlan",
     "ServerError",
     "Variant",
     "VariantResult",
     "__version__",
     "hash_user_id",
+    "plan_sample_size",
 ]

@@ -15,7 +15,8 @@ from ._async_resources import AsyncExperiments, AsyncPrompts
 from ._base_client import CallOptions, ClientBase, decode_response
 from ._client import _decode_results, _decode_run
 from ._errors import APIConnectionError
-from ._models import ExperimentResults, RunResponse
+from ._models import RunResponse
+from ._results_models import ExperimentResults
 from ._retry import RetrySchedule
 from ._validation import check_timeout
 

@@ -12,8 +12,9 @@ import msgspec
 
 from ._base_client import CallOptions, ClientBase, decode_response
 from ._errors import APIConnectionError
-from ._models import ExperimentResults, RunResponse
+from ._models import RunResponse
 from ._resources import Experiments, Prompts
+from ._results_models import ExperimentResults
 from ._retry import RetrySchedule
 from ._validation import check_timeout
 

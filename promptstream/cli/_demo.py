@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .._client import PromptStreamClient
-from .._models import ExperimentResults
+from .._results_models import ExperimentResults
 from ._common import CommandError, server_module
 from ._render import render_results
 

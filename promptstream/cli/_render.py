@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .._models import ExperimentResults, LiftEstimate, MeanResult, RateResult, VariantResult
+from .._results_models import ExperimentResults, LiftEstimate, MeanResult, RateResult, VariantResult
 
 __all__ = ["render_decision", "render_results", "winner"]
 

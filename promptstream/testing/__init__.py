@@ -31,8 +31,9 @@ import httpx
 
 from .._client import PromptStreamClient
 from .._errors import PromptStreamError
-from .._models import DeliveryStats, Event, ExperimentResults, RunResponse, decode_event
+from .._models import DeliveryStats, Event, RunResponse, decode_event
 from .._privacy import BeforeSend, apply_before_send
+from .._results_models import ExperimentResults
 from .._validation import check_id, check_inputs
 
 __all__ = ["RecordingClient", "RecordingSink"]
