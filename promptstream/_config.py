@@ -64,7 +64,8 @@ def resolve_api_key(api_key: object) -> str:
 
 
 def redact_url(url: object) -> str:
-    """``url`` as it may appear in a log or an error: any ``user:password@`` becomes ``***@``."""
+    """``url`` as it may appear in a log, an error or a CLI message: a ``user:password@`` becomes ``***@``, and a
+    query or fragment (where a token may hide) becomes ``?***`` / ``#***``. The one place URLs are made printable."""
     text = str(url)
     scheme, sep, rest = text.partition("://")
     if not sep:
@@ -74,10 +75,16 @@ def redact_url(url: object) -> str:
         index = rest.find(stop)
         if index != -1:
             authority_end = min(authority_end, index)
-    authority = rest[:authority_end]
-    if "@" not in authority:
-        return text
-    return f"{scheme}://***@{authority.rpartition('@')[2]}{rest[authority_end:]}"
+    authority, tail = rest[:authority_end], rest[authority_end:]
+    if "@" in authority:
+        authority = "***@" + authority.rpartition("@")[2]
+    path, query_sep, _ = tail.partition("?")
+    path, fragment_sep, _ = path.partition("#")
+    if query_sep:
+        path += "?***"
+    elif fragment_sep:
+        path += "#***"
+    return f"{scheme}://{authority}{path}"
 
 
 def resolve_base_url(base_url: object) -> str:

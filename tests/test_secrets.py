@@ -14,10 +14,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from promptstream import ConfigurationError, PromptStreamClient, PromptStreamError
+from promptstream._config import redact_url
 from promptstream._privacy import _warned_hosts
 from promptstream.cli import main
 
-from .helpers import make_run
+from .helpers import API_KEY, make_run
 
 VISIBLE = string.ascii_letters + string.digits + string.punctuation  # '!' .. '~'
 FIXTURES = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -74,7 +75,9 @@ def test_keys_that_cannot_travel_are_refused_without_being_echoed(
 def test_cli_refuses_such_keys_without_echoing_them(key: str, capsys: pytest.CaptureFixture[str]) -> None:
     if "\x00" in key:
         key = key.replace("\x00", "\x01")  # argv cannot carry NUL
-    code = main(["prompts", "list", "--api-key", key, "--base-url", "http://127.0.0.1:9"])
+    code = main(
+        ["prompts", "list", f"--api-key={key}", "--base-url", "http://127.0.0.1:9"]
+    )  # "=": a key may start with "-"
     out, err = capsys.readouterr()
     assert code == 1
     assert "api_key" in err
@@ -145,3 +148,27 @@ def test_credentials_in_base_url_do_not_replace_the_api_key(
         run = client.run_prompt(prompt["prompt_id"], {"name": "x"})
         assert run.output
     assert "hunter2hunter2" not in _everything_logged(debug_logs)
+
+
+@given(
+    secret=st.text(alphabet=st.characters(min_codepoint=48, max_codepoint=122), min_size=6, max_size=20).filter(
+        str.isalnum
+    ),
+    where=st.sampled_from(["userinfo", "password", "query", "fragment"]),
+)
+def test_redact_url_hides_every_place_a_secret_can_sit_in_a_url(secret: str, where: str) -> None:
+    url = {
+        "userinfo": f"https://{secret}@ps.example.com/api",
+        "password": f"https://me:{secret}@ps.example.com/api",
+        "query": f"https://ps.example.com/api?token={secret}",
+        "fragment": f"https://ps.example.com/api#{secret}",
+    }[where]
+    shown = redact_url(url)
+    assert secret not in shown
+    assert shown.startswith("https://") and "ps.example.com/api" in shown
+
+
+def test_a_base_url_with_a_query_is_refused_without_echoing_it() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        PromptStreamClient(API_KEY, base_url="http://127.0.0.1:9/api?token=hunter2secret", disabled=True)
+    assert "hunter2secret" not in str(info.value)

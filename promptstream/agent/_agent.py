@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .._config import AgentConfig
+from .._config import AgentConfig, redact_url
 from .._forksafety import ForkRegistry, import_in_background
 from .._http import MODULES_FOR_FIRST_REQUEST, HttpTransport
 from .._models import DeliveryStats
@@ -34,7 +34,7 @@ from .._privacy import BeforeSend
 from ._delivery import Delivery
 from ._location import spool_file_path
 from ._queue import EventQueue
-from ._reporting import Counters, ErrorCallback, Reporter, display_url
+from ._reporting import Counters, ErrorCallback, Reporter
 from ._sender import BatchSender
 from ._spool import SpoolCorruptError, SpoolUnavailableError, owner_token
 from ._spool_holder import SpoolHolder
@@ -85,7 +85,7 @@ class TrackingAgent:
         config = self._config
         self._pid = os.getpid()
         self._counters = Counters()
-        self._reporter = Reporter(self._on_error, display_url(self._transport.base_url))
+        self._reporter = Reporter(self._on_error, redact_url(self._transport.base_url))
         self._stop = threading.Event()
         self._spooler_wake = threading.Event()
         self._sender_wake = threading.Event()

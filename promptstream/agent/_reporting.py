@@ -7,11 +7,9 @@ import logging
 import threading
 from collections.abc import Callable
 
-import httpx
-
 from .._errors import PromptStreamError
 
-__all__ = ["Counters", "ErrorCallback", "Reporter", "display_url"]
+__all__ = ["Counters", "ErrorCallback", "Reporter"]
 
 logger = logging.getLogger("promptstream")
 
@@ -52,14 +50,6 @@ class Counters:
         self.rejected = 0
         self.retries = 0
         self.quarantined = 0
-
-
-def display_url(base_url: str) -> str:
-    """``base_url`` as it may appear in a log line: no userinfo (a password), no query or fragment (a token)."""
-    try:
-        return str(httpx.URL(base_url).copy_with(userinfo=b"", query=None, fragment=None))
-    except (httpx.InvalidURL, TypeError, ValueError):
-        return "<base_url>"
 
 
 class Reporter:

@@ -12,10 +12,10 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from .._config import AgentConfig, resolve_base_url
+from .._config import AgentConfig, redact_url, resolve_base_url
 from ..agent import _spool_admin
 from ..agent._location import legacy_spool_file_path, spool_file_path
-from ._common import CommandError, api_key_or_fail, display_url
+from ._common import CommandError, api_key_or_fail
 
 
 def _config(args: argparse.Namespace) -> AgentConfig:
@@ -142,7 +142,7 @@ def _drain(args: argparse.Namespace, path: Path) -> int:
         client.close(timeout=1)
     if stats.pending:
         reason = f": {stats.last_error}" if stats.last_error else ""
-        raise CommandError(f"{stats.pending:,} events still pending for {display_url(client.base_url)}{reason}")
+        raise CommandError(f"{stats.pending:,} events still pending for {redact_url(client.base_url)}{reason}")
     print(f"drained: {stats.sent:,} delivered, {stats.duplicates:,} already on the server, {stats.rejected:,} rejected")
     return 0
 
