@@ -127,7 +127,7 @@ class ServerThread:
     ) -> None:
         self.store = store
         self.host = host
-        self.port = port
+        self.port: int = port
         app = create_app(store, api_keys, rate_limit=rate_limit, max_body_bytes=max_body_bytes)
         self._app = wrap(app) if wrap is not None else app  # e.g. fault injection in tests
         self._server: uvicorn.Server | None = None
@@ -153,7 +153,7 @@ class ServerThread:
             ```
         """
         sock = bind_socket(self.host, self.port)
-        self.port = sock.getsockname()[1]
+        self.port = int(sock.getsockname()[1])
         config = uvicorn.Config(self._app, log_level="warning", lifespan="off", access_log=False)
         server = uvicorn.Server(config)
         self._server = server

@@ -46,7 +46,7 @@ class Store:
     """
 
     def __init__(self, path: str | Path = ":memory:", provider: ModelProvider | None = None) -> None:
-        self.path = str(path)
+        self.path: str = str(path)
         self.provider: ModelProvider = provider or TemplateProvider()
         self._db = connect(self.path)
         self._lock = threading.Lock()

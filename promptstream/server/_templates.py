@@ -45,7 +45,7 @@ class TemplateProvider:
     """
 
     def __init__(self) -> None:
-        self.calls = 0
+        self.calls: int = 0
 
     def complete(self, template: str, inputs: dict[str, Any]) -> str:
         """``template`` with each ``{{name}}`` replaced by ``inputs[name]`` (non-strings as JSON).
