@@ -277,7 +277,8 @@ class AgentConfig(msgspec.Struct, frozen=True):
     max_backoff: float = 60.0
     """Longest wait between delivery attempts while the server fails."""
     auth_pause: float = 60.0
-    """When the server rejects the API key (401/403), delivery pauses this long before trying again."""
+    """When the server answers what retrying will not heal (a refused API key, a ``base_url`` that is not a
+    PromptStream server: any 4xx but 400, 408, 413, 422, 425 and 429), delivery pauses this long before trying again."""
     durable: bool = False
     """True makes SQLite fsync every spool write (``synchronous=FULL``): survives power loss, at a cost per write."""
 
