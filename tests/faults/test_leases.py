@@ -27,8 +27,11 @@ TRACKER = """
         if i % 50 == 0:
             client.flush(timeout=0)  # wakes the sender: claims interleave with the other processes'
     ok = client.flush(timeout=120)
+    # close() delivers what is left in the shared spool, the other processes' events too; with the default 2 s
+    # bound it could give up mid-send on a loaded machine and exit holding a lease, and a batch whose owner died
+    # is rightly sent again. This test is about owners that live, so close waits for its last send.
+    client.close(timeout=60)
     retries = client.stats().retries  # sends that failed (a timeout on a loaded machine): those may go out again
-    client.close()
     with open(os.environ["IDS_FILE"], "w") as out:
         out.write("\\n".join(ids))
     print(ok, retries)
