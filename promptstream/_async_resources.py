@@ -185,7 +185,8 @@ class AsyncExperiments:
 
         Example:
             ```python
-            experiment = await client.experiments.get(experiment.experiment_id)
+            experiment = await client.experiments.get(experiment_id)
+            print(experiment.active)
             ```
         """
         call = get_experiment_call(experiment_id)

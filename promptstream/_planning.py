@@ -33,11 +33,15 @@ class SampleSizePlan(msgspec.Struct, frozen=True, kw_only=True):
     """
 
     baseline_rate: float
+    """The control's conversion rate the plan assumes."""
     target_rate: float
     """``baseline_rate`` plus the minimum detectable effect."""
     alpha: float
+    """The false-positive rate allowed."""
     power: float
+    """The chance to detect an effect of that size."""
     variants: int
+    """Variants including the control."""
     users_per_variant: int
     """Users per variant for the always-valid (peeking-safe) rule to ship with probability ``power`` by then."""
     total_users: int

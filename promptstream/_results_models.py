@@ -184,10 +184,13 @@ class GuardrailViolation(msgspec.Struct, frozen=True, kw_only=True):
     """
 
     variant: str
+    """The variant that is worse, e.g. ``"v2"``."""
     metric: str
     """e.g. ``"thumbs_up"`` or ``"rating"``."""
     lift: float
+    """Its lift over the control on that metric (negative: worse)."""
     adjusted_p_value: float
+    """The always-valid p-value, Holm-adjusted across the guardrail comparisons."""
 
 
 class Decision(msgspec.Struct, frozen=True, kw_only=True):
@@ -208,10 +211,15 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True):
     reason: str
     """Why, in words."""
     primary_metric: str
+    """The metric the decision is made on (conversion per user)."""
     guardrail_metrics: list[str]
+    """The metrics a shipped variant must not be significantly worse on (e.g. ``thumbs_up``, ``rating``)."""
     alpha: float
+    """The error rate the rule controls across variants and metrics (Holm)."""
     method: str
+    """The always-valid method the decision reads (docs/experiments.md cites it)."""
     guardrail_violations: list[GuardrailViolation] = []
+    """Every variant and guardrail metric found significantly worse than the control."""
 
 
 class DataQuality(msgspec.Struct, frozen=True, kw_only=True):

@@ -82,10 +82,10 @@ class Example:
     @property
     def client_kind(self) -> str:
         short = self.owner.rsplit(".", 2)
-        if "AsyncPromptStreamClient" in short:
+        if any(part.startswith("Async") for part in short):  # the async client and its resources
             return "async"
-        if "RecordingClient" in short:
-            return "recording"
+        if "RecordingClient" in short and short[-1] in vars(promptstream.testing.RecordingClient):
+            return "recording"  # what RecordingClient inherits (prompts, experiments, with_options) needs a server
         return "sync"
 
 
@@ -273,6 +273,21 @@ class World:
         return {"prompt_id": prompt["prompt_id"], "experiment_id": experiment["experiment_id"]}
 
     @cached_property
+    def greeting(self) -> dict[str, Any]:
+        """The prompt the management examples name, "greeting" (two versions), with its live experiment."""
+        prompt = self.store.create_prompt("greeting", "Hello {{name}}!")
+        self.store.add_version(prompt["prompt_id"], "Hi {{name}}, welcome back")
+        VariantSpec = promptstream.server.VariantSpec
+        experiment = self.store.create_experiment(
+            prompt["prompt_id"], [VariantSpec(version=1), VariantSpec(version=2)], name="tone"
+        )
+        return {"prompt_id": prompt["prompt_id"], "experiment_id": experiment["experiment_id"]}
+
+    def management_client(self) -> promptstream.PromptStreamClient:
+        self.greeting  # noqa: B018 - what the examples look up must exist
+        return self.seeder
+
+    @cached_property
     def seeder(self) -> promptstream.PromptStreamClient:
         client = promptstream.PromptStreamClient(
             API_KEY, base_url=self.url, spool_dir=self.tmp_path / "seed-spool", flush_interval=0.05
@@ -330,6 +345,9 @@ class World:
             "results": lambda: self.results,
             "prompt_id": lambda: self.prompt["prompt_id"],
             "experiment_id": lambda: self.prompt["experiment_id"],
+            "prompt": lambda: self.management_client().prompts.get(self.greeting["prompt_id"]),
+            "experiment": lambda: self.management_client().experiments.get(self.greeting["experiment_id"]),
+            "sink": promptstream.testing.RecordingSink,
             "store": lambda: (self.prompt, self.store)[1],
             "server": lambda: (self.prompt, self.server)[1],
             "provider": promptstream.server.TemplateProvider,
@@ -449,6 +467,8 @@ def run_example(example: Example, tmp_path: Path) -> dict[str, Any]:
         os.chdir(tmp_path)
         os.environ.update(world.environment())
         code = with_placeholders_filled(example.code, world)
+        if '"greeting"' in code and 'create("greeting"' not in code:
+            world.greeting  # noqa: B018 - an example that looks the prompt up by name needs it to exist
         tree = ast.parse(code)
         statics = static_names()
         for name in sorted(free_names(tree)):
