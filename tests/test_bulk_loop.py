@@ -16,7 +16,7 @@ from .helpers import client_env, make_run, run_child
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(queue_size=st.integers(50, 5_000), events=st.integers(5_000, 30_000))
+@given(queue_size=st.integers(100, 5_000), events=st.integers(5_000, 30_000))
 def test_a_tight_loop_that_outruns_the_spooler_drops_nothing(
     client_factory: Any, tmp_path: Path, queue_size: int, events: int
 ) -> None:
