@@ -19,10 +19,9 @@ MAX_MODULE_LINES = 450
 TOO_LONG_FOR_NOW = {
     "promptstream/agent/_agent.py",
     "promptstream/agent/_sqlite_spool.py",
-    "promptstream/server/_store.py",
     "promptstream/_client.py",
 }
-SERVER_SIDE = ("promptstream.server", "starlette", "uvicorn")
+SERVER_SIDE = ("promptstream.server", "starlette", "uvicorn", "psycopg")
 
 
 def modules() -> list[Path]:
