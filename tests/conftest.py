@@ -10,14 +10,64 @@ import pytest
 
 from promptstream import PromptStreamClient
 from promptstream.server import ServerThread, Store
+from promptstream.server._storage import Storage
 
 from .helpers import API_KEY
+from .postgres import pg_cluster, pg_url  # noqa: F401  (fixtures)
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "sqlite_only: reads or writes the SQLite file of the server directly; runs on SQLite alone"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # One contract suite for both storage backends: every test that starts a server runs on each.
+    if "backend" in metafunc.fixturenames:
+        sqlite_only = metafunc.definition.get_closest_marker("sqlite_only") is not None
+        metafunc.parametrize("backend", BACKENDS[:1] if sqlite_only else BACKENDS, indirect=True)
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def storage_factory(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., Storage]]:
+    """Empty stores of the test's backend: SQLite files in tmp_path, or fresh PostgreSQL databases."""
+    made: list[Storage] = []
+
+    def make(**kwargs: Any) -> Storage:
+        store: Storage
+        if backend == "postgresql":
+            from promptstream.server._pgstore import PgStore
+
+            store = PgStore(request.getfixturevalue("pg_url") if not made else _another_database(request), **kwargs)
+        else:
+            store = Store(tmp_path / f"server-{len(made)}.sqlite3", **kwargs)
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        store.close()
+
+
+def _another_database(request: pytest.FixtureRequest) -> str:
+    cluster = request.getfixturevalue("pg_cluster")
+    url: str = cluster.create_database()
+    request.addfinalizer(lambda: cluster.drop_database(url))
+    return url
 
 
 class RunningServer:
     """A reference server on a free loopback port, with its store for assertions on what it really stored."""
 
-    def __init__(self, store: Store, thread: ServerThread) -> None:
+    def __init__(self, store: Any, thread: ServerThread) -> None:
         self.store = store
         self.thread = thread
 
@@ -31,13 +81,50 @@ class RunningServer:
     def stored_event_ids(self) -> list[str]:
         return self.store.event_ids()
 
+    def database(self) -> Any:
+        """A connection of its own to the server's database, whichever the backend, for tests that read or seed
+        its tables: ``execute``/``executemany`` with ``?`` marks; ``with db:`` commits."""
+        if hasattr(self.store, "url"):
+            return _PostgresConnection(self.store.url)
+        import sqlite3
+
+        return sqlite3.connect(self.store.path, timeout=10)
+
+
+class _PostgresConnection:
+    """psycopg behind sqlite3's small API, so a test's SQL runs unchanged on both backends."""
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        self._conn = psycopg.connect(url)
+
+    def execute(self, query: str, args: Any = ()) -> Any:
+        return self._conn.execute(query.replace("?", "%s").encode(), tuple(args))
+
+    def executemany(self, query: str, rows: Any) -> None:
+        with self._conn.cursor() as cursor:
+            cursor.executemany(query.replace("?", "%s").encode(), list(rows))
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> _PostgresConnection:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self._conn.commit()
+        else:
+            self._conn.rollback()
+
 
 @pytest.fixture
-def server_factory(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
+def server_factory(storage_factory: Callable[..., Storage]) -> Iterator[Callable[..., RunningServer]]:
     started: list[RunningServer] = []
 
     def start(**kwargs: Any) -> RunningServer:
-        store = Store(tmp_path / f"server-{len(started)}.sqlite3")
+        store = storage_factory()
         thread = ServerThread(store, [API_KEY], **kwargs).start()
         running = RunningServer(store, thread)
         started.append(running)
@@ -46,7 +133,6 @@ def server_factory(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
     yield start
     for running in started:
         running.thread.stop()
-        running.store.close()
 
 
 @pytest.fixture

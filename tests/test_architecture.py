@@ -19,7 +19,7 @@ MAX_MODULE_LINES = 450
 TOO_LONG_FOR_NOW: set[str] = {
     "promptstream/agent/_sqlite_spool.py",
 }
-SERVER_SIDE = ("promptstream.server", "starlette", "uvicorn")
+SERVER_SIDE = ("promptstream.server", "starlette", "uvicorn", "psycopg")
 
 
 def modules() -> list[Path]:

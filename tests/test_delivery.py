@@ -47,10 +47,11 @@ def test_stored_events_keep_every_field(server: Any, client_factory: Any, spool_
     client = client_factory(server.url, agent_config=fast(spool_dir))
     event_id = client.track_click(run_id, experiment_id, "cta", "user-1", "email", {"pos": [1, 2], "a": "é"})
     assert client.flush(10)
-    db = server.store._db  # reading the server's own table
+    db = server.database()  # reading the server's own table
     row = db.execute(
         "SELECT type, label, source, metadata, external_user_id FROM events WHERE event_id = ?", (event_id,)
     ).fetchone()
+    db.close()
     assert row == ("click", "cta", "email", '{"pos": [1, 2], "a": "\\u00e9"}', "user-1")
 
 

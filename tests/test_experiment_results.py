@@ -101,12 +101,13 @@ def test_a_broken_split_is_flagged_and_a_small_one_is_marked_early(
     early = client.get_experiment_results(experiment_id)
     assert not early.sufficient_sample and any("too few runs" in w for w in early.warnings)
     # a 50/50 experiment whose v1 gets ten times the runs of v2: the assignment itself is broken
-    store = server.store
-    with store._lock, store._db:
-        store._db.executemany(
+    db = server.database()
+    with db:
+        db.executemany(
             "INSERT INTO runs VALUES (?, ?, ?, 1, 'v1', NULL, '', 0)",
             [(f"extra-{i}", prompt_id, experiment_id) for i in range(400)],
         )
+    db.close()
     broken = client.get_experiment_results(experiment_id)
     assert broken.sample_ratio.mismatch and broken.sample_ratio.runs_p_value is not None
     assert broken.sample_ratio.runs_p_value < 0.001

@@ -38,8 +38,10 @@ def test_hashed_user_ids_never_leave_the_process_in_clear(server: Any, client_fa
     client.track_feedback(first.run_id, first.experiment_id, True, external_user_id="ada@example.com")
     assert client.flush(timeout=10)
     expected = hash_user_id("ada@example.com", SALT)
-    stored = {row[0] for row in server.store._db.execute("SELECT external_user_id FROM runs")}
-    stored |= {row[0] for row in server.store._db.execute("SELECT external_user_id FROM events")}
+    db = server.database()
+    stored = {row[0] for row in db.execute("SELECT external_user_id FROM runs").fetchall()}
+    stored |= {row[0] for row in db.execute("SELECT external_user_id FROM events").fetchall()}
+    db.close()
     assert stored == {expected}
     on_disk = b"".join(path.read_bytes() for path in Path(spool_dir).iterdir() if path.is_file())
     assert on_disk and b"ada@example.com" not in on_disk  # the spool, its WAL included
@@ -67,7 +69,9 @@ def test_before_send_scrubs_drops_and_survives_its_own_errors(
     for label in ("drop-me", "explode", "wrong"):
         client.track_click(run_id, experiment_id, label)  # never raises in the caller
     assert client.flush(timeout=10)
-    rows = server.store._db.execute("SELECT event_id, label, source, metadata FROM events").fetchall()
+    db = server.database()
+    rows = db.execute("SELECT event_id, label, source, metadata FROM events").fetchall()
+    db.close()
     assert rows == [(kept, "keep", "scrubbed", None)]  # the failing hook let nothing through unscrubbed
     stats = client.stats()
     assert (stats.tracked, stats.spooled, stats.filtered, stats.hook_errors, stats.queued) == (4, 1, 1, 2, 0)

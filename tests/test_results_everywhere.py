@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import sqlite3
 from typing import Any
 
 import pytest
@@ -30,7 +29,7 @@ def seeded_experiment(server: Any, converted: dict[str, int], users: int = 1500)
     from promptstream.server._wire import VariantSpec
 
     experiment = server.store.create_experiment(prompt["prompt_id"], [VariantSpec(1, 1.0), VariantSpec(2, 1.0)])
-    db = sqlite3.connect(server.store.path, timeout=10)
+    db = server.database()
     with db:
         for variant, conversions in converted.items():
             for number in range(users):

@@ -56,16 +56,15 @@ class ExplodingProvider:
 
 
 @pytest.fixture
-def gated(tmp_path: Path) -> Iterator[tuple[ServerThread, Store, GatedProvider]]:
+def gated(storage_factory: Any) -> Iterator[tuple[ServerThread, Store, GatedProvider]]:
     provider = GatedProvider()
-    store = Store(tmp_path / "gated.sqlite3", provider=provider)
+    store = storage_factory(provider=provider)  # both backends: the storage contract
     server = ServerThread(store, [API_KEY]).start()
     try:
         yield server, store, provider
     finally:
         provider.gate.set()
         server.stop()
-        store.close()
 
 
 def event(run: dict[str, Any]) -> dict[str, Any]:
@@ -152,8 +151,8 @@ def test_one_idempotency_key_sent_concurrently_makes_one_run_and_one_model_call(
     assert store.count("runs") == 1 and provider.calls == 1
 
 
-def test_an_unexpected_error_is_a_json_500_that_keeps_the_keep_alive_connection(tmp_path: Path) -> None:
-    store = Store(tmp_path / "boom.sqlite3", provider=ExplodingProvider())
+def test_an_unexpected_error_is_a_json_500_that_keeps_the_keep_alive_connection(storage_factory: Any) -> None:
+    store = storage_factory(provider=ExplodingProvider())
     server = ServerThread(store, [API_KEY]).start()
     prompt = store.create_prompt("p", "Hi {{name}}")
     peers: set[Any] = set()

@@ -41,7 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--port", type=int, default=8700, help="TCP port (default 8700; 0 picks a free one, shown in the banner)"
     )
-    serve.add_argument("--db", help="SQLite file (default: in the user data dir); ':memory:' for a throwaway one")
+    serve.add_argument(
+        "--db",
+        help="postgresql://user@host/dbname, or a SQLite file or sqlite:///path (default: PROMPTSTREAM_SERVER_DB, else"
+        " a SQLite file in the user data dir); ':memory:' for a throwaway one",
+    )
     serve.add_argument(
         "--api-key",
         action="append",

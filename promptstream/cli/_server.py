@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from ._common import CommandError, server_module
@@ -12,7 +13,12 @@ from ._common import CommandError, server_module
 def cmd_serve(args: argparse.Namespace) -> int:
     server = server_module()
     data_dir = server.default_data_dir()
-    db = args.db or str(data_dir / "server.sqlite3")
+    db = args.db or os.environ.get(server.ENV_SERVER_DB) or str(data_dir / "server.sqlite3")
+    try:
+        database = server.parse_database(db)
+    except ValueError as exc:  # a URL is never taken for a path: an unknown scheme is a usage error
+        print(f"promptstream serve: error: {exc}", file=sys.stderr)
+        return 2
     try:
         keys, generated = server.resolve_server_keys(args.api_key or [], data_dir)
     except ValueError as exc:  # a usage error: the message names the key by position, never by value
@@ -23,18 +29,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     def announce(url: str) -> None:  # called once the port is bound: the URL has the real port, even for --port 0
         if generated:
             print(f"Generated a development API key (kept in {data_dir / 'dev-api-key'}):\n  {keys[0]}", flush=True)
-        print(f"PromptStream reference server on {url} (db: {db})", flush=True)
+        print(f"PromptStream reference server on {url} (db: {database.describe()})", flush=True)
 
     try:
         server.serve(
             host=args.host,
             port=args.port,
-            db=db,
+            db=database,
             api_keys=keys,
             rate_limit=args.rate_limit,
             max_body_bytes=args.max_body_bytes,
             on_listening=announce,
         )
+    except ConnectionError as exc:  # the database, not the port
+        raise CommandError(str(exc)) from None
+    except ImportError as exc:
+        raise CommandError(f"PostgreSQL needs its extra: pip install 'promptstream[server,postgres]' ({exc})") from None
     except OSError as exc:
         raise CommandError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     return 0

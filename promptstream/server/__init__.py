@@ -1,10 +1,11 @@
-"""The PromptStream reference server: protocol v1 (docs/protocol.md) backed by SQLite.
+"""The PromptStream reference server: protocol v1 (docs/protocol.md) backed by SQLite or PostgreSQL.
 
 Needs the ``server`` extra (``pip install 'promptstream[server]'``). The SDK core never imports this package.
 """
 
 from ._app import DEFAULT_MAX_BODY_BYTES, create_app
 from ._assignment import assign_bucket, pick_variant
+from ._database import ENV_SERVER_DB, Database, open_storage, parse_database
 from ._runner import ServerThread, default_data_dir, resolve_server_keys, serve
 from ._storage import StoreError
 from ._store import Store
@@ -13,6 +14,8 @@ from ._wire import VariantSpec
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
+    "ENV_SERVER_DB",
+    "Database",
     "ModelProvider",
     "ServerThread",
     "Store",
@@ -22,6 +25,8 @@ __all__ = [
     "assign_bucket",
     "create_app",
     "default_data_dir",
+    "open_storage",
+    "parse_database",
     "pick_variant",
     "resolve_server_keys",
     "serve",

@@ -19,9 +19,9 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from ._app import DEFAULT_MAX_BODY_BYTES, create_app
+from ._database import Database, open_storage
 from ._limits import api_key_problem
 from ._storage import Storage
-from ._store import Store
 
 ENV_SERVER_API_KEYS = "PROMPTSTREAM_SERVER_API_KEYS"
 logger = logging.getLogger("promptstream.server")
@@ -203,7 +203,7 @@ def serve(
     *,
     host: str,
     port: int,
-    db: str,
+    db: str | Database,
     api_keys: Sequence[str],
     rate_limit: float | None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
@@ -224,7 +224,7 @@ def serve(
     """
     sock = bind_socket(host, port)
     try:
-        store = Store(db)
+        store = open_storage(db)
     except BaseException:
         sock.close()
         raise

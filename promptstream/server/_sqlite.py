@@ -1,5 +1,11 @@
-"""The SQLite database under ``Store``: schema, connection (an owner-only file in WAL mode), transactions, and the
-idempotency records every aggregate shares. The SQL of each aggregate lives in its own module."""
+"""The SQLite database under ``Store``: schema and its migrations, connection (an owner-only file in WAL mode),
+transactions, and the idempotency records every aggregate shares. The SQL of each aggregate lives in its own module.
+
+Schema versions (README.md, "Storage: SQLite or PostgreSQL"): ``schema_version`` holds one row, the version the
+database is at; ``MIGRATIONS`` lists the steps in order, and opening a database applies the ones it lacks in one
+write transaction. A database of the first release has no ``schema_version``: it is at version 0, and step 1 (its own
+schema, all ``IF NOT EXISTS``) finds its tables already there.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ from typing import Any
 
 from ._storage import Idempotency, StoreError
 
-SCHEMA = """
+SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS prompts (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS prompt_versions (
@@ -42,6 +48,14 @@ CREATE TABLE IF NOT EXISTS batch_log (
     duplicates INTEGER NOT NULL, rejected INTEGER NOT NULL, replayed INTEGER NOT NULL, received_at REAL NOT NULL);
 """
 
+# Appended, never edited: a database of any earlier release upgrades through every later step in order.
+MIGRATIONS: list[tuple[int, str]] = [
+    (1, SCHEMA_V1),
+    # the results read (run id, variant, user) of one experiment's runs: answered from the index alone
+    (2, "CREATE INDEX IF NOT EXISTS runs_for_results ON runs(experiment_id, variant, external_user_id, id);"),
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
 _SQL_CHUNK = 500  # stays below SQLite's host-parameter limit on old builds (999)
 
 
@@ -55,8 +69,43 @@ def connect(path: str) -> sqlite3.Connection:
         db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     db.execute("PRAGMA busy_timeout=5000")
-    db.executescript(SCHEMA)
+    migrate(db)
     return db
+
+
+def migrate(db: sqlite3.Connection) -> int:
+    """Apply the migration steps the database lacks, in one write transaction (a second process opening the same
+    file waits, then finds it done); returns the version it is at now. A database newer than this code is refused
+    rather than written with an older schema's assumptions."""
+    with Transaction(db):
+        db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = db.execute("SELECT version FROM schema_version").fetchone()
+        current = 0 if row is None else int(row[0])
+        if current > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"the database is at schema version {current}, newer than this server's {SCHEMA_VERSION}"
+            )
+        for version, script in MIGRATIONS:
+            if version > current:
+                for statement in _statements(script):
+                    db.execute(statement)
+        db.execute("DELETE FROM schema_version")
+        db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+    return SCHEMA_VERSION
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The statements of a script one by one (``executescript`` would commit the caller's transaction)."""
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        if line.lstrip().startswith("--"):
+            continue
+        pending += line
+        if sqlite3.complete_statement(pending):
+            yield pending
+            pending = ""
+    if pending.strip():
+        yield pending
 
 
 def _create_owner_only(path: Path) -> None:

@@ -11,7 +11,6 @@ import gzip
 import json
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -232,8 +231,8 @@ def header_pairs(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
 
 
 @pytest.fixture
-def app_store(tmp_path: Path) -> Iterator[tuple[Store, BlockingPortal, httpx.AsyncClient]]:
-    store = Store(tmp_path / "fuzz.sqlite3")
+def app_store(storage_factory: Any) -> Iterator[tuple[Store, BlockingPortal, httpx.AsyncClient]]:
+    store = storage_factory()  # both backends: the storage contract
     app = create_app(store, [API_KEY], max_body_bytes=MAX_BODY)
     with start_blocking_portal() as portal:
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://fuzz", timeout=60)
@@ -241,7 +240,6 @@ def app_store(tmp_path: Path) -> Iterator[tuple[Store, BlockingPortal, httpx.Asy
             yield store, portal, client
         finally:
             portal.call(client.aclose)
-    store.close()
 
 
 def fuzz(store: Store, send: Callable[[dict[str, Any]], httpx.Response | None], examples: int) -> None:
