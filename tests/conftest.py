@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,7 +16,13 @@ from promptstream.server._storage import Storage
 from .helpers import API_KEY
 from .postgres import pg_cluster, pg_url  # noqa: F401  (fixtures)
 
-BACKENDS = ("sqlite", "postgresql")
+# Which storage backends the server's tests run on. Every one by default; tox narrows it per environment so that
+# CI runs the whole server suite on both backends once (py312) rather than four times (tox.ini).
+BACKENDS = tuple(os.environ.get("PROMPTSTREAM_TEST_BACKENDS", "sqlite,postgresql").split(","))
+# The fault-injection suite attacks the SDK's agent; the server behind it is only a peer, so one backend is enough
+# there, except for the server's own fuzzing.
+_AGENT_FAULTS = Path(__file__).parent / "faults"
+_SERVER_FAULTS = {"test_server_fuzz.py"}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -27,8 +34,10 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     # One contract suite for both storage backends: every test that starts a server runs on each.
     if "backend" in metafunc.fixturenames:
-        sqlite_only = metafunc.definition.get_closest_marker("sqlite_only") is not None
-        metafunc.parametrize("backend", BACKENDS[:1] if sqlite_only else BACKENDS, indirect=True)
+        path = Path(metafunc.definition.path)
+        agent_fault = path.parent == _AGENT_FAULTS and path.name not in _SERVER_FAULTS
+        sqlite_only = agent_fault or metafunc.definition.get_closest_marker("sqlite_only") is not None
+        metafunc.parametrize("backend", ("sqlite",) if sqlite_only else BACKENDS, indirect=True)
 
 
 @pytest.fixture
