@@ -161,6 +161,31 @@ class Store:
             _experiments.insert_experiment(self._db, experiment_id, prompt_id, name, stored, is_default=False, now=now)
             return _experiments.experiment(self._db, experiment_id)
 
+    def end_experiment(self, experiment_id: str) -> dict[str, Any]:
+        """End an experiment; idempotent (ending an ended one answers it unchanged). A prompt always has one live
+        experiment, so ending the live one starts a new default experiment serving the prompt's latest version:
+        new runs go there, and events for the ended experiment's runs are still accepted.
+
+        Example:
+            ```python
+            ended = store.end_experiment(experiment_id)  # ended["active"] is False
+            ```
+        """
+        with self._lock, self._transaction():
+            prompt_id = _experiments.experiment(self._db, experiment_id)["prompt_id"]  # 404 if unknown
+            now = time.time()
+            if _experiments.end_experiment(self._db, experiment_id, now):
+                _experiments.insert_experiment(
+                    self._db,
+                    str(uuid.uuid4()),
+                    prompt_id,
+                    "default",
+                    _experiments.DEFAULT_VARIANTS,
+                    is_default=True,
+                    now=now,
+                )
+            return _experiments.experiment(self._db, experiment_id)
+
     def get_experiment(self, experiment_id: str) -> dict[str, Any]:
         """An experiment: its prompt, variants, and whether it is still live.
 
