@@ -40,8 +40,11 @@ class AsyncPromptStreamClient(ClientBase):
 
     Options, errors, retries and delivery guarantees are PromptStreamClient's, except ``http_client``: here an
     ``httpx.AsyncClient`` for the awaited requests (the SDK owns their base URL, auth, timeouts and retries, and never
-    closes it); the background sender, on its own thread, keeps its own synchronous connection. One client per event
-    loop: its HTTP connections belong to the loop that first used them.
+    closes it). The background sender runs on its own thread and needs a synchronous client: give it
+    ``sender_http_client=httpx.Client(...)`` with the same TLS and proxy settings (a private CA, mTLS, a proxy),
+    else it uses the SDK's defaults and events cannot reach a server only your settings reach. One client per event
+    loop: its HTTP connections belong to the loop that first used them (docs/configuration.md, "Bring your own
+    HTTP client").
     """
 
     _http_client_type = httpx.AsyncClient

@@ -205,6 +205,7 @@ class AsyncExperiments:
 
         Example:
             ```python
+            experiment = await client.experiments.create(prompt_id, [1])
             ended = await client.experiments.end(experiment.experiment_id)
             ```
         """

@@ -59,6 +59,8 @@ class PromptStreamClient(ClientBase):
         http_client: Your own ``httpx.Client`` (proxies, a custom CA, mTLS, event hooks, a transport). The SDK
             still owns the base URL, the ``Authorization`` header, timeouts and retries of each request; the rest
             is yours, and the SDK never closes it. The background sender uses it too, in this process.
+        sender_http_client: ``AsyncPromptStreamClient`` only (``ConfigurationError`` here: this client's sender
+            already uses ``http_client``).
         agent_config: Every agent setting at once (``AgentConfig``). The agent options above default to None, which
             means "as in agent_config (or its default)"; one given explicitly overrides agent_config's field.
         event_sink: Where ``track_*`` put their events instead of the tracking agent (an ``EventSink``: ``enqueue``

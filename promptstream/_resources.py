@@ -326,6 +326,7 @@ class Experiments:
 
         Example:
             ```python
+            experiment = client.experiments.create(prompt_id, [1])
             ended = client.experiments.end(experiment.experiment_id)
             assert not ended.active and ended.ended_at is not None
             ```
