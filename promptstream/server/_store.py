@@ -144,6 +144,8 @@ class Store:
             experiment = store.create_experiment(prompt_id, variants, name="shorter greeting")
             ```
         """
+        if experiment_id == _events.OFFLINE_EXPERIMENT_ID:
+            raise StoreError(422, "invalid_request", "the experiment id 'offline' is reserved for fallback runs")
         problem = weights_problem([spec.weight for spec in variants])
         if problem is not None:
             raise StoreError(422, "invalid_request", problem)
@@ -341,6 +343,8 @@ class Store:
             duplicates = 0
             for index, event in decoded:
                 run_experiment = runs.get(event.prompt_run_id)
+                if run_experiment is None and _events.is_offline_run(event.prompt_run_id, event.experiment_id):
+                    run_experiment = event.experiment_id  # stored as an offline event: in no experiment's results
                 if run_experiment is None:
                     rejected.append(Rejection(index, event.event_id, "unknown prompt_run_id"))
                 elif run_experiment != event.experiment_id:
