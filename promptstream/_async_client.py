@@ -5,7 +5,7 @@ threads; ``flush`` and ``aclose`` wait for it in a worker thread, so the event l
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -15,6 +15,7 @@ from ._async_resources import AsyncExperiments, AsyncPrompts
 from ._base_client import CallOptions, ClientBase, decode_response
 from ._client import _decode_results, _decode_run
 from ._errors import APIConnectionError
+from ._fallback import check_fallback, fallback_run
 from ._models import RunResponse
 from ._results_models import ExperimentResults
 from ._retry import RetrySchedule
@@ -40,8 +41,11 @@ class AsyncPromptStreamClient(ClientBase):
 
     Options, errors, retries and delivery guarantees are PromptStreamClient's, except ``http_client``: here an
     ``httpx.AsyncClient`` for the awaited requests (the SDK owns their base URL, auth, timeouts and retries, and never
-    closes it); the background sender, on its own thread, keeps its own synchronous connection. One client per event
-    loop: its HTTP connections belong to the loop that first used them.
+    closes it). The background sender runs on its own thread and needs a synchronous client: give it
+    ``sender_http_client=httpx.Client(...)`` with the same TLS and proxy settings (a private CA, mTLS, a proxy),
+    else it uses the SDK's defaults and events cannot reach a server only your settings reach. One client per event
+    loop: its HTTP connections belong to the loop that first used them (docs/configuration.md, "Bring your own
+    HTTP client").
     """
 
     _http_client_type = httpx.AsyncClient
@@ -78,6 +82,7 @@ class AsyncPromptStreamClient(ClientBase):
         timeout: float | httpx.Timeout | None = None,
         max_retries: int | None = None,
         extra_headers: Mapping[str, str] | None = None,
+        fallback: str | Callable[[dict[str, Any]], str] | None = None,
     ) -> RunResponse:
         """``PromptStreamClient.run_prompt``, awaited.
 
@@ -88,7 +93,13 @@ class AsyncPromptStreamClient(ClientBase):
         """
         options = self._call_options(timeout, max_retries, extra_headers)
         path, body, headers = self._run_request(prompt_id, inputs, external_user_id, idempotency_key)
-        response = await self._request_with_retries("POST", path, body, headers, options)
+        offline = check_fallback(fallback)
+        try:
+            response = await self._request_with_retries("POST", path, body, headers, options)
+        except APIConnectionError:
+            if offline is None:
+                raise
+            return fallback_run(offline, inputs)
         return decode_response(response, _decode_run, "run")
 
     async def get_experiment_results(

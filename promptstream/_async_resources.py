@@ -16,6 +16,7 @@ from ._resources import (
     add_version_call,
     create_experiment_call,
     create_prompt_call,
+    end_experiment_call,
     get_experiment_call,
     get_prompt_call,
     list_experiments_call,
@@ -190,5 +191,25 @@ class AsyncExperiments:
             ```
         """
         call = get_experiment_call(experiment_id)
+        result: Experiment = await self._client._send(call, timeout, max_retries, extra_headers)
+        return result
+
+    async def end(
+        self,
+        experiment_id: str,
+        *,
+        timeout: float | httpx.Timeout | None = None,
+        max_retries: int | None = None,
+        extra_headers: dict[str, str] | None = None,
+    ) -> Experiment:
+        """``Experiments.end``, awaited.
+
+        Example:
+            ```python
+            experiment = await client.experiments.create(prompt_id, [1])
+            ended = await client.experiments.end(experiment.experiment_id)
+            ```
+        """
+        call = end_experiment_call(experiment_id)
         result: Experiment = await self._client._send(call, timeout, max_retries, extra_headers)
         return result

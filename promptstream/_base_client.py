@@ -119,6 +119,7 @@ class ClientBase(TrackingMethods):
         hash_user_ids: str | bytes | None = None,
         agent_config: AgentConfig | None = None,
         http_client: httpx.Client | httpx.AsyncClient | None = None,
+        sender_http_client: httpx.Client | None = None,
         event_sink: EventSink | None = None,
     ) -> None:
         # Every option is checked here, once, with a ConfigurationError naming it and its range
@@ -135,6 +136,14 @@ class ClientBase(TrackingMethods):
             raise ConfigurationError(
                 f"http_client must be an {self._http_client_type.__module__}.{self._http_client_type.__name__} "
                 f"for {type(self).__name__}, got {type(http_client).__name__}"
+            )
+        if sender_http_client is not None and (
+            self._http_client_type is httpx.Client or not isinstance(sender_http_client, httpx.Client)
+        ):
+            raise ConfigurationError(
+                "sender_http_client is the AsyncPromptStreamClient's: an httpx.Client for its background sender"
+                f" (PromptStreamClient's sender uses http_client), got {type(sender_http_client).__name__}"
+                f" for {type(self).__name__}"
             )
         config = agent_config_from(
             agent_config,
@@ -156,7 +165,9 @@ class ClientBase(TrackingMethods):
             self.base_url,
             self._api_key,
             self.timeout,
-            http_client=http_client if isinstance(http_client, httpx.Client) else None,
+            # The sync client's own client carries its requests and its events; the async client's sender, a
+            # thread, needs a sync one: the user's sender_http_client (same CA/proxy/cert), else the SDK's default.
+            http_client=http_client if isinstance(http_client, httpx.Client) else sender_http_client,
         )
         # Shared by with_options views: one pool per client, whatever view sends (the async client's requests).
         self._async_pool = AsyncPool(http_client if isinstance(http_client, httpx.AsyncClient) else None)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -12,6 +12,7 @@ import msgspec
 
 from ._base_client import CallOptions, ClientBase, decode_response
 from ._errors import APIConnectionError
+from ._fallback import check_fallback, fallback_run
 from ._models import RunResponse
 from ._resources import Experiments, Prompts
 from ._results_models import ExperimentResults
@@ -59,6 +60,8 @@ class PromptStreamClient(ClientBase):
         http_client: Your own ``httpx.Client`` (proxies, a custom CA, mTLS, event hooks, a transport). The SDK
             still owns the base URL, the ``Authorization`` header, timeouts and retries of each request; the rest
             is yours, and the SDK never closes it. The background sender uses it too, in this process.
+        sender_http_client: ``AsyncPromptStreamClient`` only (``ConfigurationError`` here: this client's sender
+            already uses ``http_client``).
         agent_config: Every agent setting at once (``AgentConfig``). The agent options above default to None, which
             means "as in agent_config (or its default)"; one given explicitly overrides agent_config's field.
         event_sink: Where ``track_*`` put their events instead of the tracking agent (an ``EventSink``: ``enqueue``
@@ -113,6 +116,7 @@ class PromptStreamClient(ClientBase):
         timeout: float | httpx.Timeout | None = None,
         max_retries: int | None = None,
         extra_headers: Mapping[str, str] | None = None,
+        fallback: str | Callable[[dict[str, Any]], str] | None = None,
     ) -> RunResponse:
         """Run a prompt in its live experiment and return the variant served and its output.
 
@@ -122,10 +126,18 @@ class PromptStreamClient(ClientBase):
         ``extra_headers`` override the client's for this call only. The response's ``request_id`` and
         ``response`` (status, headers) describe the HTTP exchange.
 
+        ``fallback`` (a str, or a callable given a copy of the inputs and returning a str) keeps an offline app
+        working: when the server cannot be reached (``APIConnectionError``, timeouts included, once the retries
+        are used up — never on an HTTP error answer), ``run_prompt`` returns a run made here, with
+        ``is_fallback`` True, ``variant_assigned`` ``"fallback"``, ``experiment_id`` ``"offline"`` and a run id
+        of its own. Track events on it as on any run: they are delivered when the server is back, stored as
+        offline events and counted in no experiment's results (docs/protocol.md).
+
         Example:
             ```python
             resp = client.run_prompt("PROMPT_ID", {"text": "Hi"}, external_user_id="user_123", timeout=3.0)
             print(resp.output, resp.request_id)
+            offline = client.run_prompt("PROMPT_ID", {"text": "Hi"}, fallback=lambda inputs: inputs["text"])
             ```
 
         Raises ``AuthenticationError``, ``PromptNotFoundError``, ``BadRequestError`` (e.g. a missing template
@@ -134,7 +146,13 @@ class PromptStreamClient(ClientBase):
         """
         options = self._call_options(timeout, max_retries, extra_headers)
         path, body, headers = self._run_request(prompt_id, inputs, external_user_id, idempotency_key)
-        response = self._request_with_retries("POST", path, body, headers, options)
+        offline = check_fallback(fallback)
+        try:
+            response = self._request_with_retries("POST", path, body, headers, options)
+        except APIConnectionError:
+            if offline is None:
+                raise
+            return fallback_run(offline, inputs)
         return decode_response(response, _decode_run, "run")
 
     def get_experiment_results(

@@ -92,7 +92,7 @@ class Experiment(msgspec.Struct, frozen=True, kw_only=True):
     created_at: float | None = None
     """Unix time of creation."""
     ended_at: float | None = None
-    """Unix time it ended (a newer experiment started); None while live."""
+    """Unix time it ended (a newer experiment started, or ``client.experiments.end``); None while live."""
 
 
 class PromptList(msgspec.Struct, frozen=True, kw_only=True):

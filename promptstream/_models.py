@@ -77,6 +77,10 @@ class RunResponse(msgspec.Struct, frozen=True, kw_only=True, dict=True):
     """The variant that served this run, e.g. ``"v2"``: sticky per ``external_user_id``, random without one."""
     output: str
     """The rendered output of the variant's prompt version for these inputs (at most 1 MiB of UTF-8)."""
+    is_fallback: bool = False
+    """True for a run the client made itself because the server could not be reached (``run_prompt``'s
+    ``fallback=``): ``output`` is the fallback, ``variant_assigned`` is ``"fallback"``, ``experiment_id`` is
+    ``"offline"``; its events are delivered later and counted in no experiment's results."""
 
     @property
     def request_id(self) -> str | None:

@@ -30,6 +30,7 @@ __all__ = [
     "add_version_call",
     "create_experiment_call",
     "create_prompt_call",
+    "end_experiment_call",
     "get_experiment_call",
     "get_prompt_call",
     "list_experiments_call",
@@ -130,6 +131,11 @@ def list_experiments_call(prompt_id: object) -> _Call:
 def get_experiment_call(experiment_id: object) -> _Call:
     path = f"/v1/experiments/{_part(check_id('experiment_id', experiment_id))}"
     return _Call("GET", path, None, _decode_experiment, "experiment")
+
+
+def end_experiment_call(experiment_id: object) -> _Call:
+    path = f"/v1/experiments/{_part(check_id('experiment_id', experiment_id))}/end"
+    return _Call("POST", path, None, _decode_experiment, "experiment")
 
 
 def prompt_by_name(prompts: PromptList, name: str, error: NotFoundError) -> Prompt:
@@ -233,7 +239,7 @@ class Prompts:
 
 
 class Experiments:
-    """``client.experiments``: create, list and get experiments (results: ``get_experiment_results``).
+    """``client.experiments``: create, list, get and end experiments (results: ``get_experiment_results``).
 
     Example:
         ```python
@@ -303,5 +309,28 @@ class Experiments:
             ```
         """
         call = get_experiment_call(experiment_id)
+        result: Experiment = self._client._send(call, timeout, max_retries, extra_headers)
+        return result
+
+    def end(
+        self,
+        experiment_id: str,
+        *,
+        timeout: float | httpx.Timeout | None = None,
+        max_retries: int | None = None,
+        extra_headers: dict[str, str] | None = None,
+    ) -> Experiment:
+        """End an experiment: it stops taking runs (``active`` False, ``ended_at`` set), and when it was the
+        prompt's live one the server starts a new default experiment serving the latest version. Idempotent: ending
+        an ended experiment returns it unchanged. Events for its runs are still accepted. Raises ``NotFoundError``.
+
+        Example:
+            ```python
+            experiment = client.experiments.create(prompt_id, [1])
+            ended = client.experiments.end(experiment.experiment_id)
+            assert not ended.active and ended.ended_at is not None
+            ```
+        """
+        call = end_experiment_call(experiment_id)
         result: Experiment = self._client._send(call, timeout, max_retries, extra_headers)
         return result

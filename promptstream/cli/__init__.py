@@ -2,7 +2,7 @@
 
     promptstream serve | demo
     promptstream prompts create|list|show|add-version
-    promptstream experiments create|list|results|plan
+    promptstream experiments create|list|end|results|plan
     promptstream spool status|drain|dead-letters|replay|purge
 
 The parser lives here; each group of commands in its own module (_server.py, _admin.py, _results.py, _spool.py,
@@ -101,6 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     listed.add_argument("--prompt", dest="prompt_id", help="only this prompt's (id or name)")
     listed.add_argument("--json", action="store_true", help="the experiments as JSON")
     listed.set_defaults(handler=_admin.cmd_experiments_list)
+    end = experiment_commands.add_parser(
+        "end", help="end an experiment (the prompt then serves its latest version in a new default experiment)"
+    )
+    end.add_argument("experiment_id", metavar="ID", help="the experiment's id")
+    end.add_argument("--json", action="store_true", help="the ended experiment as JSON")
+    end.set_defaults(handler=_admin.cmd_experiments_end)
     results = _results.add_commands(experiment_commands)
 
     spool = commands.add_parser("spool", help="the local spool of undelivered events")
@@ -126,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     purge.add_argument("--yes", action="store_true", help="do not ask")
     purge.set_defaults(handler=_spool.cmd_purge)
     spool_actions = (status, drain, dead, replay, purge)
-    for command in (create, listing, show, add_version, start, listed, results, *spool_actions):
+    for command in (create, listing, show, add_version, start, listed, end, results, *spool_actions):
         _connection_options(command)
     for command in spool_actions:
         command.add_argument("--spool-dir", help="default: PROMPTSTREAM_SPOOL_DIR, else the user cache dir")

@@ -111,6 +111,16 @@ def cmd_experiments_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_experiments_end(args: argparse.Namespace) -> int:
+    with connected_client(args) as client:
+        experiment = client.experiments.end(args.experiment_id)
+    if getattr(args, "json", False):
+        _print_json(experiment)
+    else:
+        _print_experiment(experiment)
+    return 0
+
+
 def cmd_experiments_list(args: argparse.Namespace) -> int:
     with connected_client(args) as client:
         prompt_id = None if not args.prompt_id else client.prompts.get(args.prompt_id).prompt_id

@@ -239,6 +239,10 @@ class ServerApp:
         self._authorize(request)
         return json_response(await self._work.run(self.store.get_experiment, request.path_params["experiment_id"]))
 
+    async def end_experiment(self, request: Request) -> Response:
+        self._authorize(request)
+        return json_response(await self._work.run(self.store.end_experiment, request.path_params["experiment_id"]))
+
     async def experiment_results(self, request: Request) -> Response:
         self._authorize(request)
         experiment_id = request.path_params["experiment_id"]
@@ -333,6 +337,7 @@ def create_app(
         ("/v1/experiments", server.create_experiment, ["POST"]),
         ("/v1/experiments", server.list_experiments, ["GET"]),
         ("/v1/experiments/{experiment_id}", server.get_experiment, ["GET"]),
+        ("/v1/experiments/{experiment_id}/end", server.end_experiment, ["POST"]),
         ("/v1/experiments/{experiment_id}/results", server.experiment_results, ["GET"]),
         ("/v1/events/batch", server.ingest_batch, ["POST"]),
     ]

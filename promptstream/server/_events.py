@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
@@ -39,6 +40,22 @@ def insert_events(db: sqlite3.Connection, events: Iterable[EventBody], now: floa
             for e in events
         ],
     )
+
+
+OFFLINE_RUN_PREFIX = "offline:"
+OFFLINE_EXPERIMENT_ID = "offline"
+
+
+def is_offline_run(prompt_run_id: str, experiment_id: str) -> bool:
+    """A client-made fallback run (docs/protocol.md, "Offline fallback runs"): ``offline:`` and a UUID, in the
+    ``offline`` experiment. No experiment has that id, so its events are in no experiment's results."""
+    if experiment_id != OFFLINE_EXPERIMENT_ID or not prompt_run_id.startswith(OFFLINE_RUN_PREFIX):
+        return False
+    try:
+        uuid.UUID(prompt_run_id[len(OFFLINE_RUN_PREFIX) :])
+    except ValueError:
+        return False
+    return True
 
 
 def events_of(db: sqlite3.Connection, experiment_id: str) -> list[Any]:

@@ -34,6 +34,12 @@ def end_live_experiment(db: sqlite3.Connection, prompt_id: str, now: float) -> N
     db.execute("UPDATE experiments SET ended_at = ? WHERE prompt_id = ? AND ended_at IS NULL", (now, prompt_id))
 
 
+def end_experiment(db: sqlite3.Connection, experiment_id: str, now: float) -> bool:
+    """End one experiment if it is still live; False if it had already ended (ending is idempotent)."""
+    query = "UPDATE experiments SET ended_at = ? WHERE id = ? AND ended_at IS NULL"
+    return db.execute(query, (now, experiment_id)).rowcount > 0
+
+
 def live_experiment(db: sqlite3.Connection, prompt_id: str) -> dict[str, Any]:
     """The prompt's live experiment: its id and its variants (as stored, a JSON list)."""
     row = db.execute(

@@ -144,6 +144,8 @@ class Store:
             experiment = store.create_experiment(prompt_id, variants, name="shorter greeting")
             ```
         """
+        if experiment_id == _events.OFFLINE_EXPERIMENT_ID:
+            raise StoreError(422, "invalid_request", "the experiment id 'offline' is reserved for fallback runs")
         problem = weights_problem([spec.weight for spec in variants])
         if problem is not None:
             raise StoreError(422, "invalid_request", problem)
@@ -159,6 +161,31 @@ class Store:
             experiment_id = experiment_id or str(uuid.uuid4())
             stored = [{"version": spec.version, "weight": spec.weight} for spec in variants]
             _experiments.insert_experiment(self._db, experiment_id, prompt_id, name, stored, is_default=False, now=now)
+            return _experiments.experiment(self._db, experiment_id)
+
+    def end_experiment(self, experiment_id: str) -> dict[str, Any]:
+        """End an experiment; idempotent (ending an ended one answers it unchanged). A prompt always has one live
+        experiment, so ending the live one starts a new default experiment serving the prompt's latest version:
+        new runs go there, and events for the ended experiment's runs are still accepted.
+
+        Example:
+            ```python
+            ended = store.end_experiment(experiment_id)  # ended["active"] is False
+            ```
+        """
+        with self._lock, self._transaction():
+            prompt_id = _experiments.experiment(self._db, experiment_id)["prompt_id"]  # 404 if unknown
+            now = time.time()
+            if _experiments.end_experiment(self._db, experiment_id, now):
+                _experiments.insert_experiment(
+                    self._db,
+                    str(uuid.uuid4()),
+                    prompt_id,
+                    "default",
+                    _experiments.DEFAULT_VARIANTS,
+                    is_default=True,
+                    now=now,
+                )
             return _experiments.experiment(self._db, experiment_id)
 
     def get_experiment(self, experiment_id: str) -> dict[str, Any]:
@@ -316,6 +343,8 @@ class Store:
             duplicates = 0
             for index, event in decoded:
                 run_experiment = runs.get(event.prompt_run_id)
+                if run_experiment is None and _events.is_offline_run(event.prompt_run_id, event.experiment_id):
+                    run_experiment = event.experiment_id  # stored as an offline event: in no experiment's results
                 if run_experiment is None:
                     rejected.append(Rejection(index, event.event_id, "unknown prompt_run_id"))
                 elif run_experiment != event.experiment_id:

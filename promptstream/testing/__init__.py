@@ -24,13 +24,14 @@ With pytest, the ``promptstream_client`` fixture (this package's pytest plugin, 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
 
 from .._client import PromptStreamClient
 from .._errors import PromptStreamError
+from .._fallback import check_fallback
 from .._models import DeliveryStats, Event, RunResponse, decode_event
 from .._privacy import BeforeSend, apply_before_send
 from .._results_models import ExperimentResults
@@ -248,8 +249,10 @@ class RecordingClient(PromptStreamClient):
         timeout: float | httpx.Timeout | None = None,
         max_retries: int | None = None,
         extra_headers: Mapping[str, str] | None = None,
+        fallback: str | Callable[[dict[str, Any]], str] | None = None,
     ) -> RunResponse:
         """The canned response for ``prompt_id`` (``responses``), validated like the real call; records the run.
+        A recording client is never offline: ``fallback`` is checked, never used.
 
         Example:
             ```python
@@ -261,6 +264,7 @@ class RecordingClient(PromptStreamClient):
         prompt_id = check_id("prompt_id", prompt_id)
         checked = check_inputs(dict(inputs) if isinstance(inputs, Mapping) else inputs)
         user = self._user_id(external_user_id)
+        check_fallback(fallback)
         self.runs.append((prompt_id, checked, user))
         canned = self._responses.get(prompt_id, f"(recorded run of {prompt_id})")
         if isinstance(canned, RunResponse):
