@@ -8,6 +8,7 @@ transaction under an advisory lock, so two servers starting at once on an empty 
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -16,6 +17,9 @@ from psycopg.adapt import Dumper, Loader
 from psycopg_pool import ConnectionPool
 
 from ._storage import Idempotency, StoreError
+from ._wire import EventBody
+
+EVENT_COLUMNS = 13  # the events table's columns, in the order insert_events fills them
 
 # Version 1 is the schema of the first release (the same tables as SQLite's); each later step is appended, never
 # edited, so a database of any earlier release upgrades in order.
@@ -175,4 +179,47 @@ def remember(conn: psycopg.Connection[Any], idempotency: Idempotency, response: 
         "INSERT INTO idempotency VALUES (%s, %s, %s, 200, %s, %s) ON CONFLICT (scope, key) DO UPDATE"
         " SET status = 200, response = EXCLUDED.response",
         (*idempotency, response, time.time()),
+    )
+
+
+def insert_events(conn: psycopg.Connection[Any], events: list[EventBody], now: float) -> set[str]:
+    """One multi-row insert; returns the ids it stored (those not stored already)."""
+    if not events:
+        return set()
+    marks = "(" + ",".join(["%s"] * EVENT_COLUMNS) + ")"
+    values: list[Any] = []
+    for e in events:
+        values += [
+            e.event_id,
+            e.type,
+            e.prompt_run_id,
+            e.experiment_id,
+            e.timestamp,
+            e.external_user_id,
+            e.label,
+            e.source,
+            None if e.metadata is None else json.dumps(e.metadata),
+            None if e.thumbs_up is None else int(e.thumbs_up),
+            e.rating,
+            e.engagement_score,
+            now,
+        ]
+    query = f"INSERT INTO events VALUES {','.join([marks] * len(events))} ON CONFLICT (event_id) DO NOTHING"
+    return {row[0] for row in conn.execute((query + " RETURNING event_id").encode(), values).fetchall()}
+
+
+def log_batch(
+    conn: psycopg.Connection[Any],
+    key: str | None,
+    events: int,
+    accepted: int,
+    duplicates: int,
+    rejected: int,
+    *,
+    replayed: bool = False,
+) -> None:
+    conn.execute(
+        "INSERT INTO batch_log (idempotency_key, events, accepted, duplicates, rejected, replayed, received_at)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        (key, events, accepted, duplicates, rejected, int(replayed), time.time()),
     )

@@ -18,10 +18,10 @@ from typing import Any
 
 import psycopg
 
-from . import _experiments
+from . import _events, _experiments
 from ._assignment import assign_bucket, pick_variant
 from ._limits import MAX_OUTPUT_BYTES, weights_problem
-from ._pg import lock_key, open_pool, remember, replay
+from ._pg import insert_events, lock_key, log_batch, open_pool, remember, replay
 from ._results import compute_results
 from ._storage import Idempotency, StoreError
 from ._templates import ModelProvider, TemplateProvider, rendered_size, template_inputs
@@ -32,7 +32,6 @@ __all__ = ["PgStore"]
 _IN_FLIGHT_WAIT = 300.0  # as Store: how long a request waits for a run with its key; older claims are abandoned
 _POLL = 0.05
 _TABLES = ("events", "runs", "batch_log", "prompts", "experiments", "idempotency")
-_EVENT_COLUMNS = 13
 
 
 class PgStore:
@@ -96,6 +95,8 @@ class PgStore:
         self, prompt_id: str, variants: list[VariantSpec], name: str | None = None, *, experiment_id: str | None = None
     ) -> dict[str, Any]:
         """Start an experiment over some of the prompt's versions, ending the prompt's previous one."""
+        if experiment_id == _events.OFFLINE_EXPERIMENT_ID:
+            raise StoreError(422, "invalid_request", "the experiment id 'offline' is reserved for fallback runs")
         problem = weights_problem([spec.weight for spec in variants])
         if problem is not None:
             raise StoreError(422, "invalid_request", problem)
@@ -116,6 +117,22 @@ class PgStore:
                 "INSERT INTO experiments VALUES (%s, %s, %s, %s, 0, %s, NULL)",
                 (experiment_id, prompt_id, name, json.dumps(stored), now),
             )
+            return _experiment(conn, experiment_id)
+
+    def end_experiment(self, experiment_id: str) -> dict[str, Any]:
+        """End an experiment, idempotently; ending the live one starts a new default experiment (as ``Store``)."""
+        with self._pool.connection() as conn:
+            prompt_id = _experiment(conn, experiment_id)["prompt_id"]  # 404 if unknown
+            _latest_version(conn, prompt_id, lock=True)  # one live experiment per prompt, across instances
+            now = time.time()
+            ended = conn.execute(
+                "UPDATE experiments SET ended_at = %s WHERE id = %s AND ended_at IS NULL", (now, experiment_id)
+            ).rowcount
+            if ended:
+                conn.execute(
+                    "INSERT INTO experiments VALUES (%s, %s, %s, %s, 1, %s, NULL)",
+                    (str(uuid.uuid4()), prompt_id, "default", json.dumps(_experiments.DEFAULT_VARIANTS), now),
+                )
             return _experiment(conn, experiment_id)
 
     def get_experiment(self, experiment_id: str) -> dict[str, Any]:
@@ -269,7 +286,7 @@ class PgStore:
             answered = replay(conn, idempotency)
             if answered is not None:
                 assert idempotency is not None
-                _log_batch(conn, idempotency[1], total, 0, 0, 0, replayed=True)
+                log_batch(conn, idempotency[1], total, 0, 0, 0, replayed=True)
                 return answered[1]
             run_ids = list({event.prompt_run_id for _, event in decoded})
             rows = conn.execute("SELECT id, experiment_id FROM runs WHERE id = ANY(%s)", (run_ids,)).fetchall()
@@ -279,6 +296,8 @@ class PgStore:
             duplicates = 0
             for index, event in decoded:
                 run_experiment = runs.get(event.prompt_run_id)
+                if run_experiment is None and _events.is_offline_run(event.prompt_run_id, event.experiment_id):
+                    run_experiment = event.experiment_id  # stored as an offline event: in no experiment's results
                 if run_experiment is None:
                     rejected.append(Rejection(index, event.event_id, "unknown prompt_run_id"))
                 elif run_experiment != event.experiment_id:
@@ -288,7 +307,7 @@ class PgStore:
                 else:
                     seen.add(event.event_id)
                     candidates.append((index, event))
-            inserted = _insert_events(conn, [event for _, event in candidates], time.time())
+            inserted = insert_events(conn, [event for _, event in candidates], time.time())
             duplicates += len(candidates) - len(inserted)
             rejected.sort(key=lambda r: r.index)
             result = BatchResult(accepted=len(inserted), duplicates=duplicates, rejected=rejected)
@@ -296,7 +315,7 @@ class PgStore:
             if idempotency is not None:
                 remember(conn, idempotency, response)
             key = idempotency[1] if idempotency else None
-            _log_batch(conn, key, total, len(inserted), duplicates, len(rejected))
+            log_batch(conn, key, total, len(inserted), duplicates, len(rejected))
             return response
 
     # -- reading, for results, the CLI and tests ------------------------------------------------------------------
@@ -401,46 +420,3 @@ def _experiment(conn: psycopg.Connection[Any], experiment_id: str) -> dict[str, 
         "ended_at": row[6],
         "active": row[6] is None,
     }
-
-
-def _insert_events(conn: psycopg.Connection[Any], events: list[EventBody], now: float) -> set[str]:
-    """One multi-row insert; returns the ids it stored (those not stored already)."""
-    if not events:
-        return set()
-    marks = "(" + ",".join(["%s"] * _EVENT_COLUMNS) + ")"
-    values: list[Any] = []
-    for e in events:
-        values += [
-            e.event_id,
-            e.type,
-            e.prompt_run_id,
-            e.experiment_id,
-            e.timestamp,
-            e.external_user_id,
-            e.label,
-            e.source,
-            None if e.metadata is None else json.dumps(e.metadata),
-            None if e.thumbs_up is None else int(e.thumbs_up),
-            e.rating,
-            e.engagement_score,
-            now,
-        ]
-    query = f"INSERT INTO events VALUES {','.join([marks] * len(events))} ON CONFLICT (event_id) DO NOTHING"
-    return {row[0] for row in conn.execute((query + " RETURNING event_id").encode(), values).fetchall()}
-
-
-def _log_batch(
-    conn: psycopg.Connection[Any],
-    key: str | None,
-    events: int,
-    accepted: int,
-    duplicates: int,
-    rejected: int,
-    *,
-    replayed: bool = False,
-) -> None:
-    conn.execute(
-        "INSERT INTO batch_log (idempotency_key, events, accepted, duplicates, rejected, replayed, received_at)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s)",
-        (key, events, accepted, duplicates, rejected, int(replayed), time.time()),
-    )
