@@ -336,6 +336,7 @@ class TrackingAgent:
             duplicates=counters.duplicates,
             rejected=counters.rejected,
             dead_lettered=counts.dead_lettered if counts is not None else 0,
+            dead_letters_pruned=counts.dead_letters_pruned if counts is not None else 0,
             dropped=dropped,
             filtered=counters.filtered,
             hook_errors=counters.hook_errors,
