@@ -21,7 +21,7 @@ docs/delivery.md states the guarantees.
 from typing import TYPE_CHECKING, Any
 
 from ._agent import DEFAULT_FLUSH_TIMEOUT, TrackingAgent
-from ._location import spool_file_path
+from ._location import legacy_spool_file_path, spool_file_path
 from ._queue import ArrivalMeter, EventQueue
 from ._sender import BatchSender, Delivered, Outcome, Paused, Refused, Retry, checked_rejections, outcome_for_status
 from ._sink import EventSink
@@ -63,6 +63,7 @@ __all__ = [
     "TrackingAgent",
     "checked_rejections",
     "delete_spool",
+    "legacy_spool_file_path",
     "outcome_for_status",
     "owner_token",
     "spool_file_path",
