@@ -2,8 +2,10 @@
 
 - ``_queue.py``: the bounded in-memory queue the callers append to.
 - ``_spool.py``: the spool's interface and its in-memory implementation.
-- ``_sqlite_spool.py``: the durable spool, a SQLite WAL file (all SQL). Imported when an agent opens its spool, not
-  by ``import promptstream``: sqlite3 alone would be a fifth of the package's import time.
+- ``_sqlite_spool.py``: the durable spool, a SQLite WAL file (its transactions; ``_sqlite_open.py`` opens the file,
+  ``_sqlite_schema.py``, ``_sqlite_dead_letters.py`` and ``_sqlite_files.py`` hold the rest of its SQL). Imported
+  when an agent opens its spool, not by ``import promptstream``: sqlite3 alone would be a fifth of the package's
+  import time.
 - ``_spool_holder.py``: the spool one agent uses: opened on first use, replaced when corrupt, memory-only when the
   disk cannot be used, never reopened after close.
 - ``_location.py``: where a client's spool file lives.
