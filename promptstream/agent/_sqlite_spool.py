@@ -85,7 +85,7 @@ class SqliteSpool:
             path, max_bytes=max_bytes, durable=durable, quarantined=self.quarantined
         )
         self._windows = self._fast_append
-        self.adopted = 0
+        self.adopted: int = 0
         for other in adopt:
             self.adopted += self.adopt(other)
 
