@@ -43,7 +43,7 @@ from ._validation import (
     check_inputs,
     header_problem,
 )
-from .agent import EventSink, TrackingAgent, spool_file_path
+from .agent import EventSink, TrackingAgent, legacy_spool_file_path, spool_file_path
 
 __all__ = ["CallOptions", "ClientBase", "decode_response"]
 
@@ -181,6 +181,8 @@ class ClientBase(TrackingMethods):
                 config,
                 self._transport,
                 spool_path=spool_file_path(config, self.base_url, self._api_key),
+                # an app upgraded with a backlog in an earlier version's per-key spool delivers it on its own
+                adopt=[legacy_spool_file_path(config, self.base_url, self._api_key)],
                 on_error=on_error,
                 before_send=before_send,
             )

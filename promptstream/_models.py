@@ -204,7 +204,7 @@ class ErrorEnvelope(msgspec.Struct, frozen=True, kw_only=True):
 
 class DeliveryStats(msgspec.Struct, frozen=True, kw_only=True):
     """A snapshot of the tracking agent, from ``client.stats()``. Counts are since the client was created (in
-    this process), except ``pending`` and ``dead_lettered``, which describe the spool as it is now.
+    this process), except ``pending``, ``dead_lettered`` and ``dead_letters_pruned``, which describe the spool.
 
     Example:
         ```python
@@ -230,6 +230,9 @@ class DeliveryStats(msgspec.Struct, frozen=True, kw_only=True):
     """Events the server refused; they are kept in the spool's dead-letter table."""
     dead_lettered: int = 0
     """Events in the spool's dead-letter table now."""
+    dead_letters_pruned: int = 0
+    """Dead letters the spool dropped, oldest first, to keep its dead-letter table within its bounds (a count and a
+    share of ``max_spool_bytes``), since the spool file was created, by every process sharing it."""
     dropped: int = 0
     """Events lost because the in-memory queue or the spool was full."""
     filtered: int = 0

@@ -324,6 +324,34 @@ def test_rejected_events_are_dead_lettered_and_good_ones_delivered(
     assert errors and "rejected" in str(errors[0])
 
 
+@pytest.mark.parametrize("refused", [3, 40, 97])
+def test_stats_report_the_dead_letters_pruned_to_keep_within_the_bounds(
+    server: Any, client_factory: Any, spool_dir: Path, refused: int
+) -> None:
+    # the smallest spool: its dead letters may keep 2 KiB of payload, a handful of events; the rest are pruned
+    run_id, experiment_id = make_run(server)
+    client = client_factory(server.url, agent_config=fast(spool_dir, max_spool_bytes=16 * 1024))
+    good = [client.track_click(run_id, experiment_id, "ok") for _ in range(5)]
+    for start in range(0, refused, 20):  # in rounds the 16 KiB spool holds whole
+        for n in range(start, min(refused, start + 20)):
+            client.track_click(f"no-such-run-{n}", experiment_id, "bad")
+        assert client.flush(timeout=30) is True
+    assert client.stats().dropped == 0
+    assert sorted(server.stored_event_ids()) == sorted(good)
+    stats = client.stats()
+    assert stats.rejected == refused
+    assert stats.dead_lettered + stats.dead_letters_pruned == refused
+    if refused > 10:
+        assert stats.dead_letters_pruned > 0
+    spool = SqliteSpool(Path(stats.spool_path or ""), owner="reader", max_bytes=16 * 1024, lease_seconds=5)
+    try:  # the same figure as the spool's own count
+        counts = spool.counts()
+        assert (counts.dead_letters_pruned, counts.dead_lettered) == (stats.dead_letters_pruned, stats.dead_lettered)
+        assert counts.dead_letter_bytes <= 16 * 1024 // 8
+    finally:
+        spool.close()
+
+
 def test_413_splits_batches_until_they_fit_and_dead_letters_an_event_too_large_alone(
     server_factory: Any, client_factory: Any, spool_dir: Path
 ) -> None:

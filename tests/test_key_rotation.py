@@ -5,6 +5,7 @@ key to read, and dead letters can be listed, replayed and purged. All against th
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from promptstream.agent._location import legacy_spool_file_path, spool_file_path
 from promptstream.cli import main
 from promptstream.server import ServerThread, Store
 
-from .helpers import run_child, wait_until
+from .helpers import API_KEY, run_child, total_duplicates, wait_until
 
 KEYS = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789_", min_size=8, max_size=40)
 
@@ -180,3 +181,46 @@ def test_drain_with_a_wrong_key_finds_the_spool_and_says_the_key_was_refused(
     captured = capsys.readouterr()
     assert "20 pending" in captured.out  # the spool is listed, whatever the key
     assert "20 events still pending" in captured.err and "nothing to drain" not in captured.out
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.integers(min_value=1, max_value=2500), fresh=st.integers(min_value=0, max_value=20))
+def test_a_client_started_over_an_earlier_versions_per_key_spool_delivers_its_backlog_once(
+    server: Any, tmp_path_factory: pytest.TempPathFactory, n: int, fresh: int
+) -> None:
+    # an app upgraded with a backlog left in the spool file an earlier version kept for (base URL, API key)
+    run_id, experiment_id = make_run(server.url, API_KEY)
+    config = AgentConfig(spool_dir=tmp_path_factory.mktemp("upgrade") / "spool", flush_interval=0.05)
+    legacy = legacy_spool_file_path(config, server.url, API_KEY)
+    assert legacy != spool_file_path(config, server.url)
+    spool = SqliteSpool(legacy, owner="1:earlier", max_bytes=10**8, lease_seconds=60)
+    backlog = [str(uuid.uuid4()) for _ in range(n)]
+    spool.append([click(event_id, run_id, experiment_id) for event_id in backlog], 0)
+    spool.close()
+    before = set(server.stored_event_ids())
+    with PromptStreamClient(API_KEY, base_url=server.url, agent_config=config) as client:
+        tracked = [client.track_click(run_id, experiment_id, "new") for _ in range(fresh)]
+        assert client.flush(timeout=60)
+    with PromptStreamClient(API_KEY, base_url=server.url, agent_config=config) as again:  # nothing left to resend
+        assert again.flush(timeout=30) and again.stats().pending == 0
+    stored = sorted(set(server.stored_event_ids()) - before)
+    assert stored == sorted(backlog + tracked)
+    assert total_duplicates(server) == 0
+    old = SqliteSpool(legacy, owner="1:reader", max_bytes=10**8, lease_seconds=60)
+    try:
+        assert old.counts().pending == 0
+    finally:
+        old.close()
+
+
+def click(event_id: str, run_id: str, experiment_id: str) -> bytes:
+    return json.dumps(
+        {
+            "event_id": event_id,
+            "type": "click",
+            "prompt_run_id": run_id,
+            "experiment_id": experiment_id,
+            "timestamp": "2026-01-01T00:00:00.000Z",
+            "label": "x",
+        }
+    ).encode()

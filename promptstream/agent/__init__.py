@@ -2,8 +2,10 @@
 
 - ``_queue.py``: the bounded in-memory queue the callers append to.
 - ``_spool.py``: the spool's interface and its in-memory implementation.
-- ``_sqlite_spool.py``: the durable spool, a SQLite WAL file (all SQL). Imported when an agent opens its spool, not
-  by ``import promptstream``: sqlite3 alone would be a fifth of the package's import time.
+- ``_sqlite_spool.py``: the durable spool, a SQLite WAL file (its transactions; ``_sqlite_open.py`` opens the file,
+  ``_sqlite_schema.py``, ``_sqlite_dead_letters.py`` and ``_sqlite_files.py`` hold the rest of its SQL). Imported
+  when an agent opens its spool, not by ``import promptstream``: sqlite3 alone would be a fifth of the package's
+  import time.
 - ``_spool_holder.py``: the spool one agent uses: opened on first use, replaced when corrupt, memory-only when the
   disk cannot be used, never reopened after close.
 - ``_location.py``: where a client's spool file lives.
@@ -21,7 +23,7 @@ docs/delivery.md states the guarantees.
 from typing import TYPE_CHECKING, Any
 
 from ._agent import DEFAULT_FLUSH_TIMEOUT, TrackingAgent
-from ._location import spool_file_path
+from ._location import legacy_spool_file_path, spool_file_path
 from ._queue import ArrivalMeter, EventQueue
 from ._sender import BatchSender, Delivered, Outcome, Paused, Refused, Retry, checked_rejections, outcome_for_status
 from ._sink import EventSink
@@ -63,6 +65,7 @@ __all__ = [
     "TrackingAgent",
     "checked_rejections",
     "delete_spool",
+    "legacy_spool_file_path",
     "outcome_for_status",
     "owner_token",
     "spool_file_path",

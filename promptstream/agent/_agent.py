@@ -23,7 +23,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .._config import AgentConfig, redact_url
@@ -58,12 +58,15 @@ class TrackingAgent:
         transport: HttpTransport,
         *,
         spool_path: Path,
+        adopt: Sequence[Path] = (),
         on_error: ErrorCallback | None = None,
         before_send: BeforeSend | None = None,
     ) -> None:
         self._config = config
         self._transport = transport
         self._spool_path = spool_path
+        # spool files of earlier versions (one per API key): their backlog moves into ours when it is opened
+        self._adopt = tuple(adopt)
         self._on_error = on_error
         self._before_send = before_send
         self._sender = BatchSender(transport, encoding=config.encoding, gzip_threshold=config.gzip_threshold_bytes)
@@ -96,7 +99,12 @@ class TrackingAgent:
             config.max_queue_size, max_wait=FULL_QUEUE_MAX_WAIT, on_full=self._spooler_wake.set
         )
         self._holder = SpoolHolder(
-            config, self._spool_path, owner=owner_token(), counters=self._counters, reporter=self._reporter
+            config,
+            self._spool_path,
+            owner=owner_token(),
+            counters=self._counters,
+            reporter=self._reporter,
+            adopt=self._adopt,
         )
         self._spooler = Spooler(
             config,
@@ -336,6 +344,7 @@ class TrackingAgent:
             duplicates=counters.duplicates,
             rejected=counters.rejected,
             dead_lettered=counts.dead_lettered if counts is not None else 0,
+            dead_letters_pruned=counts.dead_letters_pruned if counts is not None else 0,
             dropped=dropped,
             filtered=counters.filtered,
             hook_errors=counters.hook_errors,

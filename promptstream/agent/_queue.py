@@ -35,9 +35,9 @@ class EventQueue(Generic[T]):
         # ``taken`` when a wait last found no room: until the consumer has taken more for good (give_back undoes a
         # take), the consumer is stalled and a full queue drops at once
         self._stalled_at: int | None = None
-        self.dropped = 0
-        self.waits = 0  # puts that found the queue full and waited for room
-        self.taken = 0  # by the single consumer; exact
+        self.dropped: int = 0
+        self.waits: int = 0  # puts that found the queue full and waited for room
+        self.taken: int = 0  # by the single consumer; exact
 
     def put(self, item: T) -> bool:
         items = self._items

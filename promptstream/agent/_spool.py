@@ -81,8 +81,8 @@ class PayloadChunk(Sequence[bytes]):
 
     def __init__(self, payloads: Iterable[bytes]) -> None:
         payloads = payloads if isinstance(payloads, (list, tuple)) else list(payloads)
-        self.blob = b"".join(payloads)
-        self.lengths = array("I", map(len, payloads))
+        self.blob: bytes = b"".join(payloads)
+        self.lengths: array[int] = array("I", map(len, payloads))
 
     def __len__(self) -> int:
         return len(self.lengths)

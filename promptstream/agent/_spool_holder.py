@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 from .._config import AgentConfig
@@ -20,9 +21,19 @@ logger = logging.getLogger("promptstream")
 
 
 class SpoolHolder:
-    def __init__(self, config: AgentConfig, path: Path, *, owner: str, counters: Counters, reporter: Reporter) -> None:
+    def __init__(
+        self,
+        config: AgentConfig,
+        path: Path,
+        *,
+        owner: str,
+        counters: Counters,
+        reporter: Reporter,
+        adopt: Sequence[Path] = (),
+    ) -> None:
         self._config = config
         self._path = path
+        self._adopt = tuple(adopt)  # other spool files whose events move into ours when it opens
         self._owner = owner
         self._counters = counters
         self._reporter = reporter
@@ -69,6 +80,7 @@ class SpoolHolder:
                 max_bytes=config.max_spool_bytes,
                 lease_seconds=config.lease_seconds,
                 durable=config.durable,
+                adopt=self._adopt,
             )
         except (OSError, sqlite3.Error, SpoolUnavailableError, SpoolCorruptError) as exc:
             return self._memory_only(f"spool at {self._path} is unusable ({exc})")

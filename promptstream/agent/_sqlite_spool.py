@@ -1,6 +1,7 @@
 """The durable spool: a WAL-mode SQLite file, shared safely by every process that sends to the same base URL.
-This module runs the transactions; the SQL it shares lives beside it, in ``_sqlite_schema.py`` (tables, triggers,
-statements), ``_sqlite_dead_letters.py`` (refused events) and ``_sqlite_files.py`` (whole files, read-only reads).
+This module runs the transactions; ``_sqlite_open.py`` opens the file (pragmas, schema, migrations, quarantine), and
+the SQL they share lives beside them, in ``_sqlite_schema.py`` (tables, triggers, statements),
+``_sqlite_dead_letters.py`` (refused events) and ``_sqlite_files.py`` (whole files, read-only reads).
 ``_spool.py`` has the interface it implements and its in-memory twin.
 
 Life of an event: ``append`` gives it a ``seq``; ``claim`` puts the oldest unclaimed events into a *batch* whose id
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import sqlite3
 import sys
 import threading
@@ -28,18 +28,14 @@ from . import _sqlite_dead_letters as dead_sql
 from ._location import prepare_spool_directory
 from ._platform import exclusive_file_lock, owner_is_dead
 from ._spool import AppendResult, ClaimedBatch, DeadLetter, SpoolCorruptError, SpoolCounts, SpoolUnavailableError
-from ._sqlite_files import delete_spool, quarantine, quarantine_spool, read_counts, read_dead_letters
+from ._sqlite_files import delete_spool, quarantine_spool, read_counts, read_dead_letters
+from ._sqlite_open import CHECKPOINT_EVERY_BYTES, open_or_quarantine, open_spool_file
 from ._sqlite_schema import (
     APPLICATION_ID,
     COUNTS,
-    FAST_APPEND,
     IN_BATCH,
-    MIGRATE_FROM_1,
-    SCHEMA,
-    SCHEMA_VERSION,
     SPOOL_FULL,
     USED_BYTES,
-    can_append_in_one_statement,
     incoming,
     insert_rows,
     is_full,
@@ -52,18 +48,6 @@ from ._sqlite_schema import (
 __all__ = ["APPLICATION_ID", "SqliteSpool", "delete_spool", "quarantine_spool", "read_counts", "read_dead_letters"]
 
 logger = logging.getLogger("promptstream")
-
-_PAGE_OVERHEAD_FACTOR = 3  # rows, index entries and free pages on top of the payload bytes
-
-# When the WAL is copied back into the database file (a checkpoint). SQLite's default does it inside whichever commit
-# takes the WAL past 1,000 pages, so every few appends of a burst paid for one: measured while the application thread
-# was busy, an append of 20,000 events took 60-74 ms when it checkpointed against 30-37 ms when it did not, and the
-# spooler fell behind the caller (docs/benchmarks.md). So the spooler checkpoints between bursts, once this much was
-# written (TrackingAgent._checkpoint_unless_in_a_burst). SQLite's own trigger stays as a valve at twice the spool's
-# cap (16-512 MiB): above what filling the spool once writes, so a burst into an empty spool never meets it, while a
-# producer that never lets the spooler catch up cannot grow the WAL without bound.
-_CHECKPOINT_EVERY_BYTES = 16 * 1024 * 1024
-_MAX_CHECKPOINT_VALVE_BYTES = 512 * 1024 * 1024
 
 
 def _now_ms() -> int:
@@ -96,8 +80,12 @@ class SqliteSpool:
         self._fast_append = self._windows = False
         self.quarantined: list[str] = []
         prepare_spool_directory(path.parent)
-        self._db: sqlite3.Connection | None = self._open_or_quarantine(durable)
-        self.adopted = 0
+        self._db: sqlite3.Connection | None
+        self._db, self._fast_append = open_or_quarantine(
+            path, max_bytes=max_bytes, durable=durable, quarantined=self.quarantined
+        )
+        self._windows = self._fast_append
+        self.adopted: int = 0
         for other in adopt:
             self.adopted += self.adopt(other)
 
@@ -135,89 +123,6 @@ class SqliteSpool:
         if moved:
             logger.info("promptstream: adopted %d pending events from spool %s", moved, other)
         return int(moved)
-
-    # -- opening --------------------------------------------------------------------------------------------------
-
-    def _open_or_quarantine(self, durable: bool) -> sqlite3.Connection:
-        with exclusive_file_lock(self._path):
-            try:
-                return self._open(durable)
-            except SpoolCorruptError as exc:
-                reason = str(exc)
-            except sqlite3.DatabaseError as exc:
-                if isinstance(exc, sqlite3.OperationalError) and is_transient(exc):
-                    raise SpoolUnavailableError(str(exc)) from exc
-                reason = f"{type(exc).__name__}: {exc}"
-            moved = quarantine(self._path)
-            self.quarantined.append(reason)
-            logger.warning("promptstream spool %s was unusable (%s); moved aside as %s", self._path, reason, moved)
-            return self._open(durable)
-
-    def _open(self, durable: bool) -> sqlite3.Connection:
-        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
-        os.close(fd)
-        db = sqlite3.connect(self._path, timeout=5.0, isolation_level=None, check_same_thread=False)
-        try:
-            db.execute("PRAGMA busy_timeout=5000")
-            app_id = db.execute("PRAGMA application_id").fetchone()[0]
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-            if app_id != APPLICATION_ID and not (app_id == 0 and tables == 0):
-                raise SpoolCorruptError(f"not a PromptStream spool (application_id={app_id})")
-            if version > SCHEMA_VERSION:
-                raise SpoolCorruptError(f"spool schema {version} is newer than this SDK's {SCHEMA_VERSION}")
-            migration = MIGRATE_FROM_1 if version == 1 and tables else ""
-            # No PRAGMA quick_check here: it reads the whole file, and a process starting over a large backlog (or
-            # every forked worker) could not spool anything until it finished, so a crash then lost far more than
-            # the 50 ms window. Damage deeper than the header surfaces as SQLITE_CORRUPT when the pages are used,
-            # and the agent quarantines the file then.
-            if tables == 0:
-                # 16 KiB pages: an event of a few hundred bytes costs less page bookkeeping; measured here, 20,000
-                # events were stored in 35 ms instead of 49 ms with the default 4 KiB. Only a new file can choose,
-                # and before auto_vacuum, which fixes the page size of an empty file.
-                db.execute("PRAGMA page_size=16384")
-                db.execute("PRAGMA auto_vacuum=INCREMENTAL")
-            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if mode.lower() != "wal":
-                raise SpoolUnavailableError(f"WAL mode is not available here (got {mode!r})")
-            db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-            db.execute("PRAGMA journal_size_limit=4194304")
-            db.execute("PRAGMA temp_store=MEMORY")
-            page_size = db.execute("PRAGMA page_size").fetchone()[0]
-            valve_bytes = min(_MAX_CHECKPOINT_VALVE_BYTES, max(_CHECKPOINT_EVERY_BYTES, 2 * self._max_bytes))
-            db.execute(f"PRAGMA wal_autocheckpoint={valve_bytes // page_size}")
-            max_pages = (self._max_bytes * _PAGE_OVERHEAD_FACTOR + 8 * 1024 * 1024) // page_size
-            db.execute(f"PRAGMA max_page_count={int(max_pages)}")
-            self._fast_append = self._windows = can_append_in_one_statement(db)
-            fast_append = FAST_APPEND if self._fast_append else ""
-            trigger = db.execute("SELECT sql FROM sqlite_master WHERE name = 'incoming_append'").fetchone()
-            if fast_append and trigger and "dead_bytes" not in trigger[0]:
-                fast_append = "DROP TRIGGER incoming_append;" + fast_append  # an earlier version's, without them
-            # executescript() would COMMIT an open transaction first, so the script carries its own; the file
-            # lock we hold keeps two processes from initialising the same file at once.
-            try:
-                db.executescript(
-                    "BEGIN IMMEDIATE;"
-                    + migration
-                    + SCHEMA
-                    + fast_append
-                    + f"PRAGMA application_id={APPLICATION_ID}; PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
-                )
-                # a file from before the bounds may hold any number of dead letters: bring it within them now
-                db.execute("BEGIN IMMEDIATE")
-                dead_sql.prune(db, max_spool_bytes=self._max_bytes, windows=self._windows)
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-            for suffix in ("", "-wal", "-shm"):
-                with contextlib.suppress(FileNotFoundError):
-                    os.chmod(f"{self._path}{suffix}", 0o600)
-        except BaseException:
-            db.close()
-            raise
-        return db
 
     # -- the transaction every write uses -------------------------------------------------------------------------
 
@@ -483,8 +388,8 @@ class SqliteSpool:
 
     def checkpoint_if_due(self) -> bool:
         """Copy the WAL back into the database file if enough was written since the last time (see
-        _CHECKPOINT_EVERY_BYTES). The spooler calls this between bursts, never inside an append."""
-        if self._written_since_checkpoint < _CHECKPOINT_EVERY_BYTES:
+        CHECKPOINT_EVERY_BYTES). The spooler calls this between bursts, never inside an append."""
+        if self._written_since_checkpoint < CHECKPOINT_EVERY_BYTES:
             return False
         with self._lock:
             try:
@@ -504,7 +409,10 @@ class SqliteSpool:
         """The open connection, reopened after a fork closed it. Callers hold the lock."""
         if self._db is None:
             try:
-                self._db = self._open(self._durable)
+                self._db, self._fast_append = open_spool_file(
+                    self._path, max_bytes=self._max_bytes, durable=self._durable
+                )
+                self._windows = self._fast_append
             except SpoolCorruptError:
                 raise
             except (OSError, sqlite3.Error) as exc:

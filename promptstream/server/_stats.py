@@ -177,18 +177,31 @@ def welch_interval(values: Sequence[float]) -> tuple[float, float] | None:
     return mean - half, mean + half
 
 
-def welch_t_test(a: Sequence[float], b: Sequence[float]) -> float | None:
-    """Two-sided p-value of Welch's t-test (unequal variances); None when it is undefined."""
+def _welch(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, float] | None:
+    """mean(b) - mean(a), its standard error and the Welch-Satterthwaite degrees of freedom; None with fewer than two
+    values a side or no variance at all."""
     if len(a) < 2 or len(b) < 2:
         return None
     mean_a, variance_a = mean_and_variance(a)
     mean_b, variance_b = mean_and_variance(b)
     error_a, error_b = variance_a / len(a), variance_b / len(b)
-    if error_a + error_b == 0.0:
+    total = error_a + error_b
+    if total == 0.0:
         return None
-    t = (mean_b - mean_a) / math.sqrt(error_a + error_b)
-    df = (error_a + error_b) ** 2 / (error_a**2 / (len(a) - 1) + error_b**2 / (len(b) - 1))
-    return min(1.0, 2.0 * student_t_sf(abs(t), df))
+    # Written in each side's share of the error: the squares of two tiny errors (1e-177) would underflow to 0 and
+    # divide by zero; shares lie in [0, 1] and sum to 1, so the denominator never vanishes.
+    share_a, share_b = error_a / total, error_b / total
+    df = 1.0 / (share_a**2 / (len(a) - 1) + share_b**2 / (len(b) - 1))
+    return mean_b - mean_a, math.sqrt(total), df
+
+
+def welch_t_test(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """Two-sided p-value of Welch's t-test (unequal variances); None when it is undefined."""
+    welch = _welch(a, b)
+    if welch is None:
+        return None
+    difference, error, df = welch
+    return min(1.0, 2.0 * student_t_sf(abs(difference / error), df))
 
 
 def sample_ratio_p_value(observed: Sequence[int], weights: Sequence[float]) -> float | None:
@@ -225,13 +238,9 @@ def proportion_difference_interval(
 
 def welch_difference_interval(a: Sequence[float], b: Sequence[float]) -> tuple[float, float] | None:
     """The 95% Welch interval for mean(b) - mean(a); None with fewer than two values a side or no variance."""
-    if len(a) < 2 or len(b) < 2:
+    welch = _welch(a, b)
+    if welch is None:
         return None
-    mean_a, variance_a = mean_and_variance(a)
-    mean_b, variance_b = mean_and_variance(b)
-    error_a, error_b = variance_a / len(a), variance_b / len(b)
-    if error_a + error_b == 0.0:
-        return None
-    df = (error_a + error_b) ** 2 / (error_a**2 / (len(a) - 1) + error_b**2 / (len(b) - 1))
-    half = student_t_quantile(0.975, df) * math.sqrt(error_a + error_b)
-    return mean_b - mean_a - half, mean_b - mean_a + half
+    difference, error, df = welch
+    half = student_t_quantile(0.975, df) * error
+    return difference - half, difference + half

@@ -57,7 +57,7 @@ class RecordingSink:
     def __init__(self, before_send: BeforeSend | None = None) -> None:
         self._hook = before_send
         self.events: list[Event] = []
-        self.filtered = 0
+        self.filtered: int = 0
         self.hook_errors: list[str] = []
 
     def enqueue(self, event: bytes) -> None:
@@ -158,7 +158,7 @@ class RecordingClient(PromptStreamClient):
         before_send: BeforeSend | None = None,
         hash_user_ids: str | bytes | None = None,
     ) -> None:
-        self.sink = RecordingSink(before_send)
+        self.sink: RecordingSink = RecordingSink(before_send)
         """Where this client's events go: its ``event_sink``."""
         super().__init__(
             "ps_recording_client",
