@@ -56,6 +56,7 @@ def test_metadata_the_hook_returns_is_validated_like_an_argument() -> None:
     assert client.recorded_events == [] and client.stats().hook_errors == 1
 
 
+@pytest.mark.sqlite_only  # a test of the SDK's hook: the server is only its peer, and it reads the SQLite file
 @settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(metadata=metadata_dicts, email=st.from_regex(r"[a-z]{1,8}@[a-z]{1,8}\.com", fullmatch=True))
 def test_the_documented_scrubber_scrubs_what_the_server_stores(
