@@ -77,6 +77,7 @@ async def loop_lags(seconds: float, busy: Any = None) -> list[float]:
     return lags
 
 
+@pytest.mark.sqlite_only  # the client's event loop is under test; the server's backend is only CPU beside it
 def test_the_event_loop_never_waits_on_tracking_or_flushing(server: Any, spool_dir: Path) -> None:
     """100k events tracked (in the chunks a busy app would produce between awaits) and flushed while a probe
     measures how late the loop runs its timers: the lag stays a small multiple of the idle loop's."""
