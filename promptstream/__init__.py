@@ -10,6 +10,7 @@ Example:
     ```
 """
 
+from ._agent import EventSink
 from ._async_client import AsyncPromptStreamClient
 from ._async_resources import AsyncExperiments, AsyncPrompts
 from ._client import PromptStreamClient
@@ -74,6 +75,7 @@ __all__ = [
     "DeliveryStats",
     "Event",
     "EventRejectedError",
+    "EventSink",
     "Experiment",
     "ExperimentResults",
     "Experiments",

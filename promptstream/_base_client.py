@@ -13,6 +13,7 @@ from urllib.parse import quote
 import httpx
 import msgspec
 
+from ._agent import EventSink, TrackingAgent, legacy_spool_file_path, spool_file_path
 from ._config import (
     DEFAULT_TIMEOUT,
     ENV_DISABLED,
@@ -43,7 +44,6 @@ from ._validation import (
     check_inputs,
     header_problem,
 )
-from .agent import EventSink, TrackingAgent, legacy_spool_file_path, spool_file_path
 
 __all__ = ["CallOptions", "ClientBase", "decode_response"]
 

@@ -33,8 +33,7 @@ from promptstream import (
     RateLimitError,
     ServerError,
 )
-from promptstream._ids import rfc3339_ms
-from promptstream.agent import (
+from promptstream._agent import (
     Delivered,
     Paused,
     Refused,
@@ -47,6 +46,7 @@ from promptstream.agent import (
     owner_token,
     spool_file_path,
 )
+from promptstream._ids import rfc3339_ms
 
 from .helpers import API_KEY, fast, make_run, wait_until
 

@@ -16,9 +16,7 @@ import httpx
 import msgspec
 import pytest
 
-from promptstream._http import HttpTransport
-from promptstream._retry import RetrySchedule, parse_retry_after
-from promptstream.agent import (
+from promptstream._agent import (
     ArrivalMeter,
     BatchSender,
     ClaimedBatch,
@@ -33,6 +31,8 @@ from promptstream.agent import (
     SqliteSpool,
     outcome_for_status,
 )
+from promptstream._http import HttpTransport
+from promptstream._retry import RetrySchedule, parse_retry_after
 
 MB = 1024 * 1024
 

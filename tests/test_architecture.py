@@ -107,7 +107,7 @@ def test_the_server_never_imports_sdk_internals(path: Path) -> None:
 def test_the_layers_are_all_checked() -> None:
     core = {str(p.relative_to(REPO_ROOT)) for p in sdk_core_modules()}
     assert {"promptstream/__init__.py", "promptstream/_client.py", "promptstream_sdk/__init__.py"} <= core
-    assert any(name.startswith("promptstream/agent/") for name in core)
+    assert any(name.startswith("promptstream/_agent/") for name in core)
     assert any(name.startswith("promptstream/testing/") for name in core)
     assert not any(name.startswith(("promptstream/server/", "promptstream/cli/")) for name in core)
     assert len(server_modules()) >= 3
@@ -146,8 +146,8 @@ def test_the_import_scanner_sees_every_form_of_import(
 @pytest.mark.parametrize(
     ("where", "source", "expected"),
     [
-        ("promptstream/agent/_x.py", "from .. import server", "promptstream.server"),
-        ("promptstream/agent/_x.py", "from ..server import _store", "promptstream.server._store"),
+        ("promptstream/_agent/_x.py", "from .. import server", "promptstream.server"),
+        ("promptstream/_agent/_x.py", "from ..server import _store", "promptstream.server._store"),
         ("promptstream/__init__.py", "from .server import Store", "promptstream.server"),
         ("promptstream/server/_x.py", "from .. import _client", "promptstream._client"),
         ("promptstream/server/__init__.py", "from .._errors import X", "promptstream._errors"),

@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from promptstream.agent import EventQueue
+from promptstream._agent import EventQueue
 
 from .helpers import client_env, make_run, run_child
 

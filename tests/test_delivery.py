@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from promptstream.agent import AppendResult, SpoolUnavailableError, SqliteSpool, spool_file_path
+from promptstream._agent import AppendResult, SpoolUnavailableError, SqliteSpool, spool_file_path
 
 from .faults.proxy import FaultProxy
 from .helpers import (
@@ -455,7 +455,7 @@ def test_unusable_spool_is_moved_aside_and_the_agent_goes_on(
 
 
 def _truncated(path: Path) -> None:
-    from promptstream.agent import SqliteSpool
+    from promptstream._agent import SqliteSpool
 
     spool = SqliteSpool(path, owner="1:x", max_bytes=10**8, lease_seconds=60)
     spool.append([b'{"event_id":"' + str(i).encode() + b'"}' + b" " * 500 for i in range(2000)], 0)
@@ -477,7 +477,7 @@ def _foreign_sqlite(path: Path) -> None:
 def _future_schema(path: Path) -> None:
     import sqlite3
 
-    from promptstream.agent._sqlite_spool import APPLICATION_ID
+    from promptstream._agent._sqlite_spool import APPLICATION_ID
 
     db = sqlite3.connect(path)
     db.execute(f"PRAGMA application_id={APPLICATION_ID}")
@@ -603,7 +603,7 @@ def test_uwsgi_without_threads_is_warned_about_once(
     import sys
     import types
 
-    from promptstream.agent import _agent
+    from promptstream._agent import _agent
 
     monkeypatch.setitem(sys.modules, "uwsgi", types.SimpleNamespace(opt={}))
     monkeypatch.setattr(_agent, "_uwsgi_warned", False)

@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from promptstream import AgentConfig, PromptStreamClient
-from promptstream.agent import SqliteSpool
-from promptstream.agent._location import legacy_spool_file_path, spool_file_path
+from promptstream._agent import SqliteSpool
+from promptstream._agent._location import legacy_spool_file_path, spool_file_path
 from promptstream.cli import main
 from promptstream.server import ServerThread, Store
 

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from promptstream.agent._location import UnsafeSpoolLocationError, check_spool_directory, default_spool_dir
-from promptstream.agent._platform import exclusive_file_lock
+from promptstream._agent._location import UnsafeSpoolLocationError, check_spool_directory, default_spool_dir
+from promptstream._agent._platform import exclusive_file_lock
 
 from .helpers import REPO_ROOT, client_env, make_run, run_child, spawn_child
 
@@ -36,7 +36,7 @@ TRACK_AND_FLUSH = (
     + """
     import promptstream
     from promptstream import PromptStreamClient, AgentConfig
-    from promptstream.agent._platform import lock_mechanism
+    from promptstream._agent._platform import lock_mechanism
     client = PromptStreamClient(agent_config=AgentConfig(
         spool_dir=os.environ["PROMPTSTREAM_SPOOL_DIR"], flush_interval=0.02, batch_max_events=50))
     ids = [client.track_click(os.environ["RUN"], os.environ["EXP"], "win") for _ in range(int(os.environ["N"]))]
@@ -55,8 +55,8 @@ def test_the_sdk_imports_without_fork_and_fcntl(tmp_path: Path) -> None:
     result = run_child(
         WITHOUT_FORK_AND_FCNTL
         + """
-    import promptstream, promptstream.agent, promptstream.testing, promptstream.cli
-    from promptstream.agent import _sqlite_spool, _spool_admin
+    import promptstream, promptstream._agent, promptstream.testing, promptstream.cli
+    from promptstream._agent import _sqlite_spool, _spool_admin
     print("imported", hasattr(os, "fork"))
     """,
         {"PYTHONPATH": str(REPO_ROOT)},
@@ -94,7 +94,7 @@ def test_the_sqlite_fallback_lock_excludes_another_process(tmp_path: Path) -> No
         except sqlite3.OperationalError as exc:
             print("refused", exc)
     """.replace("LOCK", repr(f"{lock_target}.lock"))
-    from promptstream.agent import _platform
+    from promptstream._agent import _platform
 
     with _platform._sqlite_lock(f"{lock_target}.lock"):
         held = run_child(probe, {})
@@ -109,7 +109,7 @@ def test_the_platform_lock_is_exclusive_between_processes(tmp_path: Path) -> Non
         import sys
         sys.path.insert(0, {str(REPO_ROOT)!r})
         from pathlib import Path
-        from promptstream.agent import _platform
+        from promptstream._agent import _platform
         _platform._LOCK_TIMEOUT = 0.2
         try:
             with _platform.exclusive_file_lock(Path({str(target)!r})):

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from promptstream.agent import MemorySpool, Spool, SqliteSpool
-from promptstream.agent._spool import MAX_DEAD_LETTERS, dead_letter_byte_cap
+from promptstream._agent import MemorySpool, Spool, SqliteSpool
+from promptstream._agent._spool import MAX_DEAD_LETTERS, dead_letter_byte_cap
 
 SpoolFactory = Callable[..., Spool]
 

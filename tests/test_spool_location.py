@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from promptstream import PromptStreamError
-from promptstream.agent import SqliteSpool
-from promptstream.agent._location import UnsafeSpoolLocationError, prepare_spool_directory
+from promptstream._agent import SqliteSpool
+from promptstream._agent._location import UnsafeSpoolLocationError, prepare_spool_directory
 
 from .helpers import make_run, wait_until
 

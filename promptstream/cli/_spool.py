@@ -1,6 +1,6 @@
 """``promptstream spool status|drain|dead-letters|replay|purge``: the local spools this machine's apps keep, one per
 server. Every command first lists the spools that exist; the commands talk to the small spool API in
-``promptstream.agent._spool_admin``, never to the spool class itself."""
+``promptstream._agent._spool_admin``, never to the spool class itself."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
+from .._agent import _spool_admin
+from .._agent._location import legacy_spool_file_path, spool_file_path
 from .._config import AgentConfig, redact_url, resolve_base_url
-from ..agent import _spool_admin
-from ..agent._location import legacy_spool_file_path, spool_file_path
 from ._common import CommandError, api_key_or_fail
 
 

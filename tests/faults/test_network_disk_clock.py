@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from promptstream import PromptStreamClient
-from promptstream.agent import SqliteSpool, spool_file_path
+from promptstream._agent import SqliteSpool, spool_file_path
 
 from ..helpers import API_KEY, client_env, fast, make_run, run_child, spooled_event_ids, wait_until
 from .proxy import FaultProxy

@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from promptstream.agent import ClaimedBatch, SqliteSpool
-from promptstream.agent._spool import MAX_DEAD_LETTERS, dead_letter_byte_cap
+from promptstream._agent import ClaimedBatch, SqliteSpool
+from promptstream._agent._spool import MAX_DEAD_LETTERS, dead_letter_byte_cap
 
 CAP = 4000  # bytes of payload: small, so the cap is hit often
 _DEAD_PID = int(

@@ -66,7 +66,7 @@ class SpoolHolder:
         # Imported only now, and on our thread under the fork lock (see _forksafety): `import promptstream` skips
         # sqlite3, and a fork() cannot land inside this first import.
         try:
-            import_in_background("promptstream.agent._sqlite_spool")
+            import_in_background("promptstream._agent._sqlite_spool")
         except ImportError as exc:  # a Python built without sqlite3 (some slim container images)
             return self._memory_only(f"sqlite3 is unavailable ({exc})")
         import sqlite3
