@@ -256,7 +256,9 @@ class ProjectMethods:
 
         Example:
             ```python
+            record, secret = store.create_api_key("default", "temporary")
             store.revoke_api_key("default", record["key_id"])
+            assert store.project_for_key(secret) is None
             ```
         """
         with self._writing() as db:
@@ -267,6 +269,7 @@ class ProjectMethods:
 
         Example:
             ```python
+            _, secret = store.create_api_key("default", "ci")
             assert store.project_for_key(secret) == "default"
             ```
         """

@@ -69,7 +69,8 @@ ALTER TABLE batch_log ADD COLUMN project_id TEXT NOT NULL DEFAULT 'default';
 CREATE TABLE events_v3 (
     event_id TEXT NOT NULL, type TEXT NOT NULL, prompt_run_id TEXT NOT NULL, experiment_id TEXT NOT NULL,
     timestamp TEXT NOT NULL, external_user_id TEXT, label TEXT, source TEXT, metadata TEXT,
-    thumbs_up INTEGER, rating REAL, engagement_score REAL, received_at REAL NOT NULL, project_id TEXT NOT NULL,
+    thumbs_up INTEGER, rating REAL, engagement_score REAL, received_at REAL NOT NULL,
+    project_id TEXT NOT NULL DEFAULT 'default',
     PRIMARY KEY (project_id, event_id));
 INSERT INTO events_v3 SELECT event_id, type, prompt_run_id, experiment_id, timestamp, external_user_id, label, source,
     metadata, thumbs_up, rating, engagement_score, received_at, 'default' FROM events;
