@@ -329,3 +329,79 @@ def test_unknown_projects_and_keys_are_404(server: RunningServer) -> None:
     with pytest.raises(StoreError) as other:  # another project's key: as if it did not exist
         server.store.revoke_api_key("default", key_id)
     assert other.value.status == 404 and server.store.list_api_keys(project)[0]["revoked_at"] is None
+
+
+def _batch(events: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"sent_at": "2026-12-02T10:00:00Z", "events": events}
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(layout=st.lists(st.sampled_from(["good", "bad_type", "unknown_run", "no_label"]), min_size=1, max_size=20))
+def test_rejected_events_keep_their_reasons_per_project_newest_first(server: RunningServer, layout: list[str]) -> None:
+    project, secret = new_project_key(server.store)
+    owned = Owned(server.url, secret)
+    events: list[dict[str, Any]] = []
+    for kind in layout:
+        event = owned.event(str(uuid.uuid4()))
+        if kind == "bad_type":
+            event["type"] = "purchase"
+        elif kind == "unknown_run":
+            event["prompt_run_id"] = str(uuid.uuid4())
+        elif kind == "no_label":
+            del event["label"]
+        events.append(event)
+    answer = owned.post("/v1/events/batch", _batch(events), **{"Idempotency-Key": f"b-{uuid.uuid4()}"}).json()
+    kept = server.store.recent_rejections(project, limit=1000)
+    assert len(kept) == len(answer["rejected"]) == sum(kind != "good" for kind in layout)
+    # newest first: the last rejection of the batch comes first; each with the reason the client was given
+    expected = [(r["event_id"], r["reason"], r["index"]) for r in reversed(answer["rejected"])]
+    assert [(r["event_id"], r["reason"], r["index"]) for r in kept] == expected
+    assert all(r["received_at"] > 0 and r["idempotency_key"].startswith("b-") for r in kept)
+    assert all(
+        r["event_id"] not in {k["event_id"] for k in server.store.recent_rejections("default", 1000)} for r in kept
+    )
+
+
+def test_rejections_are_bounded_per_project_and_the_oldest_go_first(server: RunningServer) -> None:
+    from promptstream.server._projects import MAX_REJECTIONS_KEPT
+
+    project, secret = new_project_key(server.store)
+    owned = Owned(server.url, secret)
+    other = Owned(server.url, API_KEY)
+    other.post("/v1/events/batch", _batch([{**other.event(str(uuid.uuid4())), "type": "purchase"}]))
+
+    def bad(count: int) -> list[str]:
+        ids = [str(uuid.uuid4()) for _ in range(count)]
+        owned.post("/v1/events/batch", _batch([{**owned.event(i), "type": "purchase"} for i in ids]))
+        return ids
+
+    first = bad(MAX_REJECTIONS_KEPT)
+    last = bad(7)
+    kept = server.store.recent_rejections(project, limit=1000)
+    assert len(kept) == MAX_REJECTIONS_KEPT == server.store.count("rejections", "WHERE project_id = ?", [project])
+    assert [r["event_id"] for r in kept[:7]] == last[::-1]
+    assert {r["event_id"] for r in kept} == set(first[7:]) | set(last)  # the 7 oldest were pruned
+    assert len(server.store.recent_rejections("default")) == 1  # another project's are not touched
+
+
+def test_recent_events_show_what_the_project_stored_newest_first(server: RunningServer) -> None:
+    project, secret = new_project_key(server.store)
+    owned = Owned(server.url, secret)
+    later = {**owned.event(str(uuid.uuid4())), "metadata": {"plan": "pro", "n": [1, 2]}, "external_user_id": "u1"}
+    owned.post("/v1/events/batch", _batch([later]))
+    recent = server.store.recent_events(project, owned.experiment_id, limit=10)
+    assert [event["event_id"] for event in recent] == [later["event_id"], owned.event_id]
+    assert recent[0]["metadata"] == {"plan": "pro", "n": [1, 2]} and recent[0]["external_user_id"] == "u1"
+    assert recent[0]["type"] == "click" and recent[0]["label"] == "cta" and recent[0]["received_at"] > 0
+    assert server.store.recent_events(project, owned.experiment_id, limit=1)[0]["event_id"] == later["event_id"]
+    for call in (
+        lambda: server.store.recent_events("default", owned.experiment_id),  # another project's experiment
+        lambda: server.store.recent_events(project, str(uuid.uuid4())),
+        lambda: server.store.recent_rejections(str(uuid.uuid4())),
+    ):
+        with pytest.raises(StoreError) as missing:
+            call()
+        assert missing.value.status == 404
+    with pytest.raises(StoreError) as bad_limit:
+        server.store.recent_events(project, owned.experiment_id, limit=0)
+    assert bad_limit.value.status == 422
