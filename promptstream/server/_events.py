@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from collections.abc import Iterable
 from typing import Any
 
+from ._rules import EVENT_COLUMNS, event_row
 from ._sqlite import select_in
 from ._wire import EventBody
 
@@ -19,29 +19,9 @@ def existing_events(db: sqlite3.Connection, project_id: str, event_ids: set[str]
 
 
 def insert_events(db: sqlite3.Connection, project_id: str, events: Iterable[EventBody], now: float) -> None:
+    marks = ", ".join("?" * (EVENT_COLUMNS.count(",") + 1))
     db.executemany(
-        "INSERT INTO events (event_id, type, prompt_run_id, experiment_id, timestamp, external_user_id, label, source,"
-        " metadata, thumbs_up, rating, engagement_score, received_at, project_id)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            (
-                e.event_id,
-                e.type,
-                e.prompt_run_id,
-                e.experiment_id,
-                e.timestamp,
-                e.external_user_id,
-                e.label,
-                e.source,
-                None if e.metadata is None else json.dumps(e.metadata),
-                None if e.thumbs_up is None else int(e.thumbs_up),
-                e.rating,
-                e.engagement_score,
-                now,
-                project_id,
-            )
-            for e in events
-        ],
+        f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ({marks})", [event_row(project_id, e, now) for e in events]
     )
 
 

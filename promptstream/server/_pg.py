@@ -8,7 +8,6 @@ transaction under an advisory lock, so two servers starting at once on an empty 
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -16,13 +15,9 @@ import psycopg
 from psycopg.adapt import Dumper, Loader
 from psycopg_pool import ConnectionPool
 
-from ._storage import Idempotency, StoreError
+from ._rules import EVENT_COLUMNS, event_row, stored_answer
+from ._storage import Idempotency
 from ._wire import EventBody
-
-_EVENT_COLUMNS = (
-    "event_id, type, prompt_run_id, experiment_id, timestamp, external_user_id, label, source, metadata, thumbs_up,"
-    " rating, engagement_score, received_at, project_id"
-)
 
 # Version 1 is the schema of the first release (the same tables as SQLite's); each later step is appended, never
 # edited, so a database of any earlier release upgrades in order.
@@ -204,13 +199,7 @@ def replay(conn: psycopg.Connection[Any], project_id: str, idempotency: Idempote
         "SELECT request_hash, status, response FROM idempotency WHERE project_id = %s AND scope = %s AND key = %s",
         (project_id, *idempotency[:2]),
     ).fetchone()
-    if row is None:
-        return None
-    if row[0] != idempotency[2]:
-        raise StoreError(
-            422, "idempotency_key_reused", "this Idempotency-Key was already used with a different request body"
-        )
-    return int(row[1]), b"" if row[2] is None else bytes(row[2])
+    return stored_answer(row, idempotency[2])
 
 
 def lock_key(conn: psycopg.Connection[Any], project_id: str, idempotency: Idempotency) -> None:
@@ -255,27 +244,10 @@ def insert_events(conn: psycopg.Connection[Any], project_id: str, events: list[E
     """One multi-row insert; returns the ids it stored (those the project had not stored already)."""
     if not events:
         return set()
-    marks = "(" + ",".join(["%s"] * (_EVENT_COLUMNS.count(",") + 1)) + ")"
-    values: list[Any] = []
-    for e in events:
-        values += [
-            e.event_id,
-            e.type,
-            e.prompt_run_id,
-            e.experiment_id,
-            e.timestamp,
-            e.external_user_id,
-            e.label,
-            e.source,
-            None if e.metadata is None else json.dumps(e.metadata),
-            None if e.thumbs_up is None else int(e.thumbs_up),
-            e.rating,
-            e.engagement_score,
-            now,
-            project_id,
-        ]
+    marks = "(" + ",".join(["%s"] * (EVENT_COLUMNS.count(",") + 1)) + ")"
+    values = [value for event in events for value in event_row(project_id, event, now)]
     query = (
-        f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES {','.join([marks] * len(events))}"
+        f"INSERT INTO events ({EVENT_COLUMNS}) VALUES {','.join([marks] * len(events))}"
         " ON CONFLICT (project_id, event_id) DO NOTHING"
     )
     return {row[0] for row in conn.execute((query + " RETURNING event_id").encode(), values).fetchall()}

@@ -230,22 +230,23 @@ class PgStore(ProjectMethods):
             )
         _rules.check_inputs(template, inputs)
         output = _rules.check_output(self.provider.complete(template, inputs))  # no connection and no lock held
-        run_id = str(uuid.uuid4())
-        variant = f"v{version}"
-        body = {
-            "run_id": run_id,
-            "experiment_id": experiment_id,
-            "variant_assigned": variant,
-            "output": output,
-            "prompt_id": prompt_id,
-            "version": version,
-        }
-        response: bytes = encode(body)
+        answer = _rules.run_answer(str(uuid.uuid4()), experiment_id, prompt_id, version, output)
+        response: bytes = encode(answer)
         with self._pool.connection() as conn:
             conn.execute(
                 "INSERT INTO runs (id, prompt_id, experiment_id, version, variant, external_user_id, output,"
                 " created_at, project_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (run_id, prompt_id, experiment_id, version, variant, external_user_id, output, time.time(), project_id),
+                (
+                    answer["run_id"],
+                    prompt_id,
+                    experiment_id,
+                    version,
+                    answer["variant_assigned"],
+                    external_user_id,
+                    output,
+                    time.time(),
+                    project_id,
+                ),
             )
             if idempotency is not None:
                 remember(conn, project_id, idempotency, response)

@@ -17,7 +17,7 @@ from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from ._keys import LAST_USED_RESOLUTION, new_key, secret_hash
-from ._rules import OFFLINE_EXPERIMENT_ID, experiment_not_found
+from ._rules import EVENT_COLUMNS, OFFLINE_EXPERIMENT_ID, experiment_not_found
 from ._storage import StoreError
 from ._wire import Rejection
 
@@ -27,10 +27,6 @@ MAX_REASON_LENGTH = 1000
 MAX_NAME_LENGTH = 256
 
 _KEY_COLUMNS = "id, project_id, name, prefix, created_at, last_used_at, revoked_at"
-_EVENT_COLUMNS = (
-    "event_id, type, prompt_run_id, experiment_id, timestamp, external_user_id, label, source, metadata, thumbs_up,"
-    " rating, engagement_score, received_at"
-)
 
 
 class Sql(Protocol):
@@ -173,11 +169,11 @@ def recent_events(db: Sql, project_id: str, experiment_id: str, limit: int) -> l
         if db.execute(query, (experiment_id, project_id)).fetchone() is None:
             raise experiment_not_found(experiment_id)
     rows = db.execute(
-        f"SELECT {_EVENT_COLUMNS} FROM events WHERE experiment_id = ? AND project_id = ?"
+        f"SELECT {EVENT_COLUMNS} FROM events WHERE experiment_id = ? AND project_id = ?"
         " ORDER BY received_at DESC, event_id DESC LIMIT ?",
         (experiment_id, project_id, _check_limit(limit)),
     )
-    names = [name.strip() for name in _EVENT_COLUMNS.split(",")]
+    names = [name.strip() for name in EVENT_COLUMNS.split(",")]
     events = [dict(zip(names, row, strict=True)) for row in rows]
     for event in events:
         event["metadata"] = None if event["metadata"] is None else json.loads(event["metadata"])

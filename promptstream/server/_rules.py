@@ -161,3 +161,53 @@ def sort_events(
             fresh.append(event)
     rejected.sort(key=lambda r: r.index)
     return fresh, duplicates
+
+
+def run_answer(run_id: str, experiment_id: str, prompt_id: str, version: int, output: str) -> dict[str, Any]:
+    """The body of a run's response (docs/protocol.md); the run is stored with the same variant."""
+    return {
+        "run_id": run_id,
+        "experiment_id": experiment_id,
+        "variant_assigned": f"v{version}",
+        "output": output,
+        "prompt_id": prompt_id,
+        "version": version,
+    }
+
+
+# The events table's columns, in the order ``event_row`` gives their values.
+EVENT_COLUMNS = (
+    "event_id, type, prompt_run_id, experiment_id, timestamp, external_user_id, label, source, metadata, thumbs_up,"
+    " rating, engagement_score, received_at, project_id"
+)
+
+
+def event_row(project_id: str, event: EventBody, now: float) -> tuple[Any, ...]:
+    return (
+        event.event_id,
+        event.type,
+        event.prompt_run_id,
+        event.experiment_id,
+        event.timestamp,
+        event.external_user_id,
+        event.label,
+        event.source,
+        None if event.metadata is None else json.dumps(event.metadata),
+        None if event.thumbs_up is None else int(event.thumbs_up),
+        event.rating,
+        event.engagement_score,
+        now,
+        project_id,
+    )
+
+
+def stored_answer(row: Sequence[Any] | None, request_hash: str) -> tuple[int, bytes] | None:
+    """The (status, body) kept for an Idempotency-Key, from its (request_hash, status, response) row (status 0, no
+    body: a run still running on PostgreSQL); 422 when the key was used for another body."""
+    if row is None:
+        return None
+    if row[0] != request_hash:
+        raise StoreError(
+            422, "idempotency_key_reused", "this Idempotency-Key was already used with a different request body"
+        )
+    return int(row[1]), b"" if row[2] is None else bytes(row[2])

@@ -9,21 +9,22 @@ from typing import Any
 from ._sqlite import select_in
 
 
-def insert_run(
-    db: sqlite3.Connection,
-    project_id: str,
-    run_id: str,
-    prompt_id: str,
-    experiment_id: str,
-    version: int,
-    variant: str,
-    external_user_id: str | None,
-    output: str,
-) -> None:
+def insert_run(db: sqlite3.Connection, project_id: str, answer: dict[str, Any], external_user_id: str | None) -> None:
+    """Store a run as its answer (``_rules.run_answer``) describes it."""
     db.execute(
         "INSERT INTO runs (id, prompt_id, experiment_id, version, variant, external_user_id, output, created_at,"
         " project_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (run_id, prompt_id, experiment_id, version, variant, external_user_id, output, time.time(), project_id),
+        (
+            answer["run_id"],
+            answer["prompt_id"],
+            answer["experiment_id"],
+            answer["version"],
+            answer["variant_assigned"],
+            external_user_id,
+            answer["output"],
+            time.time(),
+            project_id,
+        ),
     )
 
 

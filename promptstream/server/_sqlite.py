@@ -16,7 +16,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._storage import Idempotency, StoreError
+from ._rules import stored_answer
+from ._storage import Idempotency
 
 SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS prompts (
@@ -188,13 +189,7 @@ def replay(db: sqlite3.Connection, project_id: str, idempotency: Idempotency | N
         "SELECT request_hash, status, response FROM idempotency WHERE project_id = ? AND scope = ? AND key = ?",
         (project_id, *idempotency[:2]),
     ).fetchone()
-    if row is None:
-        return None
-    if row[0] != idempotency[2]:
-        raise StoreError(
-            422, "idempotency_key_reused", "this Idempotency-Key was already used with a different request body"
-        )
-    return int(row[1]), bytes(row[2])
+    return stored_answer(row, idempotency[2])
 
 
 def remember(db: sqlite3.Connection, project_id: str, idempotency: Idempotency, response: bytes) -> None:

@@ -285,21 +285,10 @@ class Store(ProjectMethods):
         _rules.check_inputs(template, inputs)
         # no lock held: a slow model delays only this run
         output = _rules.check_output(self.provider.complete(template, inputs))
-        run_id = str(uuid.uuid4())
-        variant = f"v{version}"
-        body = {
-            "run_id": run_id,
-            "experiment_id": experiment["id"],
-            "variant_assigned": variant,
-            "output": output,
-            "prompt_id": prompt_id,
-            "version": version,
-        }
-        response: bytes = encode(body)
+        answer = _rules.run_answer(str(uuid.uuid4()), experiment["id"], prompt_id, version, output)
+        response: bytes = encode(answer)
         with self._lock, self._transaction():
-            _runs.insert_run(
-                self._db, project_id, run_id, prompt_id, experiment["id"], version, variant, external_user_id, output
-            )
+            _runs.insert_run(self._db, project_id, answer, external_user_id)
             if idempotency is not None:
                 remember(self._db, project_id, idempotency, response)
         return 200, response
