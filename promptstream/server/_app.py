@@ -19,7 +19,6 @@ from starlette.types import ASGIApp
 
 from ._http import (
     ApiError,
-    RateLimiter,
     RequestIdMiddleware,
     api_error,
     http_error,
@@ -35,6 +34,7 @@ from ._limits import (
     idempotency_key_problem,
     json_like_problem,
 )
+from ._ratelimit import rate_limiter_for
 from ._split import split_events
 from ._storage import Storage, StoreError
 from ._threads import Lane
@@ -79,7 +79,7 @@ class ServerApp:
                 raise ValueError(f"API key #{number} {problem}")  # never the key itself: it is a secret
         self.store = store
         self._key_digests = [hashlib.sha256(k.encode()).digest() for k in api_keys]
-        self.rate_limiter = RateLimiter(rate_limit) if rate_limit else None
+        self.rate_limiter = rate_limiter_for(store, rate_limit) if rate_limit else None
         self.max_body_bytes = max_body_bytes
         self._work = Lane("work", WORK_THREADS)
         self._runs = Lane("run", RUN_THREADS)
@@ -94,7 +94,7 @@ class ServerApp:
 
     # -- request plumbing -----------------------------------------------------------------------------------------
 
-    def _authorize(self, request: Request) -> str:
+    async def _authorize(self, request: Request) -> str:
         """The caller's scope (a digest of its key, never the key) after auth and rate limiting."""
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
@@ -104,7 +104,9 @@ class ServerApp:
             raise ApiError(401, "authentication_error", "missing or invalid API key")
         scope = digest.hex()[:16]
         if self.rate_limiter is not None:
-            wait = self.rate_limiter.wait_needed(scope)
+            limiter = self.rate_limiter
+            # a shared bucket is a database round trip: off the event loop, as every other storage call
+            wait = await self._work.run(limiter.wait_needed, scope) if limiter.shared else limiter.wait_needed(scope)
             if wait > 0:
                 raise ApiError(429, "rate_limited", "too many requests", {"Retry-After": str(max(1, math.ceil(wait)))})
         return scope
@@ -186,26 +188,26 @@ class ServerApp:
     # -- handlers -------------------------------------------------------------------------------------------------
 
     async def create_prompt(self, request: Request) -> Response:
-        self._authorize(request)
+        await self._authorize(request)
         body = await self._json_body(request, CreatePrompt)
         return json_response(await self._work.run(self.store.create_prompt, body.name, body.template), 201)
 
     async def list_prompts(self, request: Request) -> Response:
-        self._authorize(request)
+        await self._authorize(request)
         return json_response({"prompts": await self._work.run(self.store.list_prompts)})
 
     async def get_prompt(self, request: Request) -> Response:
-        self._authorize(request)
+        await self._authorize(request)
         return json_response(await self._work.run(self.store.get_prompt, request.path_params["prompt_id"]))
 
     async def add_version(self, request: Request) -> Response:
-        self._authorize(request)
+        await self._authorize(request)
         body = await self._json_body(request, AddVersion)
         prompt_id = request.path_params["prompt_id"]
         return json_response(await self._work.run(self.store.add_version, prompt_id, body.template), 201)
 
     async def create_run(self, request: Request) -> Response:
-        scope = self._authorize(request)
+        scope = await self._authorize(request)
         raw = await self._read(request)
         # runs wait on the model: their own lane, so a crowd of slow runs never takes the threads that event
         # ingestion and the other endpoints need
@@ -225,31 +227,31 @@ class ServerApp:
         )
 
     async def create_experiment(self, request: Request) -> Response:
-        self._authorize(request)
+        await self._authorize(request)
         body = await self._json_body(request, CreateExperiment)
         created = await self._work.run(self.store.create_experiment, body.prompt_id, body.variants, body.name)
         return json_response(created, 201)
 
     async def list_experiments(self, request: Request) -> Response:
-        self._authorize(request)
+        await self._authorize(request)
         prompt_id = request.query_params.get("prompt_id")
         return json_response({"experiments": await self._work.run(self.store.list_experiments, prompt_id)})
 
     async def get_experiment(self, request: Request) -> Response:
-        self._authorize(request)
+        await self._authorize(request)
         return json_response(await self._work.run(self.store.get_experiment, request.path_params["experiment_id"]))
 
     async def end_experiment(self, request: Request) -> Response:
-        self._authorize(request)
+        await self._authorize(request)
         return json_response(await self._work.run(self.store.end_experiment, request.path_params["experiment_id"]))
 
     async def experiment_results(self, request: Request) -> Response:
-        self._authorize(request)
+        await self._authorize(request)
         experiment_id = request.path_params["experiment_id"]
         return json_response(await self._work.run(self.store.experiment_results, experiment_id))
 
     async def ingest_batch(self, request: Request) -> Response:
-        scope = self._authorize(request)
+        scope = await self._authorize(request)
         codec = self._codec(request)
         raw = await self._read(request)
         answer = await self._work.run(self._ingest, request, scope, codec, raw)

@@ -63,6 +63,16 @@ CREATE TABLE IF NOT EXISTS batch_log (
 CREATE INDEX IF NOT EXISTS runs_for_results ON runs(experiment_id) INCLUDE (id, variant, external_user_id);
 """,
     ),
+    (
+        8,
+        """
+-- rate limits shared by every worker and instance (_ratelimit.py): one token bucket per API key; UNLOGGED, as a
+-- bucket is worth nothing after a crash (it refills within a second) and need not cost WAL on every request
+CREATE UNLOGGED TABLE IF NOT EXISTS rate_buckets (
+    scope TEXT PRIMARY KEY, tokens DOUBLE PRECISION NOT NULL, updated_at DOUBLE PRECISION NOT NULL,
+    granted BOOLEAN NOT NULL);
+""",
+    ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 _MIGRATION_LOCK = 0x5053_4D49  # advisory lock id: "PSMI"
@@ -206,6 +216,29 @@ def insert_events(conn: psycopg.Connection[Any], events: list[EventBody], now: f
         ]
     query = f"INSERT INTO events VALUES {','.join([marks] * len(events))} ON CONFLICT (event_id) DO NOTHING"
     return {row[0] for row in conn.execute((query + " RETURNING event_id").encode(), values).fetchall()}
+
+
+# Refill by the time elapsed on the database's clock (one clock for every instance), then take a token if there is
+# one, in one statement: the row lock it takes serialises instances drawing from the same bucket.
+_TAKE_TOKEN = """
+INSERT INTO rate_buckets AS b (scope, tokens, updated_at, granted)
+VALUES (%(scope)s, %(size)s - 1, EXTRACT(EPOCH FROM clock_timestamp()), TRUE)
+ON CONFLICT (scope) DO UPDATE SET
+    granted = LEAST(%(size)s, b.tokens + GREATEST(0, EXCLUDED.updated_at - b.updated_at) * %(rate)s) >= 1,
+    tokens = LEAST(%(size)s, b.tokens + GREATEST(0, EXCLUDED.updated_at - b.updated_at) * %(rate)s)
+        - CASE WHEN LEAST(%(size)s, b.tokens + GREATEST(0, EXCLUDED.updated_at - b.updated_at) * %(rate)s) >= 1
+          THEN 1 ELSE 0 END,
+    updated_at = EXCLUDED.updated_at
+RETURNING granted, tokens
+"""
+
+
+def take_token(conn: psycopg.Connection[Any], scope: str, rate: float, size: float) -> float:
+    """Take a token from ``scope``'s shared bucket: 0.0 when granted, else the seconds until one is free."""
+    row = conn.execute(_TAKE_TOKEN.encode(), {"scope": scope, "rate": rate, "size": size}).fetchone()
+    assert row is not None
+    granted, tokens = bool(row[0]), float(row[1])
+    return 0.0 if granted else (1 - tokens) / rate
 
 
 def log_batch(

@@ -21,7 +21,8 @@ import psycopg
 from . import _events, _experiments
 from ._assignment import assign_bucket, pick_variant
 from ._limits import MAX_OUTPUT_BYTES, weights_problem
-from ._pg import insert_events, lock_key, log_batch, open_pool, remember, replay
+from ._pg import insert_events, lock_key, log_batch, open_pool, remember, replay, take_token
+from ._ratelimit import bucket_size
 from ._results import compute_results
 from ._storage import Idempotency, StoreError
 from ._templates import ModelProvider, TemplateProvider, rendered_size, template_inputs
@@ -317,6 +318,12 @@ class PgStore:
             key = idempotency[1] if idempotency else None
             log_batch(conn, key, total, len(inserted), duplicates, len(rejected))
             return response
+
+    def take_rate_token(self, scope: str, rate: float) -> float:
+        """The shared rate limit (_ratelimit.py): a token from ``scope``'s bucket, which every worker and instance on
+        this database draws from; 0.0 when granted, else the seconds until one is free."""
+        with self._pool.connection() as conn:
+            return take_token(conn, scope, rate, bucket_size(rate))
 
     # -- reading, for results, the CLI and tests ------------------------------------------------------------------
 
