@@ -277,3 +277,23 @@ def test_one_idempotency_key_on_two_store_instances_at_once_makes_one_run(pg_url
         gate.set()
         first.close()
         second.close()
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rate=st.floats(min_value=0.01, max_value=4.0))
+def test_a_rate_limit_lets_in_its_bucket_then_answers_429_on_both_backends(
+    server_factory: Callable[..., Any], rate: float
+) -> None:
+    """Any positive rate lets the first request in (a rate below 1/s once locked a key out for good), then at most
+    the bucket (max(R, 1)) plus R per second elapsed; the rest get 429 with a Retry-After."""
+    server = server_factory(rate_limit=rate)
+    size = max(rate, 1.0)
+    with httpx.Client(headers=HEADERS, timeout=30) as http:
+        started = time.monotonic()
+        answers = [http.get(f"{server.url}/v1/prompts") for _ in range(int(size) + 2)]
+        elapsed = time.monotonic() - started
+    assert answers[0].status_code == 200
+    accepted = sum(answer.status_code == 200 for answer in answers)
+    assert accepted <= size + rate * elapsed, (accepted, elapsed)
+    limited = [answer for answer in answers if answer.status_code != 200]
+    assert all(a.status_code == 429 and int(a.headers["retry-after"]) >= 1 for a in limited)
