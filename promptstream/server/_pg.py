@@ -19,7 +19,31 @@ from psycopg_pool import ConnectionPool
 from ._storage import Idempotency, StoreError
 from ._wire import EventBody
 
-EVENT_COLUMNS = 13  # the events table's columns, in the order insert_events fills them
+# the events columns insert_events fills, in the order of its rows
+EVENT_COLUMNS = (
+    "event_id",
+    "type",
+    "prompt_run_id",
+    "experiment_id",
+    "timestamp",
+    "external_user_id",
+    "label",
+    "source",
+    "metadata",
+    "thumbs_up",
+    "rating",
+    "engagement_score",
+    "received_at",
+)
+# A batch is COPYed into this per-connection staging table, then moved into events by one INSERT ... SELECT ... ON
+# CONFLICT DO NOTHING: COPY parses rows in bulk, where one multi-row VALUES of 13,000 parameters was planned afresh
+# for every batch size (docs/scaling.md has the figures). ON COMMIT DELETE ROWS empties it at each commit.
+_STAGING = "promptstream_incoming_events"
+_COPY_EVENTS = f"COPY {_STAGING} ({', '.join(EVENT_COLUMNS)}) FROM STDIN"
+_MOVE_EVENTS = (
+    f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) SELECT {', '.join(EVENT_COLUMNS)} FROM {_STAGING}"
+    " ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+)
 
 # Version 1 is the schema of the first release (the same tables as SQLite's); each later step is appended, never
 # edited, so a database of any earlier release upgrades in order.
@@ -122,6 +146,16 @@ def configure(conn: psycopg.Connection[Any]) -> None:
     conn.adapters.register_loader("text", _TextLoader)
 
 
+def prepare_connection(conn: psycopg.Connection[Any]) -> None:
+    """Every pooled connection (made once the schema is migrated): the NUL escape and the staging table for
+    events (a temporary table lives as long as its session, so it is created once per connection, not per batch)."""
+    configure(conn)
+    conn.execute(
+        f"CREATE TEMP TABLE IF NOT EXISTS {_STAGING} (LIKE events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS".encode()
+    )
+    conn.commit()
+
+
 def open_pool(url: str, *, max_size: int = 16) -> ConnectionPool:
     """A pool of connections to ``url``, its schema migrated. Raises ConnectionError (one line, no password) when
     the database cannot be reached or migrated: one direct connection first, so an unreachable server fails at once
@@ -134,7 +168,7 @@ def open_pool(url: str, *, max_size: int = 16) -> ConnectionPool:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConnectionError(f"cannot use the PostgreSQL database: {reason}") from None
     pool = ConnectionPool(
-        url, min_size=1, max_size=max_size, open=False, name="promptstream-pg", timeout=30.0, configure=configure
+        url, min_size=1, max_size=max_size, open=False, name="promptstream-pg", timeout=30.0, configure=prepare_connection
     )
     pool.open(wait=True, timeout=30.0)
     return pool
@@ -193,29 +227,32 @@ def remember(conn: psycopg.Connection[Any], idempotency: Idempotency, response: 
 
 
 def insert_events(conn: psycopg.Connection[Any], events: list[EventBody], now: float) -> set[str]:
-    """One multi-row insert; returns the ids it stored (those not stored already)."""
+    """COPY the events into the staging table and move them into ``events`` in one statement, in the caller's
+    transaction; returns the ids it stored. An id already stored (by this or any other connection or instance) is
+    skipped by ``ON CONFLICT DO NOTHING`` and absent from the answer, so accepted and duplicate counts stay exact.
+    ``events`` must not repeat an id (the caller counts repeats within a batch as duplicates)."""
     if not events:
         return set()
-    marks = "(" + ",".join(["%s"] * EVENT_COLUMNS) + ")"
-    values: list[Any] = []
-    for e in events:
-        values += [
-            e.event_id,
-            e.type,
-            e.prompt_run_id,
-            e.experiment_id,
-            e.timestamp,
-            e.external_user_id,
-            e.label,
-            e.source,
-            None if e.metadata is None else json.dumps(e.metadata),
-            None if e.thumbs_up is None else int(e.thumbs_up),
-            e.rating,
-            e.engagement_score,
-            now,
-        ]
-    query = f"INSERT INTO events VALUES {','.join([marks] * len(events))} ON CONFLICT (event_id) DO NOTHING"
-    return {row[0] for row in conn.execute((query + " RETURNING event_id").encode(), values).fetchall()}
+    with conn.cursor().copy(_COPY_EVENTS.encode()) as copy:
+        for e in events:
+            copy.write_row(
+                (
+                    e.event_id,
+                    e.type,
+                    e.prompt_run_id,
+                    e.experiment_id,
+                    e.timestamp,
+                    e.external_user_id,
+                    e.label,
+                    e.source,
+                    None if e.metadata is None else json.dumps(e.metadata),
+                    None if e.thumbs_up is None else int(e.thumbs_up),
+                    e.rating,
+                    e.engagement_score,
+                    now,
+                )
+            )
+    return {row[0] for row in conn.execute(_MOVE_EVENTS.encode()).fetchall()}
 
 
 # Refill by the time elapsed on the database's clock (one clock for every instance), then take a token if there is
