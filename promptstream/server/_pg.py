@@ -168,7 +168,13 @@ def open_pool(url: str, *, max_size: int = 16) -> ConnectionPool:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConnectionError(f"cannot use the PostgreSQL database: {reason}") from None
     pool = ConnectionPool(
-        url, min_size=1, max_size=max_size, open=False, name="promptstream-pg", timeout=30.0, configure=prepare_connection
+        url,
+        min_size=1,
+        max_size=max_size,
+        open=False,
+        name="promptstream-pg",
+        timeout=30.0,
+        configure=prepare_connection,
     )
     pool.open(wait=True, timeout=30.0)
     return pool
@@ -257,7 +263,7 @@ def insert_events(conn: psycopg.Connection[Any], events: list[EventBody], now: f
 
 # Refill by the time elapsed on the database's clock (one clock for every instance), then take a token if there is
 # one, in one statement: the row lock it takes serialises instances drawing from the same bucket.
-_TAKE_TOKEN = """
+_REFILL_AND_TAKE = """
 INSERT INTO rate_buckets AS b (scope, tokens, updated_at, granted)
 VALUES (%(scope)s, %(size)s - 1, EXTRACT(EPOCH FROM clock_timestamp()), TRUE)
 ON CONFLICT (scope) DO UPDATE SET
@@ -272,7 +278,7 @@ RETURNING granted, tokens
 
 def take_token(conn: psycopg.Connection[Any], scope: str, rate: float, size: float) -> float:
     """Take a token from ``scope``'s shared bucket: 0.0 when granted, else the seconds until one is free."""
-    row = conn.execute(_TAKE_TOKEN.encode(), {"scope": scope, "rate": rate, "size": size}).fetchone()
+    row = conn.execute(_REFILL_AND_TAKE.encode(), {"scope": scope, "rate": rate, "size": size}).fetchone()
     assert row is not None
     granted, tokens = bool(row[0]), float(row[1])
     return 0.0 if granted else (1 - tokens) / rate
