@@ -145,3 +145,10 @@ def test_serve_workers_share_the_port_a_dead_worker_is_replaced_and_all_stop_wit
         if process.poll() is None:
             process.kill()
             process.communicate(timeout=20)
+
+
+@pytest.mark.parametrize("rate", ["0", "-1", "nan", "inf"])
+def test_serve_refuses_a_rate_limit_that_is_not_a_positive_number(tmp_path: Path, rate: str) -> None:
+    result = serve_command(tmp_path, "--rate-limit", rate, "--api-key", "k")
+    assert result.returncode == 2 and "--rate-limit must be a positive number" in result.stderr
+    assert result.stdout == ""

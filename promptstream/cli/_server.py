@@ -20,10 +20,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"promptstream serve: error: {exc}", file=sys.stderr)
         return 2
     try:
+        if args.rate_limit is not None and not 0 < args.rate_limit < float("inf"):
+            raise ValueError(f"--rate-limit must be a positive number of requests per second, not {args.rate_limit}")
         if args.pool_size < 1:
             raise ValueError(f"--pool-size must be at least 1, not {args.pool_size}")
         server.check_workers(database, args.workers)
-    except ValueError as exc:  # a worker count this database cannot serve as one server
+    except ValueError as exc:  # a setting, or a worker count this database cannot serve as one server
         print(f"promptstream serve: error: {exc}", file=sys.stderr)
         return 2
     try:
