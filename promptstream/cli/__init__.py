@@ -57,6 +57,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--max-body-bytes", type=int, default=5 * 1024 * 1024, help="largest request body, also once inflated (413)"
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes serving the port (default 1; more than 1 needs a PostgreSQL --db)",
+    )
+    serve.add_argument(
+        "--pool-size",
+        type=int,
+        default=16,
+        help="PostgreSQL connections per worker process (default 16; see docs/scaling.md)",
+    )
     serve.set_defaults(handler=_server.cmd_serve)
 
     demo = commands.add_parser(

@@ -6,7 +6,7 @@ Needs the ``server`` extra (``pip install 'promptstream[server]'``). The SDK cor
 from ._app import DEFAULT_MAX_BODY_BYTES, create_app
 from ._assignment import assign_bucket, pick_variant
 from ._database import ENV_SERVER_DB, Database, open_storage, parse_database
-from ._runner import ServerThread, default_data_dir, resolve_server_keys, serve
+from ._runner import ServerThread, check_workers, default_data_dir, resolve_server_keys, serve
 from ._storage import StoreError
 from ._store import Store
 from ._templates import ModelProvider, TemplateProvider
@@ -23,6 +23,7 @@ __all__ = [
     "TemplateProvider",
     "VariantSpec",
     "assign_bucket",
+    "check_workers",
     "create_app",
     "default_data_dir",
     "open_storage",

@@ -19,7 +19,6 @@ from starlette.types import ASGIApp
 
 from ._http import (
     ApiError,
-    RateLimiter,
     RequestIdMiddleware,
     api_error,
     http_error,
@@ -36,6 +35,7 @@ from ._limits import (
     idempotency_key_problem,
     json_like_problem,
 )
+from ._ratelimit import rate_limiter_for
 from ._split import split_events
 from ._storage import Storage, StoreError
 from ._threads import Lane
@@ -88,7 +88,7 @@ class ServerApp:
                 raise ValueError(f"API key #{number} {problem}")  # never the key itself: it is a secret
         self.store = store
         self._key_digests = [hashlib.sha256(k.encode()).digest() for k in api_keys]
-        self.rate_limiter = RateLimiter(rate_limit) if rate_limit else None
+        self.rate_limiter = rate_limiter_for(store, rate_limit) if rate_limit else None
         self.max_body_bytes = max_body_bytes
         self._work = Lane("work", WORK_THREADS)
         self._runs = Lane("run", RUN_THREADS)
@@ -123,7 +123,9 @@ class ServerApp:
             raise ApiError(401, "authentication_error", "missing or invalid API key")
         scope = digest.hex()[:16]
         if self.rate_limiter is not None:
-            wait = self.rate_limiter.wait_needed(scope)
+            limiter = self.rate_limiter
+            # a shared bucket is a database round trip: off the event loop, as every other storage call
+            wait = await self._work.run(limiter.wait_needed, scope) if limiter.shared else limiter.wait_needed(scope)
             if wait > 0:
                 raise ApiError(429, "rate_limited", "too many requests", {"Retry-After": str(max(1, math.ceil(wait)))})
         return Caller(project_id, scope)

@@ -15,6 +15,10 @@ from ._templates import ModelProvider
 
 ENV_SERVER_DB = "PROMPTSTREAM_SERVER_DB"
 POSTGRES_SCHEMES = ("postgresql", "postgres")
+# PostgreSQL connections each server process keeps at most (docs/scaling.md, "Connection pools"): the worker threads
+# that reach the database at once are bounded by this, and workers x instances x this must stay below the
+# database's max_connections.
+DEFAULT_POOL_SIZE = 16
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]+):")
 
 
@@ -81,8 +85,11 @@ def parse_database(value: str) -> Database:
     )
 
 
-def open_storage(database: Database | str, provider: ModelProvider | None = None) -> Storage:
-    """The storage a ``--db`` value names, with its schema migrated to this release's version.
+def open_storage(
+    database: Database | str, provider: ModelProvider | None = None, *, pool_size: int = DEFAULT_POOL_SIZE
+) -> Storage:
+    """The storage a ``--db`` value names, with its schema migrated to this release's version; on PostgreSQL, with
+    a pool of at most ``pool_size`` connections.
 
     Example:
         ```python
@@ -95,7 +102,7 @@ def open_storage(database: Database | str, provider: ModelProvider | None = None
     if database.kind == "postgresql":
         from ._pgstore import PgStore  # psycopg is in the `postgres` extra; SQLite users never import it
 
-        return PgStore(database.target, provider=provider)
+        return PgStore(database.target, provider=provider, max_connections=pool_size)
     from ._store import Store
 
     return Store(database.target, provider=provider)

@@ -1,10 +1,9 @@
-"""The HTTP plumbing around the handlers: the error envelope, rate limiting, request ids with one log line per
+"""The HTTP plumbing around the handlers: the error envelope, request ids with one log line per
 request, and the last-resort 500 that keeps the connection usable."""
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
 from typing import Any
@@ -37,27 +36,6 @@ def error_response(status: int, error_type: str, message: str, headers: dict[str
 
 def json_response(body: Any, status: int = 200) -> Response:
     return Response(_json.encode(body), status_code=status, media_type="application/json")
-
-
-class RateLimiter:
-    """Token bucket per API key: ``rate`` requests per second, bursts up to ``rate``."""
-
-    def __init__(self, rate: float) -> None:
-        self.rate = rate
-        self._buckets: dict[str, tuple[float, float]] = {}
-        self._lock = threading.Lock()
-
-    def wait_needed(self, key: str) -> float:
-        """0 when the request may go now (and it is counted), else the seconds until a token is free."""
-        now = time.monotonic()
-        with self._lock:
-            tokens, last = self._buckets.get(key, (self.rate, now))
-            tokens = min(self.rate, tokens + (now - last) * self.rate)
-            if tokens >= 1:
-                self._buckets[key] = (tokens - 1, now)
-                return 0.0
-            self._buckets[key] = (tokens, now)
-            return (1 - tokens) / self.rate
 
 
 class RequestIdMiddleware:

@@ -19,6 +19,16 @@ from ._rules import EVENT_COLUMNS, event_row, stored_answer
 from ._storage import Idempotency
 from ._wire import EventBody
 
+# A batch is COPYed into this per-connection staging table, then moved into events by one INSERT ... SELECT ... ON
+# CONFLICT DO NOTHING: COPY parses rows in bulk, where one multi-row VALUES of 14,000 parameters was planned afresh
+# for every batch size (docs/scaling.md has the figures). ON COMMIT DELETE ROWS empties it at each commit.
+_STAGING = "promptstream_incoming_events"
+_COPY_EVENTS = f"COPY {_STAGING} ({EVENT_COLUMNS}) FROM STDIN"
+_MOVE_EVENTS = (
+    f"INSERT INTO events ({EVENT_COLUMNS}) SELECT {EVENT_COLUMNS} FROM {_STAGING}"
+    " ON CONFLICT (project_id, event_id) DO NOTHING RETURNING event_id"
+)
+
 # Version 1 is the schema of the first release (the same tables as SQLite's); each later step is appended, never
 # edited, so a database of any earlier release upgrades in order.
 MIGRATIONS: list[tuple[int, str]] = [
@@ -102,6 +112,16 @@ CREATE TABLE rejections (
 CREATE INDEX rejections_by_project ON rejections(project_id, seq);
 """,
     ),
+    (
+        8,
+        """
+-- rate limits shared by every worker and instance (_ratelimit.py): one token bucket per API key; UNLOGGED, as a
+-- bucket is worth nothing after a crash (it refills within a second) and need not cost WAL on every request
+CREATE UNLOGGED TABLE IF NOT EXISTS rate_buckets (
+    scope TEXT PRIMARY KEY, tokens DOUBLE PRECISION NOT NULL, updated_at DOUBLE PRECISION NOT NULL,
+    granted BOOLEAN NOT NULL);
+""",
+    ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 _MIGRATION_LOCK = 0x5053_4D49  # advisory lock id: "PSMI"
@@ -151,6 +171,16 @@ def configure(conn: psycopg.Connection[Any]) -> None:
     conn.adapters.register_loader("text", _TextLoader)
 
 
+def prepare_connection(conn: psycopg.Connection[Any]) -> None:
+    """Every pooled connection (made once the schema is migrated): the NUL escape and the staging table for
+    events (a temporary table lives as long as its session, so it is created once per connection, not per batch)."""
+    configure(conn)
+    conn.execute(
+        f"CREATE TEMP TABLE IF NOT EXISTS {_STAGING} (LIKE events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS".encode()
+    )
+    conn.commit()
+
+
 def open_pool(url: str, *, max_size: int = 16) -> ConnectionPool:
     """A pool of connections to ``url``, its schema migrated. Raises ConnectionError (one line, no password) when
     the database cannot be reached or migrated: one direct connection first, so an unreachable server fails at once
@@ -163,7 +193,13 @@ def open_pool(url: str, *, max_size: int = 16) -> ConnectionPool:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConnectionError(f"cannot use the PostgreSQL database: {reason}") from None
     pool = ConnectionPool(
-        url, min_size=1, max_size=max_size, open=False, name="promptstream-pg", timeout=30.0, configure=configure
+        url,
+        min_size=1,
+        max_size=max_size,
+        open=False,
+        name="promptstream-pg",
+        timeout=30.0,
+        configure=prepare_connection,
     )
     pool.open(wait=True, timeout=30.0)
     return pool
@@ -241,16 +277,39 @@ def remember(conn: psycopg.Connection[Any], project_id: str, idempotency: Idempo
 
 
 def insert_events(conn: psycopg.Connection[Any], project_id: str, events: list[EventBody], now: float) -> set[str]:
-    """One multi-row insert; returns the ids it stored (those the project had not stored already)."""
+    """COPY the events into the staging table and move them into ``events`` in one statement, in the caller's
+    transaction; returns the ids it stored. An id the project already stored (by this or any other connection or
+    instance) is skipped by ``ON CONFLICT DO NOTHING`` and absent from the answer, so accepted and duplicate counts
+    stay exact. ``events`` must not repeat an id (the caller counts repeats within a batch as duplicates)."""
     if not events:
         return set()
-    marks = "(" + ",".join(["%s"] * (EVENT_COLUMNS.count(",") + 1)) + ")"
-    values = [value for event in events for value in event_row(project_id, event, now)]
-    query = (
-        f"INSERT INTO events ({EVENT_COLUMNS}) VALUES {','.join([marks] * len(events))}"
-        " ON CONFLICT (project_id, event_id) DO NOTHING"
-    )
-    return {row[0] for row in conn.execute((query + " RETURNING event_id").encode(), values).fetchall()}
+    with conn.cursor().copy(_COPY_EVENTS.encode()) as copy:
+        for event in events:
+            copy.write_row(event_row(project_id, event, now))
+    return {row[0] for row in conn.execute(_MOVE_EVENTS.encode()).fetchall()}
+
+
+# Refill by the time elapsed on the database's clock (one clock for every instance), then take a token if there is
+# one, in one statement: the row lock it takes serialises instances drawing from the same bucket.
+_REFILL_AND_TAKE = """
+INSERT INTO rate_buckets AS b (scope, tokens, updated_at, granted)
+VALUES (%(scope)s, %(size)s - 1, EXTRACT(EPOCH FROM clock_timestamp()), TRUE)
+ON CONFLICT (scope) DO UPDATE SET
+    granted = LEAST(%(size)s, b.tokens + GREATEST(0, EXCLUDED.updated_at - b.updated_at) * %(rate)s) >= 1,
+    tokens = LEAST(%(size)s, b.tokens + GREATEST(0, EXCLUDED.updated_at - b.updated_at) * %(rate)s)
+        - CASE WHEN LEAST(%(size)s, b.tokens + GREATEST(0, EXCLUDED.updated_at - b.updated_at) * %(rate)s) >= 1
+          THEN 1 ELSE 0 END,
+    updated_at = EXCLUDED.updated_at
+RETURNING granted, tokens
+"""
+
+
+def take_token(conn: psycopg.Connection[Any], scope: str, rate: float, size: float) -> float:
+    """Take a token from ``scope``'s shared bucket: 0.0 when granted, else the seconds until one is free."""
+    row = conn.execute(_REFILL_AND_TAKE.encode(), {"scope": scope, "rate": rate, "size": size}).fetchone()
+    assert row is not None
+    granted, tokens = bool(row[0]), float(row[1])
+    return 0.0 if granted else (1 - tokens) / rate
 
 
 def log_batch(

@@ -31,8 +31,10 @@ from ._pg import (
     release,
     remember,
     replay,
+    take_token,
 )
 from ._projects import ProjectMethods
+from ._ratelimit import bucket_size
 from ._results import compute_results
 from ._storage import Idempotency, StoreError
 from ._templates import ModelProvider, TemplateProvider, template_inputs
@@ -294,6 +296,12 @@ class PgStore(ProjectMethods):
             log_batch(conn, project_id, key, total, len(inserted), duplicates, len(rejected))
             _projects.keep_rejections(PgSql(conn), project_id, rejected, key, time.time())
             return response
+
+    def take_rate_token(self, scope: str, rate: float) -> float:
+        """The shared rate limit (_ratelimit.py): a token from ``scope``'s bucket, which every worker and instance on
+        this database draws from; 0.0 when granted, else the seconds until one is free."""
+        with self._pool.connection() as conn:
+            return take_token(conn, scope, rate, bucket_size(rate))
 
     # -- reading, for results, the CLI and tests ------------------------------------------------------------------
 

@@ -19,9 +19,10 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from ._app import DEFAULT_MAX_BODY_BYTES, create_app
-from ._database import Database, open_storage
+from ._database import DEFAULT_POOL_SIZE, Database, open_storage, parse_database
 from ._limits import api_key_problem
 from ._storage import Storage
+from ._workers import can_fork, run_workers
 
 ENV_SERVER_API_KEYS = "PROMPTSTREAM_SERVER_API_KEYS"
 logger = logging.getLogger("promptstream.server")
@@ -207,14 +208,18 @@ def serve(
     api_keys: Sequence[str],
     rate_limit: float | None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    workers: int = 1,
+    pool_size: int = DEFAULT_POOL_SIZE,
     on_listening: Callable[[str], None] | None = None,
-) -> None:
-    """Run the server in the foreground until interrupted (``promptstream serve``).
+) -> int:
+    """Run the server in the foreground until interrupted (``promptstream serve``); returns the exit status.
 
-    The port is bound first (port 0 picks a free one); ``on_listening`` then gets the real URL, before any request
-    is served, so a banner never announces a server that could not listen. Raises OSError when the address cannot be
-    bound (we bind it ourselves, so the caller can say so in one line rather than uvicorn exiting the process), and
-    ValueError for an unusable API key.
+    The port is bound first (port 0 picks a free one) and the database opened (and migrated) once; ``on_listening``
+    then gets the real URL, before any request is served, so a banner never announces a server that could not
+    listen. With ``workers`` > 1, that many processes (_workers.py) serve the one socket, each with its own storage
+    and ``pool_size`` PostgreSQL connections. Raises OSError when the address cannot be bound (we bind it ourselves,
+    so the caller can say so in one line rather than uvicorn exiting the process), ConnectionError when the database
+    cannot be used, and ValueError for an unusable API key or a worker count this database or platform cannot serve.
 
     Example:
         ```python
@@ -222,22 +227,64 @@ def serve(
         serve(host="127.0.0.1", port=8700, db="server.sqlite3", api_keys=["ps_dev_key"], rate_limit=None)
         ```
     """
+    database = parse_database(db) if isinstance(db, str) else db
+    check_workers(database, workers)
+    if not api_keys:
+        raise ValueError("the server needs at least one API key")
+    _check_keys(api_keys, "given")  # before anything is bound or opened, and before any worker starts
     sock = bind_socket(host, port)
     try:
-        store = open_storage(db)
+        store = open_storage(database, pool_size=pool_size)
+        if workers > 1:
+            store.close()  # migrated once, here; no connection and no pool thread may cross the fork
     except BaseException:
         sock.close()
         raise
+
+    def serve_one(listening: socket.socket, store: Storage | None = None) -> None:
+        store = store or open_storage(database, pool_size=pool_size)
+        try:
+            app = create_app(store, api_keys, rate_limit=rate_limit, max_body_bytes=max_body_bytes)
+            config = uvicorn.Config(app, log_level="info", access_log=False, lifespan="off")
+            uvicorn.Server(config).run(sockets=[listening])
+        finally:
+            with contextlib.suppress(Exception):
+                store.close()
+
     try:
-        app = create_app(store, api_keys, rate_limit=rate_limit, max_body_bytes=max_body_bytes)
         if on_listening is not None:
             on_listening(url_of(sock))
-        config = uvicorn.Config(app, log_level="info", access_log=False, lifespan="off")
-        uvicorn.Server(config).run(sockets=[sock])
+        if workers > 1:
+            return run_workers(workers, sock, serve_one)
+        serve_one(sock, store)
+        return 0
     finally:
         sock.close()
-        with contextlib.suppress(Exception):
-            store.close()
+
+
+def check_workers(database: Database, workers: int) -> None:
+    """Refuse a worker count this database or platform cannot serve as one server (ValueError, one line).
+
+    SQLite is refused more than one worker: its store claims an idempotent run whose model is running in its own
+    process's memory (two workers would run the same key twice), its rate limit is per process, and SQLite lets one
+    writer in at a time, so more processes add no write throughput, only lock waits that end in errors under load.
+
+    Example:
+        ```python
+        check_workers(parse_database("postgresql://app@db/ps"), 4)
+        ```
+    """
+    if workers < 1:
+        raise ValueError(f"--workers must be at least 1, not {workers}")
+    if workers == 1:
+        return
+    if database.kind != "postgresql":
+        raise ValueError(
+            f"--workers {workers} needs PostgreSQL (--db postgresql://...): a SQLite database is served by one"
+            " process; run more workers or instances on a PostgreSQL database (docs/scaling.md)"
+        )
+    if not can_fork():
+        raise ValueError(f"--workers {workers} needs os.fork (Linux, macOS); run one process per port instead")
 
 
 def url_of(sock: socket.socket) -> str:
