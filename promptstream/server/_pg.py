@@ -63,6 +63,13 @@ CREATE TABLE IF NOT EXISTS batch_log (
 CREATE INDEX IF NOT EXISTS runs_for_results ON runs(experiment_id) INCLUDE (id, variant, external_user_id);
 """,
     ),
+    (
+        6,
+        """
+-- assignments (POST /v1/assignments): the runs recorded without output, for the app to call its own model
+CREATE TABLE IF NOT EXISTS assignments (run_id TEXT PRIMARY KEY, created_at DOUBLE PRECISION NOT NULL);
+""",
+    ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 _MIGRATION_LOCK = 0x5053_4D49  # advisory lock id: "PSMI"

@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 
-from . import _events, _experiments
+from . import _events, _experiments, _pgassignments
 from ._assignment import assign_bucket, pick_variant
 from ._limits import MAX_OUTPUT_BYTES, weights_problem
 from ._pg import insert_events, lock_key, log_batch, open_pool, remember, replay
@@ -264,6 +264,22 @@ class PgStore:
             if idempotency is not None:
                 remember(conn, idempotency, response)
         return 200, response
+
+    def assign(
+        self, prompt_id: str, external_user_id: str | None, *, idempotency: Idempotency | None, encode: Any
+    ) -> tuple[int, bytes]:
+        """As ``Store.assign``: a run without output in one transaction; the key's advisory lock makes a concurrent
+        retry wait and replay the first answer."""
+        with self._pool.connection() as conn:
+            if idempotency is not None:
+                lock_key(conn, idempotency)
+                answered = replay(conn, idempotency)
+                if answered is not None:
+                    return answered
+            response: bytes = encode(_pgassignments.assign(conn, self._random, prompt_id, external_user_id))
+            if idempotency is not None:
+                remember(conn, idempotency, response)
+            return 200, response
 
     # -- events ---------------------------------------------------------------------------------------------------
 

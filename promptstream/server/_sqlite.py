@@ -53,6 +53,8 @@ MIGRATIONS: list[tuple[int, str]] = [
     (1, SCHEMA_V1),
     # the results read (run id, variant, user) of one experiment's runs: answered from the index alone
     (2, "CREATE INDEX IF NOT EXISTS runs_for_results ON runs(experiment_id, variant, external_user_id, id);"),
+    # assignments (POST /v1/assignments): the runs recorded without output, for the app to call its own model
+    (6, "CREATE TABLE IF NOT EXISTS assignments (run_id TEXT PRIMARY KEY, created_at REAL NOT NULL);"),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

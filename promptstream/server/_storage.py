@@ -81,6 +81,10 @@ class Storage(Protocol):
         encode: Any,
     ) -> tuple[int, bytes]: ...
 
+    def assign(
+        self, prompt_id: str, external_user_id: str | None, *, idempotency: Idempotency | None, encode: Any
+    ) -> tuple[int, bytes]: ...
+
     def ingest_events(
         self,
         total: int,

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from . import _events, _experiments, _prompts, _runs
+from . import _assignments, _events, _experiments, _prompts, _runs
 from ._assignment import assign_bucket, pick_variant
 from ._limits import MAX_OUTPUT_BYTES, weights_problem
 from ._results import compute_results
@@ -307,6 +307,26 @@ class Store:
             if idempotency is not None:
                 remember(self._db, idempotency, response)
         return 200, response
+
+    def assign(
+        self, prompt_id: str, external_user_id: str | None, *, idempotency: Idempotency | None, encode: Any
+    ) -> tuple[int, bytes]:
+        """The live experiment's variant for this user, recorded as a run without output (_assignments.py); a
+        retry with the same Idempotency-Key replays the first answer. Returns the status and the encoded body.
+
+        Example:
+            ```python
+            status, body = store.assign(prompt_id, "ada", idempotency=None, encode=json_encode)
+            ```
+        """
+        with self._lock, self._transaction():
+            answered = replay(self._db, idempotency)
+            if answered is not None:
+                return answered
+            response: bytes = encode(_assignments.assign(self._db, self._random, prompt_id, external_user_id))
+            if idempotency is not None:
+                remember(self._db, idempotency, response)
+            return 200, response
 
     # -- events ---------------------------------------------------------------------------------------------------
 
