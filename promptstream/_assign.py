@@ -39,7 +39,7 @@ class Assignment(msgspec.Struct, frozen=True, kw_only=True, dict=True):
     Example:
         ```python
         assignment = client.assign("PROMPT_ID", external_user_id="user_123")
-        answer = my_model(assignment.render({"name": "Ada"}))
+        prompt_text = assignment.render({"text": "Hi"})  # send it to your model
         client.track_conversion(assignment.run_id, assignment.experiment_id)
         ```
     """
@@ -51,6 +51,7 @@ class Assignment(msgspec.Struct, frozen=True, kw_only=True, dict=True):
     variant_assigned: str
     """The variant, e.g. ``"v2"``: sticky per ``external_user_id`` (the same one ``run_prompt`` would serve)."""
     prompt_id: str
+    """The prompt assigned from."""
     version: int
     """The prompt version the variant serves."""
     template: str | None = None
@@ -65,7 +66,7 @@ class Assignment(msgspec.Struct, frozen=True, kw_only=True, dict=True):
 
         Example:
             ```python
-            prompt_text = assignment.render({"name": "Ada"})
+            prompt_text = client.assign("PROMPT_ID").render({"text": "Hi"})
             ```
         """
         if self.template is None:
@@ -77,13 +78,25 @@ class Assignment(msgspec.Struct, frozen=True, kw_only=True, dict=True):
 
     @property
     def request_id(self) -> str | None:
-        """The server's ``x-request-id`` of the call that returned this assignment."""
+        """The server's ``x-request-id`` of the call that returned this assignment.
+
+        Example:
+            ```python
+            print(client.assign("PROMPT_ID").request_id)
+            ```
+        """
         info = self.response
         return None if info is None else info.request_id
 
     @property
     def response(self) -> ResponseInfo | None:
-        """Status, headers and timing of the HTTP response; None for one built by hand."""
+        """Status, headers and timing of the HTTP response; None for one built by hand.
+
+        Example:
+            ```python
+            info = client.assign("PROMPT_ID").response
+            ```
+        """
         info: ResponseInfo | None = self.__dict__.get("_response")
         return info
 

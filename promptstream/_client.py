@@ -176,7 +176,7 @@ class PromptStreamClient(ClientBase):
         Example:
             ```python
             assignment = client.assign("PROMPT_ID", external_user_id="user_123")
-            reply = my_model(assignment.render({"text": "Hi"}))
+            prompt_text = assignment.render({"text": "Hi"})  # call your model with it
             client.track_click(assignment.run_id, assignment.experiment_id, label="copy")
             ```
 
