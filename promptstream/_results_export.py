@@ -39,6 +39,9 @@ __all__ = [
     "results_to_pandas",
     "results_to_polars",
     "timeseries_rows",
+    "timeseries_to_dict",
+    "timeseries_to_pandas",
+    "timeseries_to_polars",
 ]
 
 # (column, kind): the columns of every row, in order. "fixed_horizon_*" figures are valid only when read once at a
@@ -48,7 +51,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("variant", "str"),
     ("is_control", "bool"),
     ("metric", "str"),
-    ("kind", "str"),  # "rate" (successes / n) or "mean"
+    ("kind", "str"),  # "rate" (successes / n), "mean", or "value" (a quantile or a ratio: latency, cost)
     ("runs", "int"),
     ("users", "int"),
     ("n", "int"),  # trials of a rate, observations of a mean
@@ -68,6 +71,8 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("guardrail_violation", "bool"),
 )
 _ESTIMATE_FIELDS = ("rate", "mean", "median", "value", "estimate")
+# where the server's decision names a metric differently from its place in a variant (docs/experiments.md)
+_METRIC_NAMES = {"latency_ms_median": "latency_median", "latency_ms_p95": "latency_p95"}
 TIMESERIES_KEY_COLUMNS = ("date", "variant")
 
 _EXTRAS = {"pandas": "pandas", "polars": "polars"}
@@ -99,7 +104,8 @@ def _metrics(variant: VariantResult) -> Iterator[tuple[str, Any]]:
         else:  # a group such as OutcomeRates: per_run, per_user
             for part, inner in msgspec.structs.asdict(value).items():
                 if isinstance(inner, msgspec.Struct) and _is_figure(inner):
-                    yield f"{name}_{part}", inner
+                    metric = f"{name}_{part}"
+                    yield _METRIC_NAMES.get(metric, metric), inner
 
 
 def _is_figure(value: msgspec.Struct) -> bool:
@@ -117,13 +123,14 @@ def _number(value: object) -> float | None:
 def _estimate_row(figure: Any) -> dict[str, Any]:
     estimate = next((getattr(figure, f) for f in _ESTIMATE_FIELDS if hasattr(figure, f)), None)
     is_rate = hasattr(figure, "successes")
+    kind = "rate" if is_rate else "mean" if hasattr(figure, "mean") else "value"
     fixed = getattr(figure, "fixed_horizon", None)
     always = getattr(figure, "always_valid", None)
     fixed_p = getattr(figure, "p_value", None)
     if fixed_p is None and fixed is not None:
         fixed_p = fixed.p_value
     return {
-        "kind": "rate" if is_rate else "mean",
+        "kind": kind,
         "n": getattr(figure, "trials", None) if is_rate else getattr(figure, "n", None),
         "successes": getattr(figure, "successes", None),
         "estimate": _number(estimate),
@@ -277,22 +284,70 @@ def _kind(values: Sequence[Any]) -> str:
     return "str"
 
 
-def _timeseries_kinds(rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], dict[str, str]]:
+def _declared_kinds(points: Sequence[Any]) -> dict[str, str]:
+    """Column kinds from a Struct's annotations (``TimeseriesRow``), so a column that is None on every row still
+    has its type: a day without a control has no lifts, and its frame must still have float columns."""
+    if not points or not isinstance(points[0], msgspec.Struct):
+        return {}
+    kinds = {msgspec.inspect.IntType: "int", msgspec.inspect.FloatType: "float", msgspec.inspect.BoolType: "bool"}
+    declared: dict[str, str] = {}
+    info = msgspec.inspect.type_info(type(points[0]))
+    for field_info in getattr(info, "fields", ()):
+        options = getattr(field_info.type, "types", (field_info.type,))
+        found = {
+            kinds.get(type(option), "str") for option in options if not isinstance(option, msgspec.inspect.NoneType)
+        }
+        declared[field_info.name] = found.pop() if len(found) == 1 else "str"
+    return declared
+
+
+def _timeseries_kinds(points: Sequence[Any], rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], dict[str, str]]:
     names = list(dict.fromkeys(name for row in rows for name in row))
-    return names, {name: _kind([row.get(name) for row in rows]) for name in names}
+    declared = _declared_kinds(points)
+    return names, {name: declared.get(name) or _kind([row.get(name) for row in rows]) for name in names}
+
+
+def timeseries_to_dict(points: Sequence[Any]) -> dict[str, list[Any]]:
+    """The time series (``client.experiments.timeseries(id)``) as columns, ``{column: [one value per day and
+    variant]}``, sorted by day then variant.
+
+    Example:
+        ```python
+        table = timeseries_to_dict(client.experiments.timeseries(experiment_id))
+        print(list(zip(table["date"], table["variant"], table["conversion_rate"])))
+        ```
+    """
+    rows = timeseries_rows(points)
+    names, _ = _timeseries_kinds(points, rows)
+    return columns_of(rows, names)
 
 
 def timeseries_to_pandas(points: Sequence[Any]) -> Any:
-    """The time series as a ``pandas.DataFrame``, one row per day and variant."""
+    """The time series (``client.experiments.timeseries(id)``) as a ``pandas.DataFrame``, one row per day and
+    variant; needs the ``pandas`` extra.
+
+    Example:
+        ```python
+        frame = timeseries_to_pandas(client.experiments.timeseries(experiment_id))
+        ```
+    """
+    require("pandas")
     rows = timeseries_rows(points)
-    names, kinds = _timeseries_kinds(rows)
+    names, kinds = _timeseries_kinds(points, rows)
     return _pandas_frame(columns_of(rows, names), kinds)
 
 
 def timeseries_to_polars(points: Sequence[Any]) -> Any:
-    """The time series as a ``polars.DataFrame``, one row per day and variant."""
+    """The time series as a ``polars.DataFrame``, one row per day and variant; needs the ``polars`` extra.
+
+    Example:
+        ```python
+        frame = timeseries_to_polars(client.experiments.timeseries(experiment_id))
+        ```
+    """
+    require("polars")
     rows = timeseries_rows(points)
-    names, kinds = _timeseries_kinds(rows)
+    names, kinds = _timeseries_kinds(points, rows)
     return _polars_frame(columns_of(rows, names), kinds)
 
 

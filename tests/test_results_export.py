@@ -13,12 +13,20 @@ import sys
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from promptstream import ExperimentResults, MissingDependencyError, PromptStreamClient
-from promptstream._results_export import COLUMNS, require, timeseries_rows, timeseries_to_pandas
+from promptstream._results_export import (
+    COLUMNS,
+    require,
+    timeseries_rows,
+    timeseries_to_dict,
+    timeseries_to_pandas,
+    timeseries_to_polars,
+)
 from promptstream.cli import main
 from promptstream.cli._render import render_results
 
@@ -352,3 +360,39 @@ def test_results_notebook_recipe_runs_in_a_real_kernel_and_shows_the_cli_table(
     assert set(shown) == set(by_variant)
     for variant, rate in by_variant.items():
         assert shown[variant] == (None if rate is None else pytest.approx(rate, rel=1e-9))
+
+
+class _Day(msgspec.Struct, frozen=True, kw_only=True):
+    date: str
+    variant: str
+    runs: int
+    conversion_rate: float | None
+    lift: float | None = None
+
+
+@settings(max_examples=25)
+@given(
+    days=st.lists(
+        st.builds(
+            _Day,
+            date=st.dates().map(str),
+            variant=st.sampled_from(["v1", "v2"]),
+            runs=st.integers(0, 10**9),
+            conversion_rate=st.none() | st.floats(0, 1),
+        ),
+        max_size=20,
+    )
+)
+def test_timeseries_of_structs_keep_their_declared_types_even_when_a_column_is_all_missing(days: list[_Day]) -> None:
+    pytest.importorskip("polars")
+    frame = timeseries_to_polars(days)
+    if not days:
+        assert frame.height == 0
+        return
+    schema = dict(frame.schema)
+    assert str(schema["runs"]) == "Int64" and str(schema["lift"]) == "Float64"
+    assert str(schema["conversion_rate"]) == "Float64" and str(schema["date"]) in ("String", "Utf8")
+    assert frame["lift"].null_count() == len(days)
+    assert sorted(frame["runs"].to_list()) == sorted(day.runs for day in days)
+    columns = timeseries_to_dict(days)
+    assert columns["date"] == sorted(day.date for day in days)
