@@ -56,6 +56,8 @@ class Assignment(msgspec.Struct, frozen=True, kw_only=True, dict=True):
     """The prompt version the variant serves."""
     template: str | None = None
     """That version's template, for you to render; None from a server that does not send it."""
+    external_user_id: str | None = None
+    """The user assigned, as the server stored it (hashed when the client hashes user ids); None without one."""
 
     def render(self, inputs: Mapping[str, Any]) -> str:
         """``template`` with each ``{{name}}`` replaced by ``inputs[name]`` (strings as they are, other values as

@@ -68,7 +68,7 @@ def test_assign_gives_the_variant_run_prompt_serves_and_its_template_renders_the
         run = client.run_prompt(prompt_id, {"name": name}, external_user_id=user)
         assert assignment.variant_assigned == again.variant_assigned == run.variant_assigned  # sticky, one rule
         assert assignment.experiment_id == run.experiment_id and assignment.prompt_id == prompt_id
-        assert assignment.variant_assigned == f"v{assignment.version}"
+        assert assignment.variant_assigned == f"v{assignment.version}" and assignment.external_user_id == user
         assert assignment.render({"name": name}) == run.output
         assert assignment.run_id != again.run_id  # each assignment is an exposure of its own
         assert _stored_run(server, assignment.run_id) == (assignment.variant_assigned, user, "", assignment.run_id)

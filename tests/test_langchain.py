@@ -172,7 +172,7 @@ def test_an_assignment_made_first_drives_the_chain_and_owns_its_calls(server: An
         runs_before = server.store.count("runs")
         (prompt | FakeListChatModel(responses=["ok"])).invoke({"name": "Ada"}, config={"callbacks": [handler]})
         call = handler.last_call
-        assert call is not None and call.assignment == assignment
+        assert call is not None and call.assignment == assignment and call.external_user_id == user
         assert call.prompts == [f"human: {assignment.render({'name': 'Ada'})}"]  # what the model was sent
         assert server.store.count("runs") == runs_before
 

@@ -311,10 +311,10 @@ def test_timeseries_rows_are_flat_and_sorted_by_day_then_variant(points: list[di
     for row in rows:
         assert set(row) == flat
     flattened = sorted(
-        (p["date"], p["variant"], p["runs"], p["conversion"]["rate"], p["conversion"]["ci_high"]) for p in points
+        repr((p["date"], p["variant"], p["runs"], p["conversion"]["rate"], p["conversion"]["ci_high"])) for p in points
     )
     assert (
-        sorted((r["date"], r["variant"], r["runs"], r["conversion_rate"], r["conversion_ci_high"]) for r in rows)
+        sorted(repr((r["date"], r["variant"], r["runs"], r["conversion_rate"], r["conversion_ci_high"])) for r in rows)
         == flattened
     )
 

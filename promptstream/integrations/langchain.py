@@ -108,6 +108,7 @@ class _Calls:
             if not isinstance(assignment, Assignment):
                 raise ArgumentTypeError("assignment", f"must be an Assignment, got {type(assignment).__name__}")
             prompt_id = prompt_id or assignment.prompt_id
+            external_user_id = external_user_id or assignment.external_user_id
         if not isinstance(prompt_id, str) or not prompt_id:
             raise InvalidArgumentError("prompt_id", "must be a non-empty str (or give assignment=)")
         self.prompt_id = prompt_id
