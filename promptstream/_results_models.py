@@ -282,7 +282,7 @@ class ExperimentResults(msgspec.Struct, frozen=True, kw_only=True):
 
     def rows(self) -> list[dict[str, Any]]:
         """One dict per variant and metric: the estimate with its 95% interval, the lift over the control with its
-        fixed-horizon and always-valid intervals and p-values (columns in docs/experiments.md, "Results as data").
+        fixed-horizon and always-valid intervals and p-values (every column: docs/recipes.md, "Results in a notebook").
 
         Example:
             ```python
