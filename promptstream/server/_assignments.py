@@ -2,8 +2,9 @@
 variant for a user, recorded as a run without output, so events tracked against its run id are accepted and counted
 in the experiment's results exactly as a ``run_prompt`` run's are. The app renders and calls its model itself.
 
-The SQLite SQL lives here; ``_pgassignments.py`` is the PostgreSQL twin. The response body is built by one function
-for both. Callers hold the store's lock and its transaction.
+The SQLite SQL lives here; ``_pgassignments.py`` is the PostgreSQL twin. The choice is the runs' own
+(``_rules.choose_variant``) and the response body is built by one function for both. Callers hold the store's lock
+and its transaction.
 """
 
 from __future__ import annotations
@@ -14,24 +15,13 @@ import time
 import uuid
 from typing import Any
 
-from . import _experiments, _prompts, _runs
-from ._assignment import Variant, assign_bucket, pick_variant
-from ._storage import StoreError
+from . import _experiments, _prompts, _rules, _runs
 
-__all__ = ["NO_OUTPUT", "assign", "assignment_body", "choose"]
+__all__ = ["NO_OUTPUT", "assign", "assignment_body"]
 
 # runs.output is NOT NULL in every schema: an assignment's run stores "", and a row in `assignments` says it has
 # no output (rather than an empty one), for operators and anything that lists runs.
 NO_OUTPUT = ""
-
-
-def choose(variants: list[Variant], experiment_id: str, external_user_id: str | None, rng: random.Random) -> Variant:
-    """The variant that serves this user: the same rule as a run's (sticky per user, random without one)."""
-    position = assign_bucket(experiment_id, external_user_id) if external_user_id is not None else rng.random()
-    try:
-        return pick_variant(variants, position)
-    except ValueError as exc:  # only a database written by hand or by another tool holds such weights
-        raise StoreError(409, "experiment_misconfigured", f"the live experiment cannot assign: {exc}") from None
 
 
 def assignment_body(
@@ -48,14 +38,20 @@ def assignment_body(
     }
 
 
-def assign(db: sqlite3.Connection, rng: random.Random, prompt_id: str, external_user_id: str | None) -> dict[str, Any]:
-    """Choose the variant and record the run without output; returns the response body."""
-    _prompts.require_prompt(db, prompt_id)
+def assign(
+    db: sqlite3.Connection, rng: random.Random, project_id: str, prompt_id: str, external_user_id: str | None
+) -> dict[str, Any]:
+    """Choose the variant and record the run without output in the project; returns the response body. A prompt of
+    another project is a 404, as a missing one."""
+    _prompts.require_prompt(db, project_id, prompt_id)
     experiment = _experiments.live_experiment(db, prompt_id)
-    chosen = choose(_experiments.variants_of(experiment["variants"]), experiment["id"], external_user_id, rng)
-    version = chosen.version if chosen.version is not None else _prompts.latest_version(db, prompt_id)
+    chosen = _rules.choose_variant(experiment["id"], experiment["variants"], external_user_id, rng)
+    version = chosen.version if chosen.version is not None else _prompts.latest_version(db, project_id, prompt_id)
     template = _prompts.template_of(db, prompt_id, version)
     run_id = str(uuid.uuid4())
-    _runs.insert_run(db, run_id, prompt_id, experiment["id"], version, f"v{version}", external_user_id, NO_OUTPUT)
-    db.execute("INSERT INTO assignments (run_id, created_at) VALUES (?, ?)", (run_id, time.time()))
+    variant = f"v{version}"
+    _runs.insert_run(db, project_id, run_id, prompt_id, experiment["id"], version, variant, external_user_id, NO_OUTPUT)
+    db.execute(
+        "INSERT INTO assignments (project_id, run_id, created_at) VALUES (?, ?, ?)", (project_id, run_id, time.time())
+    )
     return assignment_body(run_id, experiment["id"], prompt_id, version, template, external_user_id)
