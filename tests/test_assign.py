@@ -29,7 +29,7 @@ AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 def _two_variant_prompt(server: Any, client: PromptStreamClient, template2: str = "Hi {{name}}, v2") -> str:
     prompt = server.create_prompt(template="Hello {{name}}!")
-    server.store.add_version(prompt["prompt_id"], template2)
+    server.store.add_version("default", prompt["prompt_id"], template2)
     client.experiments.create(prompt["prompt_id"], [(1, 1.0), (2, 1.0)], name="tone")
     return str(prompt["prompt_id"])
 
@@ -186,3 +186,29 @@ def test_render_names_missing_inputs(server: Any, client: PromptStreamClient) ->
     with pytest.raises(InvalidArgumentError, match="greeting, n"):
         assignment.render({"name": "Ada"})
     assert assignment.render({"greeting": "Hi", "name": "Ada", "n": [1, 2]}) == "Hi, Ada! [1, 2]"
+
+
+def test_an_assignment_belongs_to_the_callers_project(server: Any, client_factory: Any) -> None:
+    """Another project's key cannot assign on this project's prompt (404 like a missing one), its assignment lives in
+    its own project, and this project's events cannot name it."""
+    from .test_server_projects import new_project_key
+
+    mine = client_factory(server.url)
+    prompt_id = _two_variant_prompt(server, mine)
+    project, secret = new_project_key(server.store)
+    theirs = client_factory(server.url, api_key=secret)
+    with pytest.raises(PromptNotFoundError):
+        theirs.assign(prompt_id, "ada")
+    their_prompt = server.store.create_prompt(project, "theirs", "Theirs {{name}}")
+    assignment = theirs.assign(their_prompt["prompt_id"], "ada")
+    assert server.store.get_prompt(project, their_prompt["prompt_id"])["prompt_id"] == assignment.prompt_id
+    db = server.database()
+    try:
+        rows = db.execute("SELECT project_id FROM assignments WHERE run_id = ?", (assignment.run_id,)).fetchall()
+    finally:
+        db.close()
+    assert [tuple(row) for row in rows] == [(project,)]
+    mine.track_click(assignment.run_id, assignment.experiment_id, label="copy")  # the default project's key
+    theirs.track_click(assignment.run_id, assignment.experiment_id, label="copy")
+    assert mine.flush(timeout=10) and theirs.flush(timeout=10)
+    assert mine.stats().rejected == 1 and theirs.stats().rejected == 0

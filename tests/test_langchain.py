@@ -39,7 +39,7 @@ EXAMPLES = REPO_ROOT / "docs" / "examples"
 
 def _experiment(server: Any, client: PromptStreamClient) -> str:
     prompt = server.create_prompt(template="Hello {{name}}!")
-    server.store.add_version(prompt["prompt_id"], "Hi {{name}}, welcome back")
+    server.store.add_version("default", prompt["prompt_id"], "Hi {{name}}, welcome back")
     client.experiments.create(prompt["prompt_id"], [(1, 1.0), (2, 1.0)])
     return str(prompt["prompt_id"])
 

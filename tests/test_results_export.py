@@ -102,7 +102,7 @@ class Experiments:
         rng = random.Random(seed)
         prompt = self.server.create_prompt(name=f"p{seed}")
         for version in range(2, variants + 1):
-            self.server.store.add_version(prompt["prompt_id"], f"Hello v{version} {{{{name}}}}")
+            self.server.store.add_version("default", prompt["prompt_id"], f"Hello v{version} {{{{name}}}}")
         experiment = self.client.experiments.create(
             prompt["prompt_id"], [(v, rng.choice([1.0, 2.0])) for v in range(1, variants + 1)]
         )
