@@ -38,9 +38,9 @@ from .._errors import ArgumentTypeError, InvalidArgumentError, MissingDependency
 try:
     from langchain_core.callbacks import AsyncCallbackHandler, BaseCallbackHandler
     from langchain_core.outputs import LLMResult
-except ImportError as exc:  # pragma: no cover - exercised in a venv without the extra
+except ImportError as _missing:  # tests/test_langchain.py runs this in a process without langchain-core
     raise MissingDependencyError(
-        f"the LangChain integration needs langchain-core: pip install 'promptstream[langchain]' ({exc})",
+        f"the LangChain integration needs langchain-core: pip install 'promptstream[langchain]' ({_missing})",
         extra="langchain",
     ) from None
 
