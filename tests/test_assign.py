@@ -212,3 +212,19 @@ def test_an_assignment_belongs_to_the_callers_project(server: Any, client_factor
     theirs.track_click(assignment.run_id, assignment.experiment_id, label="copy")
     assert mine.flush(timeout=10) and theirs.flush(timeout=10)
     assert mine.stats().rejected == 1 and theirs.stats().rejected == 0
+
+
+def test_the_recording_client_assigns_like_the_real_one_without_a_server() -> None:
+    from promptstream.testing import RecordingClient
+
+    client = RecordingClient(responses={"greeting": "Hi {{name}}!"}, hash_user_ids="a-salt-of-sixteen-bytes-or-more")
+    assignment = client.assign("greeting", external_user_id="ada")
+    assert assignment.render({"name": "Ada"}) == "Hi Ada!" and assignment.variant_assigned == "v1"
+    assert client.assignments == [("greeting", assignment.external_user_id)]
+    assert assignment.external_user_id not in (None, "ada")  # hashed, as the real client sends it
+    client.track_conversion(assignment.run_id, assignment.experiment_id)
+    assert [e.prompt_run_id for e in client.events(type="conversion")] == [assignment.run_id]
+    with pytest.raises(InvalidArgumentError):
+        client.assign("")
+    client.clear()
+    assert client.assignments == []
