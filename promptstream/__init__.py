@@ -11,6 +11,7 @@ Example:
 """
 
 from ._agent import EventSink
+from ._assign import Assignment
 from ._async_client import AsyncPromptStreamClient
 from ._async_resources import AsyncExperiments, AsyncPrompts
 from ._client import PromptStreamClient
@@ -26,6 +27,7 @@ from ._errors import (
     EventRejectedError,
     InvalidArgumentError,
     InvalidResponseError,
+    MissingDependencyError,
     NotFoundError,
     PayloadTooLargeError,
     PermissionDeniedError,
@@ -64,6 +66,7 @@ __all__ = [
     "APITimeoutError",
     "AgentConfig",
     "ArgumentTypeError",
+    "Assignment",
     "AsyncExperiments",
     "AsyncPromptStreamClient",
     "AsyncPrompts",
@@ -84,6 +87,7 @@ __all__ = [
     "InvalidResponseError",
     "LiftEstimate",
     "MeanResult",
+    "MissingDependencyError",
     "NotFoundError",
     "OutcomeRates",
     "PayloadTooLargeError",

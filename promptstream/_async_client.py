@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from ._assign import Assignment, assign_request, decode_assignment
 from ._async_resources import AsyncExperiments, AsyncPrompts
 from ._base_client import CallOptions, ClientBase, decode_response
 from ._client import _decode_results, _decode_run
@@ -101,6 +102,29 @@ class AsyncPromptStreamClient(ClientBase):
                 raise
             return fallback_run(offline, inputs)
         return decode_response(response, _decode_run, "run")
+
+    async def assign(
+        self,
+        prompt_id: str,
+        external_user_id: str | None = None,
+        *,
+        idempotency_key: str | None = None,
+        timeout: float | httpx.Timeout | None = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Assignment:
+        """``PromptStreamClient.assign``, awaited: the sticky assignment without a model, as a run without output.
+
+        Example:
+            ```python
+            assignment = await client.assign("PROMPT_ID", external_user_id="user_123")
+            client.track_conversion(assignment.run_id, assignment.experiment_id)
+            ```
+        """
+        options = self._call_options(timeout, max_retries, extra_headers)
+        path, body, headers = assign_request(prompt_id, self._user_id(external_user_id), idempotency_key)
+        response = await self._request_with_retries("POST", path, body, headers, options)
+        return decode_response(response, decode_assignment, "assignment")
 
     async def get_experiment_results(
         self,

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import msgspec
 
+from ._assign import Assignment, assign_request, decode_assignment
 from ._base_client import CallOptions, ClientBase, decode_response
 from ._errors import APIConnectionError
 from ._fallback import check_fallback, fallback_run
@@ -154,6 +155,38 @@ class PromptStreamClient(ClientBase):
                 raise
             return fallback_run(offline, inputs)
         return decode_response(response, _decode_run, "run")
+
+    def assign(
+        self,
+        prompt_id: str,
+        external_user_id: str | None = None,
+        *,
+        idempotency_key: str | None = None,
+        timeout: float | httpx.Timeout | None = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Assignment:
+        """The server's sticky assignment of this user to a variant of the prompt's live experiment, without
+        running a model: the server records it as a run without output and returns the version's ``template``.
+        Call your model yourself, then ``track_*`` with the assignment's ``run_id`` and ``experiment_id``: the events
+        count in the experiment's results like a ``run_prompt`` run's. The same user gets the variant
+        ``run_prompt`` would serve. Retried like ``run_prompt``, with one ``Idempotency-Key`` for every attempt, so a
+        retry never records a second run.
+
+        Example:
+            ```python
+            assignment = client.assign("PROMPT_ID", external_user_id="user_123")
+            prompt_text = assignment.render({"text": "Hi"})  # call your model with it
+            client.track_click(assignment.run_id, assignment.experiment_id, label="copy")
+            ```
+
+        Raises ``PromptNotFoundError`` for an unknown prompt, ``InvalidArgumentError`` for an argument that fails
+        validation (before any I/O), and the errors ``run_prompt`` raises.
+        """
+        options = self._call_options(timeout, max_retries, extra_headers)
+        path, body, headers = assign_request(prompt_id, self._user_id(external_user_id), idempotency_key)
+        response = self._request_with_retries("POST", path, body, headers, options)
+        return decode_response(response, decode_assignment, "assignment")
 
     def get_experiment_results(
         self,

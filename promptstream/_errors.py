@@ -2,6 +2,8 @@
 
     PromptStreamError
     ├── ConfigurationError ............ the client cannot be built (no API key, bad option); also a ValueError
+    ├── MissingDependencyError ........ an optional extra is not installed (pandas, polars, langchain); also an
+    │                                   ImportError
     ├── InvalidArgumentError .......... an argument failed validation before any I/O; also a ValueError
     │   └── ArgumentTypeError ......... an argument has the wrong type; also a TypeError
     ├── APIConnectionError ............ the server could not be reached or the connection broke
@@ -36,6 +38,7 @@ __all__ = [
     "EventRejectedError",
     "InvalidArgumentError",
     "InvalidResponseError",
+    "MissingDependencyError",
     "NotFoundError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
@@ -70,6 +73,24 @@ class ConfigurationError(PromptStreamError, ValueError):
             sys.exit(f"PromptStream is not configured: {exc}")
         ```
     """
+
+
+class MissingDependencyError(PromptStreamError, ImportError):
+    """An optional feature needs an extra that is not installed: ``extra`` names it (``pip install
+    'promptstream[EXTRA]'``). Raised when the feature is used, never at ``import promptstream``.
+
+    Example:
+        ```python
+        try:
+            frame = results.to_pandas()
+        except MissingDependencyError as exc:
+            print(f"pip install 'promptstream[{exc.extra}]'")
+        ```
+    """
+
+    def __init__(self, message: str, *, extra: str) -> None:
+        super().__init__(message)
+        self.extra = extra
 
 
 class InvalidArgumentError(PromptStreamError, ValueError):

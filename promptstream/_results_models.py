@@ -3,6 +3,8 @@ every figure is defined in docs/experiments.md). Decoded leniently: a newer serv
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 __all__ = [
@@ -275,3 +277,69 @@ class ExperimentResults(msgspec.Struct, frozen=True, kw_only=True):
             if variant.variant == name:
                 return variant
         raise KeyError(name)
+
+    # -- as data (promptstream/_results_export.py) ------------------------------------------------------------------
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per variant and metric: the estimate with its 95% interval, the lift over the control with its
+        fixed-horizon and always-valid intervals and p-values (every column: docs/recipes.md, "Results in a notebook").
+
+        Example:
+            ```python
+            for row in results.rows():
+                print(row["variant"], row["metric"], row["estimate"], row["always_valid_p_value"])
+            ```
+        """
+        from ._results_export import result_rows
+
+        return result_rows(self)
+
+    def to_dict(self) -> dict[str, list[Any]]:
+        """``rows()`` as columns, ``{column: [one value per variant and metric]}``, in plain Python values.
+
+        Example:
+            ```python
+            table = results.to_dict()
+            print(dict(zip(table["variant"], table["estimate"])))
+            ```
+        """
+        from ._results_export import results_to_dict
+
+        return results_to_dict(self)
+
+    def to_pandas(self) -> Any:
+        """``rows()`` as a ``pandas.DataFrame``; needs ``pip install 'promptstream[pandas]'`` (else
+        ``MissingDependencyError``).
+
+        Example:
+            ```python
+            frame = results.to_pandas()
+            print(frame[frame.metric == "conversion_per_user"][["variant", "estimate", "always_valid_p_value"]])
+            ```
+        """
+        from ._results_export import results_to_pandas
+
+        return results_to_pandas(self)
+
+    def to_polars(self) -> Any:
+        """``rows()`` as a ``polars.DataFrame``; needs ``pip install 'promptstream[polars]'`` (else
+        ``MissingDependencyError``).
+
+        Example:
+            ```python
+            frame = results.to_polars()
+            ```
+        """
+        from ._results_export import results_to_polars
+
+        return results_to_polars(self)
+
+    def _repr_html_(self) -> str:
+        from ._results_export import results_html
+
+        return results_html(self)
+
+    def __repr__(self) -> str:
+        from ._results_export import results_repr
+
+        return results_repr(self)

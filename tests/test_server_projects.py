@@ -91,6 +91,7 @@ CROSS_PROJECT: dict[tuple[str, str], Callable[[Owned], tuple[str, str, Any]]] = 
         "/v1/experiments",
         {"prompt_id": a.prompt_id, "variants": [{"version": 1, "weight": 1.0}]},
     ),
+    ("POST", "/v1/assignments"): lambda a: ("POST", "/v1/assignments", {"prompt_id": a.prompt_id}),
     ("GET", "/v1/experiments/{experiment_id}"): lambda a: ("GET", f"/v1/experiments/{a.experiment_id}", None),
     ("POST", "/v1/experiments/{experiment_id}/end"): lambda a: ("POST", f"/v1/experiments/{a.experiment_id}/end", None),
     ("GET", "/v1/experiments/{experiment_id}/results"): lambda a: (

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from .._results_models import ExperimentResults, LiftEstimate, MeanResult, RateResult, VariantResult
 
-__all__ = ["render_decision", "render_results", "winner"]
+__all__ = ["render_decision", "render_results", "results_notes", "results_table", "winner"]
 
 
 def _percent(rate: RateResult) -> str:
@@ -59,7 +59,8 @@ def render_decision(results: ExperimentResults) -> str:
     return f"Decision: {results.decision.action.replace('_', ' ')} — {results.decision.reason}"
 
 
-def render_results(results: ExperimentResults) -> str:
+def results_table(results: ExperimentResults) -> list[Sequence[str]]:
+    """The table's cells, header first: what the CLI prints and a notebook shows (``ExperimentResults._repr_html_``)."""
     header = (
         "variant",
         "runs",
@@ -91,14 +92,12 @@ def render_results(results: ExperimentResults) -> str:
                 _p(conversion.p_value),
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = [
-        "  ".join(cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row))
-        for row in rows
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    lines.append("")
-    lines.append(render_decision(results))
+    return rows
+
+
+def results_notes(results: ExperimentResults) -> list[str]:
+    """The lines under the table: the decision, how to read the p-values, and the warnings."""
+    lines = [render_decision(results)]
     if results.decision is not None:
         lines.append(
             f"(primary metric {results.decision.primary_metric}, guardrails"
@@ -107,4 +106,18 @@ def render_results(results: ExperimentResults) -> str:
             " size fixed in advance)"
         )
     lines.extend(f"warning: {w}" for w in results.warnings)
+    return lines
+
+
+def render_results(results: ExperimentResults) -> str:
+    rows = results_table(results)
+    header = rows[0]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = [
+        "  ".join(cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row))
+        for row in rows
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append("")
+    lines.extend(results_notes(results))
     return "\n".join(lines)

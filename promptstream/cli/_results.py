@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 import msgspec
 
 from .._errors import InvalidArgumentError
 from .._planning import plan_sample_size
+from .._results_export import results_csv
 from ._admin import connected_client
 from ._common import CommandError
 from ._render import render_results
@@ -23,7 +25,13 @@ def add_commands(experiment_commands: argparse._SubParsersAction[argparse.Argume
         "results", help="per-variant results, always-valid intervals and the server's decision"
     )
     results.add_argument("experiment_id")
-    results.add_argument("--json", action="store_true", help="the raw results as JSON")
+    results.add_argument(
+        "--format",
+        choices=("table", "json", "csv"),
+        default=None,
+        help="table (default), json (the results as the server sent them) or csv (one row per variant and metric)",
+    )
+    results.add_argument("--json", action="store_true", help="the same as --format json")
     results.set_defaults(handler=cmd_experiments_results)
     plan = experiment_commands.add_parser("plan", help="users per variant needed to detect an effect")
     plan.add_argument("--baseline", type=float, required=True, help="the control's rate, e.g. 0.10 for 10%%")
@@ -40,10 +48,15 @@ def add_commands(experiment_commands: argparse._SubParsersAction[argparse.Argume
 def cmd_experiments_results(args: argparse.Namespace) -> int:
     with connected_client(args) as client:
         results = client.get_experiment_results(args.experiment_id)
-    if args.json:
+    output_format = args.format or ("json" if args.json else "table")
+    if args.json and output_format != "json":
+        raise CommandError(f"--json and --format {output_format} disagree: give one")
+    if output_format == "json":
         print(json.dumps(msgspec.to_builtins(results), indent=2))
-        return 0
-    print(render_results(results))
+    elif output_format == "csv":
+        sys.stdout.write(results_csv(results))
+    else:
+        print(render_results(results))
     return 0
 
 

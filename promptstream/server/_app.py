@@ -41,6 +41,7 @@ from ._storage import Storage, StoreError
 from ._threads import Lane
 from ._wire import (
     AddVersion,
+    AssignBody,
     BatchBody,
     CreateExperiment,
     CreatePrompt,
@@ -251,6 +252,24 @@ class ServerApp:
             caller.project_id, prompt_id, run.inputs, run.external_user_id, idempotency=idempotency, encode=_json.encode
         )
 
+    async def assign(self, request: Request) -> Response:
+        caller = await self._authorize(request)
+        raw = await self._read(request)
+        status, response = await self._work.run(self._assign, request, caller, raw)
+        return Response(response, status_code=status, media_type="application/json")
+
+    def _assign(self, request: Request, caller: Caller, raw: bytes) -> tuple[int, bytes]:
+        body = self._inflate(raw, request)
+        assignment: AssignBody = self._decode(body, AssignBody)
+        idempotency = self._idempotency(request, "assignments", body)
+        return self.store.assign(
+            caller.project_id,
+            assignment.prompt_id,
+            assignment.external_user_id,
+            idempotency=idempotency,
+            encode=_json.encode,
+        )
+
     async def create_experiment(self, request: Request) -> Response:
         caller = await self._authorize(request)
         body = await self._json_body(request, CreateExperiment)
@@ -368,6 +387,7 @@ def create_app(
         ("/v1/prompts/{prompt_id}", server.get_prompt, ["GET"]),
         ("/v1/prompts/{prompt_id}/versions", server.add_version, ["POST"]),
         ("/v1/prompts/{prompt_id}/runs", server.create_run, ["POST"]),
+        ("/v1/assignments", server.assign, ["POST"]),
         ("/v1/experiments", server.create_experiment, ["POST"]),
         ("/v1/experiments", server.list_experiments, ["GET"]),
         ("/v1/experiments/{experiment_id}", server.get_experiment, ["GET"]),

@@ -113,6 +113,15 @@ CREATE INDEX rejections_by_project ON rejections(project_id, seq);
 """,
     ),
     (
+        6,
+        """
+-- assignments (POST /v1/assignments): the runs recorded without output, for the app to call its own model
+CREATE TABLE IF NOT EXISTS assignments (
+    project_id TEXT NOT NULL, run_id TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (project_id, run_id));
+""",
+    ),
+    (
         8,
         """
 -- rate limits shared by every worker and instance (_ratelimit.py): one token bucket per API key; UNLOGGED, as a

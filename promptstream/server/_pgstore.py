@@ -19,7 +19,7 @@ from typing import Any
 
 import psycopg
 
-from . import _projects, _rules
+from . import _pgassignments, _projects, _rules
 from ._pg import (
     PgSql,
     claim,
@@ -253,6 +253,29 @@ class PgStore(ProjectMethods):
             if idempotency is not None:
                 remember(conn, project_id, idempotency, response)
         return 200, response
+
+    def assign(
+        self,
+        project_id: str,
+        prompt_id: str,
+        external_user_id: str | None,
+        *,
+        idempotency: Idempotency | None,
+        encode: Any,
+    ) -> tuple[int, bytes]:
+        """As ``Store.assign``: a run without output in one transaction; the key's advisory lock makes a concurrent
+        retry wait and replay the first answer."""
+        with self._pool.connection() as conn:
+            if idempotency is not None:
+                lock_key(conn, project_id, idempotency)
+                answered = replay(conn, project_id, idempotency)
+                if answered is not None:
+                    return answered
+            assigned = _pgassignments.assign(conn, self._random, project_id, prompt_id, external_user_id)
+            response: bytes = encode(assigned)
+            if idempotency is not None:
+                remember(conn, project_id, idempotency, response)
+            return 200, response
 
     # -- events ---------------------------------------------------------------------------------------------------
 

@@ -101,6 +101,12 @@ MIGRATIONS: list[tuple[int, str]] = [
     # the results read (run id, variant, user) of one experiment's runs: answered from the index alone
     (2, "CREATE INDEX IF NOT EXISTS runs_for_results ON runs(experiment_id, variant, external_user_id, id);"),
     (3, SCHEMA_V3_PROJECTS),
+    # assignments (POST /v1/assignments): the runs recorded without output, for the app to call its own model
+    (
+        6,
+        "CREATE TABLE IF NOT EXISTS assignments (project_id TEXT NOT NULL, run_id TEXT NOT NULL,"
+        " created_at REAL NOT NULL, PRIMARY KEY (project_id, run_id));",
+    ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

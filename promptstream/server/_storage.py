@@ -92,6 +92,16 @@ class Storage(Protocol):
         encode: Any,
     ) -> tuple[int, bytes]: ...
 
+    def assign(
+        self,
+        project_id: str,
+        prompt_id: str,
+        external_user_id: str | None,
+        *,
+        idempotency: Idempotency | None,
+        encode: Any,
+    ) -> tuple[int, bytes]: ...
+
     def ingest_events(
         self,
         project_id: str,

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from . import _events, _experiments, _projects, _prompts, _rules, _runs
+from . import _assignments, _events, _experiments, _projects, _prompts, _rules, _runs
 from ._projects import ProjectMethods
 from ._results import compute_results
 from ._sqlite import Transaction, connect, remember, replay
@@ -292,6 +292,33 @@ class Store(ProjectMethods):
             if idempotency is not None:
                 remember(self._db, project_id, idempotency, response)
         return 200, response
+
+    def assign(
+        self,
+        project_id: str,
+        prompt_id: str,
+        external_user_id: str | None,
+        *,
+        idempotency: Idempotency | None,
+        encode: Any,
+    ) -> tuple[int, bytes]:
+        """The live experiment's variant for this user, recorded as a run without output (_assignments.py); a
+        retry with the same Idempotency-Key replays the first answer. Returns the status and the encoded body.
+
+        Example:
+            ```python
+            status, body = store.assign("default", prompt_id, "ada", idempotency=None, encode=json_encode)
+            ```
+        """
+        with self._lock, self._transaction():
+            answered = replay(self._db, project_id, idempotency)
+            if answered is not None:
+                return answered
+            assigned = _assignments.assign(self._db, self._random, project_id, prompt_id, external_user_id)
+            response: bytes = encode(assigned)
+            if idempotency is not None:
+                remember(self._db, project_id, idempotency, response)
+            return 200, response
 
     # -- events ---------------------------------------------------------------------------------------------------
 

@@ -55,6 +55,11 @@ class RunBody(msgspec.Struct, forbid_unknown_fields=True):
     external_user_id: Text | None = None
 
 
+class AssignBody(msgspec.Struct, forbid_unknown_fields=True):
+    prompt_id: Text
+    external_user_id: Text | None = None
+
+
 class BatchBody(msgspec.Struct):
     sent_at: str
     events: list[msgspec.Raw]

@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx
 
+from .._assign import Assignment
 from .._client import PromptStreamClient
 from .._errors import PromptStreamError
 from .._fallback import check_fallback
@@ -172,6 +173,8 @@ class RecordingClient(PromptStreamClient):
         self._variant = variant
         self.runs: list[tuple[str, dict[str, Any], str | None]] = []
         """(prompt_id, inputs, external_user_id as sent) of every run_prompt call."""
+        self.assignments: list[tuple[str, str | None]] = []
+        """(prompt_id, external_user_id as sent) of every assign call."""
 
     @property
     def recorded_events(self) -> list[Event]:
@@ -273,6 +276,41 @@ class RecordingClient(PromptStreamClient):
             run_id=str(uuid.uuid4()), experiment_id=self._experiment_id, variant_assigned=self._variant, output=canned
         )
 
+    def assign(
+        self,
+        prompt_id: str,
+        external_user_id: str | None = None,
+        *,
+        idempotency_key: str | None = None,
+        timeout: float | httpx.Timeout | None = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Assignment:
+        """An assignment to the canned variant, validated like the real call; recorded in ``assignments``. Its
+        template is the canned response for ``prompt_id`` when that is a string.
+
+        Example:
+            ```python
+            client = RecordingClient(responses={"greeting": "Hi {{name}}!"})
+            assignment = client.assign("greeting", external_user_id="ada")
+            assert assignment.render({"name": "Ada"}) == "Hi Ada!"
+            assert client.assignments == [("greeting", "ada")]
+            ```
+        """
+        prompt_id = check_id("prompt_id", prompt_id)
+        user = self._user_id(external_user_id)
+        self.assignments.append((prompt_id, user))
+        canned = self._responses.get(prompt_id)
+        return Assignment(
+            run_id=str(uuid.uuid4()),
+            experiment_id=self._experiment_id,
+            variant_assigned=self._variant,
+            prompt_id=prompt_id,
+            version=int(self._variant[1:]) if self._variant[1:].isdigit() else 1,
+            template=canned if isinstance(canned, str) else f"(recorded assignment of {prompt_id})",
+            external_user_id=user,
+        )
+
     def get_experiment_results(
         self,
         experiment_id: str,
@@ -302,3 +340,4 @@ class RecordingClient(PromptStreamClient):
         """
         self.sink.clear()
         self.runs.clear()
+        self.assignments.clear()
