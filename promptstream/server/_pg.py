@@ -63,6 +63,19 @@ CREATE TABLE IF NOT EXISTS batch_log (
 CREATE INDEX IF NOT EXISTS runs_for_results ON runs(experiment_id) INCLUDE (id, variant, external_user_id);
 """,
     ),
+    (
+        7,
+        """
+-- the dashboard's accounts (_accounts.py): people who sign in, and their sessions (only a hash of each token)
+CREATE TABLE IF NOT EXISTS dashboard_users (
+    user_id TEXT PRIMARY KEY, username TEXT NOT NULL UNIQUE, password_hash TEXT NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL);
+CREATE TABLE IF NOT EXISTS dashboard_sessions (
+    token_hash TEXT PRIMARY KEY, user_id TEXT NOT NULL REFERENCES dashboard_users(user_id), csrf_token TEXT NOT NULL,
+    project_id TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL, expires_at DOUBLE PRECISION NOT NULL);
+CREATE INDEX IF NOT EXISTS dashboard_sessions_by_user ON dashboard_sessions(user_id);
+""",
+    ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 _MIGRATION_LOCK = 0x5053_4D49  # advisory lock id: "PSMI"

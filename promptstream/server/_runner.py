@@ -18,10 +18,12 @@ import platformdirs
 import uvicorn
 from starlette.types import ASGIApp
 
+from ._accounts import open_accounts
 from ._app import DEFAULT_MAX_BODY_BYTES, create_app
 from ._database import Database, open_storage
 from ._limits import api_key_problem
 from ._storage import Storage
+from .dashboard import ensure_admin, sign_in_banner
 
 ENV_SERVER_API_KEYS = "PROMPTSTREAM_SERVER_API_KEYS"
 logger = logging.getLogger("promptstream.server")
@@ -229,9 +231,12 @@ def serve(
         sock.close()
         raise
     try:
-        app = create_app(store, api_keys, rate_limit=rate_limit, max_body_bytes=max_body_bytes)
+        accounts = open_accounts(store)
+        admin = ensure_admin(accounts)  # before listening: a bad PROMPTSTREAM_ADMIN_PASSWORD stops the start
+        app = create_app(store, api_keys, rate_limit=rate_limit, max_body_bytes=max_body_bytes, accounts=accounts)
         if on_listening is not None:
             on_listening(url_of(sock))
+        print(sign_in_banner(url_of(sock), admin), flush=True)  # the generated password: this once, never logged
         config = uvicorn.Config(app, log_level="info", access_log=False, lifespan="off")
         uvicorn.Server(config).run(sockets=[sock])
     finally:
