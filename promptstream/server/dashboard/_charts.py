@@ -8,6 +8,7 @@ the page puts the same figures in a table next to it (a screen reader reads the 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from html import escape
@@ -43,17 +44,25 @@ class Series:
     points: list[tuple[float, float, float | None, float | None]] = field(default_factory=list)
 
 
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def text(value: str) -> str:
+    """``value`` escaped for SVG text, without the characters XML cannot hold (a label is user data)."""
+    return escape(_NOT_XML.sub("\ufffd", value))
+
+
 def _svg(title: str, description: str, body: str, height: int = HEIGHT) -> Markup:
     # every text that comes from data (labels, titles) is escaped where it is placed; the rest is our own markup
     return Markup(  # noqa: S704
         f'<svg class="chart" role="img" viewBox="0 0 {WIDTH} {height}" width="100%" '
         f'preserveAspectRatio="xMinYMin meet" xmlns="http://www.w3.org/2000/svg">'
-        f"<title>{escape(title)}</title><desc>{escape(description)}</desc>{body}</svg>"
+        f"<title>{text(title)}</title><desc>{text(description)}</desc>{body}</svg>"
     )
 
 
 def _nice_max(value: float) -> float:
-    if value <= 0:
+    if not value > 1e-9:  # nothing (or nothing visible) to scale to: a unit axis
         return 1.0
     magnitude = 10.0 ** math.floor(math.log10(value))
     for step in (1, 2, 2.5, 5, 10):
@@ -73,7 +82,7 @@ def _axes(y_max: float, as_percent: bool, plot_height: int) -> str:
         y = TOP + plot_height - plot_height * i / 4
         label = _percent(value) if as_percent else f"{value:,.0f}" if y_max >= 4 else f"{value:g}"
         parts.append(f'<line class="grid" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}"/>')
-        parts.append(f'<text class="tick" x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{escape(label)}</text>')
+        parts.append(f'<text class="tick" x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{text(label)}</text>')
     return "".join(parts)
 
 
@@ -81,7 +90,7 @@ def _legend(labels: Sequence[str], y: float) -> str:
     parts, x = [], LEFT
     for index, label in enumerate(labels):
         parts.append(f'<rect x="{x}" y="{y - 9}" width="12" height="12" fill="{colour(index)}"/>')
-        parts.append(f'<text class="legend" x="{x + 16}" y="{y + 1}">{escape(label)}</text>')
+        parts.append(f'<text class="legend" x="{x + 16}" y="{y + 1}">{text(label)}</text>')
         x += 28 + 8 * len(label)
     return "".join(parts)
 
@@ -107,14 +116,12 @@ def interval_chart(title: str, intervals: Sequence[Interval]) -> Markup:
         parts.append(f'<line class="grid" x1="{x:.1f}" x2="{x:.1f}" y1="{TOP}" y2="{height - BOTTOM}"/>')
         parts.append(
             f'<text class="tick" x="{x:.1f}" y="{height - BOTTOM + 16}" text-anchor="middle">'
-            f"{escape(_percent(x_max * step / 4))}</text>"
+            f"{text(_percent(x_max * step / 4))}</text>"
         )
     described = []
     for index, item in enumerate(intervals):
         y = TOP + index * row_height + row_height / 2
-        parts.append(
-            f'<text class="label" x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{escape(item.label)}</text>'
-        )
+        parts.append(f'<text class="label" x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{text(item.label)}</text>')
         if item.rate is None:
             parts.append(f'<text class="tick" x="{LEFT + 6}" y="{y + 4:.1f}">no data yet</text>')
             described.append(f"{item.label}: no data yet")
@@ -180,9 +187,9 @@ def line_chart(title: str, series: Sequence[Series], *, x_label: str, as_percent
             shown = _percent(last[1]) if as_percent else f"{last[1]:,.0f}"
             described.append(f"{item.label}: {shown} at {x_label} {last[0]:,.0f}")
     parts.append(
-        f'<text class="tick" x="{LEFT}" y="{TOP + plot_height + 16}">{escape(f"{x_min:,.0f}")}</text>'
+        f'<text class="tick" x="{LEFT}" y="{TOP + plot_height + 16}">{text(f"{x_min:,.0f}")}</text>'
         f'<text class="tick" x="{WIDTH - RIGHT}" y="{TOP + plot_height + 16}" text-anchor="end">'
-        f"{escape(f'{x_max:,.0f} {x_label}')}</text>"
+        f"{text(f'{x_max:,.0f} {x_label}')}</text>"
     )
     parts.append(_legend([s.label for s in series], HEIGHT - 8))
     return _svg(title, "; ".join(described), "".join(parts))
@@ -219,7 +226,7 @@ def bar_chart(title: str, categories: Sequence[str], groups: Sequence[tuple[str,
         if len(categories) <= 12 or c_index % math.ceil(len(categories) / 12) == 0:
             parts.append(
                 f'<text class="tick" x="{x0 + slot * 0.4:.1f}" y="{TOP + plot_height + 16}" '
-                f'text-anchor="middle">{escape(category[5:] if len(category) == 10 else category)}</text>'
+                f'text-anchor="middle">{text(category[5:] if len(category) == 10 else category)}</text>'
             )
     parts.append(_legend([label for label, _ in groups], HEIGHT - 8))
     return _svg(title, "; ".join(described), "".join(parts))
@@ -247,7 +254,7 @@ def ratio_chart(title: str, observed: Sequence[tuple[str, float, float]]) -> Mar
         )
     for index, (label, share, expected) in enumerate(observed):
         y = TOP + index * row_height + 6
-        parts.append(f'<text class="label" x="{LEFT - 6}" y="{y + 12:.1f}" text-anchor="end">{escape(label)}</text>')
+        parts.append(f'<text class="label" x="{LEFT - 6}" y="{y + 12:.1f}" text-anchor="end">{text(label)}</text>')
         parts.append(
             f'<rect x="{LEFT}" y="{y:.1f}" width="{plot_width * share:.1f}" height="16" fill="{colour(index)}"/>'
         )
