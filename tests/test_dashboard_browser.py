@@ -127,6 +127,7 @@ def visit(page: Any, name: str) -> None:
     check_accessibility(page, name)
     check_keyboard(page, name)
     if SCREENSHOTS:
+        page.evaluate("document.activeElement && document.activeElement.blur()")
         Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"), full_page=True, mask=[page.locator(".secret")])
 
@@ -227,7 +228,9 @@ def test_a_new_user_signs_in_builds_an_experiment_and_watches_the_sdks_traffic_a
         assert row.locator("td.runs").inner_text() == str(variant["runs"])
         assert row.locator("td.users").inner_text() == str(variant["users"])
         assert row.locator("td.conversions").inner_text() == str(per_user["successes"])
-        assert row.locator("td.rate").inner_text() == f"{per_user['rate'] * 100:.2f}%"
+        assert row.locator(".rate").inner_text() == f"{per_user['rate'] * 100:.2f}%"
+        if per_user["lift"] is not None:
+            assert row.locator(".lift").inner_text() == f"{per_user['lift'] * 100:+.2f}%"
     assert page.inner_text("#decision-action") == api["decision"]["action"].replace("_", " ")
     assert page.inner_text("#decision-reason") == api["decision"]["reason"]
     # the charts are drawn: a dot per variant with data, a bar per variant in the sample-ratio check
