@@ -314,7 +314,9 @@ def test_the_banner_says_how_to_sign_in() -> None:
 @given(password=st.text(min_size=1, max_size=64), other=st.text(min_size=1, max_size=64))
 def test_a_password_verifies_against_its_own_hash_only(password: str, other: str) -> None:
     stored = hash_password(password)
-    assert stored.startswith("scrypt$") and password not in stored.split("$", 4)[-1]
+    assert stored.startswith("scrypt$")
+    if len(password) >= 12:  # a shorter one can turn up in base64 by chance
+        assert password not in stored
     assert verify_password(password, stored)
     assert verify_password(other, stored) == (other == password)
     assert hash_password(password) != stored  # a fresh salt each time

@@ -46,7 +46,7 @@ async def switch_project(dashboard: Dashboard, ctx: Context) -> Response:
     known = {p["project_id"] for p in await dashboard.work.run(ctx.data.projects)}
     if project_id not in known:
         raise StoreError(404, "project_not_found", "no such project")
-    await dashboard.work.run(dashboard.accounts.set_session_project, ctx.session["token_hash"], project_id)
+    await dashboard.account("set_session_project", ctx.session["token_hash"], project_id)
     return redirect("/prompts")
 
 
@@ -55,5 +55,5 @@ async def create_project(dashboard: Dashboard, ctx: Context) -> Response:
     if not name or len(name) > 256:
         raise StoreError(422, "invalid_request", "A project needs a name of 1 to 256 characters.")
     created = await dashboard.work.run(ctx.data.create_project, name)
-    await dashboard.work.run(dashboard.accounts.set_session_project, ctx.session["token_hash"], created["project_id"])
+    await dashboard.account("set_session_project", ctx.session["token_hash"], created["project_id"])
     return redirect("/keys")

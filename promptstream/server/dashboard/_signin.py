@@ -36,12 +36,14 @@ MAX_USERNAME = 256
 async def login_form(dashboard: Dashboard, request: Request) -> Response:
     if await dashboard.session_of(request) is not None:
         return secure(RedirectResponse(safe_next(request.query_params.get("next")), status_code=303))
-    return _login_page(dashboard, request, safe_next(request.query_params.get("next")), None, 200)
+    return await _login_page(dashboard, request, safe_next(request.query_params.get("next")), None, 200)
 
 
-def _login_page(dashboard: Dashboard, request: Request, next_path: str, error: str | None, status: int) -> Response:
+async def _login_page(
+    dashboard: Dashboard, request: Request, next_path: str, error: str | None, status: int
+) -> Response:
     csrf = new_csrf_token()
-    no_account = dashboard.accounts.user_count() == 0
+    no_account = await dashboard.account("user_count") == 0
     response = dashboard.render(
         "login.html", status, login_csrf=csrf, next_path=next_path, error=error, no_account=no_account, session=None
     )
@@ -63,19 +65,17 @@ async def login(dashboard: Dashboard, request: Request) -> Response:
     wait = dashboard.throttle.wait_needed(username, address)
     if wait > 0:
         message = f"Too many failed attempts: try again in {math.ceil(wait)} s."
-        response = _login_page(dashboard, request, next_path, message, 429)
+        response = await _login_page(dashboard, request, next_path, message, 429)
         response.headers["Retry-After"] = str(math.ceil(wait))
         return response
-    user = await dashboard.work.run(check_login, dashboard.accounts, username, password[:1024])
+    user = await dashboard.work.run(lambda: check_login(dashboard.accounts, username, password[:1024]))
     if user is None:
         dashboard.throttle.failed(username, address)
-        return _login_page(dashboard, request, next_path, "Wrong user name or password.", 401)
+        return await _login_page(dashboard, request, next_path, "Wrong user name or password.", 401)
     dashboard.throttle.succeeded(username)
     token, digest = new_token()
     expires = time.time() + SESSION_LIFETIME
-    await dashboard.work.run(
-        dashboard.accounts.create_session, str(user["user_id"]), digest, new_csrf_token(), DEFAULT_PROJECT, expires
-    )
+    await dashboard.account("create_session", str(user["user_id"]), digest, new_csrf_token(), DEFAULT_PROJECT, expires)
     response = secure(RedirectResponse(next_path, status_code=303))
     set_cookie(response, request, SESSION_COOKIE, token, max_age=int(SESSION_LIFETIME), path=PREFIX)
     response.delete_cookie(LOGIN_CSRF_COOKIE, path=PREFIX + "/login")
@@ -84,7 +84,7 @@ async def login(dashboard: Dashboard, request: Request) -> Response:
 
 async def logout(dashboard: Dashboard, ctx: Context) -> Response:
     token = ctx.request.cookies.get(SESSION_COOKIE, "")
-    await dashboard.work.run(dashboard.accounts.delete_session, token_hash(token))
+    await dashboard.account("delete_session", token_hash(token))
     response = redirect("/login")
     response.delete_cookie(SESSION_COOKIE, path=PREFIX)
     return response
@@ -93,22 +93,23 @@ async def logout(dashboard: Dashboard, ctx: Context) -> Response:
 async def change_password(dashboard: Dashboard, ctx: Context) -> Response:
     """A new password ends every session of the user (this one too: sign in again with the new password)."""
     current, new = ctx.form.get("current_password", ""), ctx.form.get("new_password", "")
-    user = await dashboard.work.run(check_login, dashboard.accounts, ctx.session["username"], current[:1024])
+    user = await dashboard.work.run(lambda: check_login(dashboard.accounts, ctx.session["username"], current[:1024]))
     problem = "The current password is wrong." if user is None else password_problem(new)
     if problem is None and new != ctx.form.get("confirm_password"):
         problem = "The two new passwords differ."
     if problem is not None or user is None:
         values = await dashboard.work.run(settings_values, ctx)
         return dashboard.render_page(ctx, "settings.html", 422, error=problem, **values)
-    await dashboard.work.run(dashboard.accounts.set_password, str(user["user_id"]), hash_password(new))
-    await dashboard.work.run(dashboard.accounts.delete_user_sessions, str(user["user_id"]))
+    hashed = await dashboard.work.run(hash_password, new)  # scrypt takes ~0.1 s: never on the event loop
+    await dashboard.account("set_password", str(user["user_id"]), hashed)
+    await dashboard.account("delete_user_sessions", str(user["user_id"]))
     response = redirect("/login")
     response.delete_cookie(SESSION_COOKIE, path=PREFIX)
     return response
 
 
 async def sign_out_everywhere(dashboard: Dashboard, ctx: Context) -> Response:
-    await dashboard.work.run(dashboard.accounts.delete_user_sessions, ctx.session["user_id"])
+    await dashboard.account("delete_user_sessions", ctx.session["user_id"])
     response = redirect("/login")
     response.delete_cookie(SESSION_COOKIE, path=PREFIX)
     return response

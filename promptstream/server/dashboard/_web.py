@@ -131,7 +131,13 @@ class Dashboard:
         token = request.cookies.get(SESSION_COOKIE)
         if not token or len(token) > 200:
             return None
-        return await self.work.run(self.accounts.session, token_hash(token), time.time())
+        found: dict[str, Any] | None = await self.account("session", token_hash(token), time.time())
+        return found
+
+    async def account(self, method: str, *args: Any) -> Any:
+        """``accounts.<method>(*args)`` on a worker thread (opening the accounts there too, on first use): the
+        event loop never waits on the database."""
+        return await self.work.run(lambda: getattr(self.accounts, method)(*args))
 
 
 def format_timestamp(value: float | None) -> str:
