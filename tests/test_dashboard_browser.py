@@ -122,8 +122,11 @@ def check_keyboard(page: Any, name: str) -> None:
     assert len(reached) == wanted, f"{name}: {wanted - len(reached)} of {wanted} controls not reachable by Tab"
 
 
-def visit(page: Any, name: str) -> None:
-    """What every page gets: axe, the keyboard walk, and its screenshot when asked for."""
+def visit(page: Any, name: str, secret: str | None = None) -> None:
+    """What every page gets: axe, the keyboard walk, and its screenshot when asked for; ``secret`` (a key shown
+    once) must not be anywhere in its HTML."""
+    if secret is not None:
+        assert secret not in page.content(), name
     check_accessibility(page, name)
     check_keyboard(page, name)
     if SCREENSHOTS:
@@ -158,6 +161,7 @@ def test_a_new_user_signs_in_builds_an_experiment_and_watches_the_sdks_traffic_a
     # a project and a key, where the server has projects; else the server's own key
     has_keys = hasattr(store, "create_api_key")
     key = API_KEY
+    shown_once: str | None = None  # the secret of the key made here: on no page after its creation
     if has_keys:
         page.goto("/dashboard/settings")
         page.fill("#project-name", "Checkout")
@@ -168,13 +172,14 @@ def test_a_new_user_signs_in_builds_an_experiment_and_watches_the_sdks_traffic_a
         key = page.input_value("#new-key-secret")
         assert key
         visit(page, "key-created")
+        shown_once = key
         page.goto("/dashboard/keys")
         assert key not in page.content()
         assert page.locator("#keys tbody tr").count() == 1
 
     # a prompt and a second version; the diff shows what changed
     page.goto("/dashboard/prompts")
-    visit(page, "prompts-empty")
+    visit(page, "prompts-empty", shown_once)
     page.fill("#prompt-name", "welcome")
     page.fill("#prompt-template", "Write a welcome for {{name}}.\nKeep it short.")
     page.click("text=Create prompt")
@@ -189,7 +194,7 @@ def test_a_new_user_signs_in_builds_an_experiment_and_watches_the_sdks_traffic_a
     page.fill("#preview-2-name", "Ada")
     page.click("text=Preview version 2")
     assert page.inner_text("#preview-output") == "Write a warm welcome for Ada.\nKeep it short."
-    visit(page, "prompt")
+    visit(page, "prompt", shown_once)
 
     # an experiment over both versions, 1:1
     page.fill("#experiment-name", "warmer welcome")
@@ -237,16 +242,16 @@ def test_a_new_user_signs_in_builds_an_experiment_and_watches_the_sdks_traffic_a
     assert page.locator("#conversion-now svg circle").count() == len(api["variants"])
     assert page.locator("#sample-ratio svg rect").count() == len(api["variants"])
     assert page.locator("figure svg[role=img] title").count() >= 2
-    visit(page, "experiment")
+    visit(page, "experiment", shown_once)
 
     page.goto("/dashboard/experiments")
-    visit(page, "experiments")
+    visit(page, "experiments", shown_once)
     page.goto(f"/dashboard/events?experiment_id={experiment_id}")
     if hasattr(store, "recent_events"):
         assert page.locator("#recent-events tbody tr").count() > 0
-    visit(page, "events")
+    visit(page, "events", shown_once)
     page.goto("/dashboard/settings")
-    visit(page, "settings")
+    visit(page, "settings", shown_once)
 
     # ending the experiment: the page says so, and so does the API
     page.goto(f"/dashboard/experiments/{experiment_id}")
@@ -258,7 +263,7 @@ def test_a_new_user_signs_in_builds_an_experiment_and_watches_the_sdks_traffic_a
 
     if has_keys:  # revoking the key: the SDK is refused at once
         page.goto("/dashboard/keys")
-        visit(page, "keys")
+        visit(page, "keys", shown_once)
         page.click("button:has-text('Revoke')")
         page.wait_for_url("**/dashboard/keys")
         assert "revoked" in page.inner_text("#keys tbody tr")
@@ -269,7 +274,7 @@ def test_a_new_user_signs_in_builds_an_experiment_and_watches_the_sdks_traffic_a
             client.run_prompt(prompt_id, {"name": "late"})
     else:
         page.goto("/dashboard/keys")
-        visit(page, "keys")
+        visit(page, "keys", shown_once)
 
 
 def test_without_a_session_the_browser_lands_on_sign_in_for_every_page(page: Any, dashboard: ServerThread) -> None:

@@ -254,6 +254,24 @@ def test_experiment_weights_are_checked_with_a_message(
     assert answer.status_code == 422 and problem in answer.text
 
 
+def test_a_project_sees_only_its_own_data(user: Browserless, dashboard_server: tuple[ServerThread, Storage]) -> None:
+    if not hasattr(dashboard_server[1], "create_project"):
+        pytest.skip("this storage has no projects yet (issue 16 §1)")
+    ids = _seed(user)  # in the default project
+    assert user.post("/dashboard/projects", name="Another team").status_code == 303  # and switches to it
+    assert "welcome" not in user.http.get("/dashboard/prompts").text
+    for method, path in _routes(ids):
+        if "{" in path or ids["key_id"] in path or not any(ids[k] in path for k in ("prompt_id", "experiment_id")):
+            continue
+        answer = user.http.request(method, "/dashboard" + path, data={"csrf_token": user.csrf, "template": "t"})
+        assert answer.status_code == 404, (method, path, answer.status_code)
+        assert "welcome" not in answer.text
+    assert user.http.get(f"/dashboard/events?experiment_id={ids['experiment_id']}").status_code == 404
+    assert user.post("/dashboard/projects/switch", project_id="default").status_code == 303
+    page = user.http.get(f"/dashboard/experiments/{ids['experiment_id']}")
+    assert page.status_code == 200 and 'id="state">live' in page.text  # nothing changed from the other project
+
+
 # -- the first start -----------------------------------------------------------------------------------------------
 
 

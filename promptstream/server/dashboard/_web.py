@@ -61,6 +61,7 @@ class Context:
     data: ProjectData
     form: dict[str, str]
     form_lists: dict[str, list[str]]
+    project: dict[str, Any]
 
 
 View = Callable[["Dashboard", Context], Awaitable[Response]]
@@ -115,7 +116,7 @@ class Dashboard:
             status_code,
             session=ctx.session,
             csrf_token=ctx.session["csrf_token"],
-            project=values.pop("project", None) or {"project_id": ctx.data.project_id},
+            project=values.pop("project", None) or ctx.project,
             path=ctx.request.url.path,
             **values,
         )
@@ -203,8 +204,9 @@ def page(view: View, dashboard: Dashboard) -> Callable[[Request], Awaitable[Resp
                 return secure(RedirectResponse(f"{PREFIX}/login?next={quote(target, safe='')}", status_code=303))
             return dashboard.error_page(401, "Sign in first.")
         data = ProjectData(dashboard.store, session.get("project_id") or DEFAULT_PROJECT)
-        ctx = Context(request, session, data, {}, {})
+        ctx = Context(request, session, data, {}, {}, {"project_id": data.project_id})
         try:
+            ctx.project = await dashboard.work.run(data.project)  # its name, for the header of every page
             if request.method == "POST":
                 ctx.form_lists = await read_form(request)
                 ctx.form = {name: values[-1] for name, values in ctx.form_lists.items()}
