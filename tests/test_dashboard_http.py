@@ -398,3 +398,50 @@ def test_every_chart_is_well_formed_svg_with_its_labels_escaped(
         root = ElementTree.fromstring(str(svg))  # raises on markup a label could break
         assert root.tag.endswith("svg") and root.get("role") == "img"
         assert root.find("{http://www.w3.org/2000/svg}title") is not None
+
+
+day_rows = st.lists(
+    st.tuples(st.integers(1, 28), st.sampled_from(["v1", "v2", "v3"]), st.integers(0, 500), st.integers(0, 500)),
+    min_size=1,
+    max_size=30,
+    unique_by=lambda row: (row[0], row[1]),
+)
+
+
+@given(rows=day_rows)
+def test_the_time_series_draws_conversion_as_users_arrive_and_runs_per_day(
+    rows: list[tuple[int, str, int, int]],
+) -> None:
+    """From rows shaped as ``experiment_timeseries`` answers (docs/protocol.md): a line per variant whose last point
+    is its cumulative figure, and a bar per (day, variant)."""
+    from promptstream.server.dashboard._charts import timeseries_charts
+    from promptstream.server.dashboard._experiments import results_view
+
+    cumulative: dict[str, int] = {}
+    days = []
+    for day, variant, runs, users in sorted(rows):
+        cumulative[variant] = cumulative.get(variant, 0) + users
+        rate = None if not cumulative[variant] else min(1.0, runs / (runs + cumulative[variant]))
+        days.append(
+            {
+                "date": f"2026-11-{day:02d}",
+                "variant": variant,
+                "runs": runs,
+                "users": users,
+                "cumulative_users": cumulative[variant],
+                "conversion_rate": rate,
+                "ci_low": None if rate is None else rate / 2,
+                "ci_high": None if rate is None else min(1.0, rate * 2),
+            }
+        )
+    series, dates, runs_per_day = timeseries_charts({"days": days})
+    assert dates == sorted({row["date"] for row in days})
+    for line in series:
+        mine = [row for row in days if row["variant"] == line.label and row["conversion_rate"] is not None]
+        assert [point[0] for point in line.points] == [row["cumulative_users"] for row in mine]
+        assert [point[1] for point in line.points] == [row["conversion_rate"] for row in mine]
+    assert sum(sum(values) for _, values in runs_per_day) == sum(row["runs"] for row in days)
+    view = results_view({"variants": []}, {"days": days})
+    assert [chart["id"] for chart in view["charts"]][:2] == ["conversion-over-time", "runs-per-day"]
+    drawn = sum(1 for line in series if line.points)
+    assert str(view["charts"][0]["svg"]).count("<polyline") == drawn

@@ -173,6 +173,8 @@ def line_chart(title: str, series: Sequence[Series], *, x_label: str, as_percent
     parts = [_axes(y_max, as_percent, plot_height)]
     described = []
     for index, item in enumerate(series):
+        if not item.points:  # no figure yet (no users): in the legend, not on the plot
+            continue
         banded = [p for p in item.points if p[2] is not None and p[3] is not None]
         if len(banded) > 1:
             upper = " ".join(f"{px(p[0]):.1f},{py(p[3] or 0.0):.1f}" for p in banded)
