@@ -3,10 +3,12 @@
     promptstream serve | demo
     promptstream prompts create|list|show|add-version
     promptstream experiments create|list|end|results|plan
+    promptstream projects create|list          (on the server's database: --db)
+    promptstream keys create|list|revoke       (on the server's database: --db)
     promptstream spool status|drain|dead-letters|replay|purge
 
-The parser lives here; each group of commands in its own module (_server.py, _admin.py, _results.py, _spool.py,
-_demo.py).
+The parser lives here; each group of commands in its own module (_server.py, _admin.py, _results.py, _keys.py,
+_spool.py, _demo.py).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ def _connection_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import _admin, _demo, _results, _server, _spool
+    from . import _admin, _demo, _keys, _results, _server, _spool
 
     parser = argparse.ArgumentParser(prog="promptstream", description="PromptStream SDK and reference server.")
     parser.add_argument("--version", action="version", version=f"promptstream {__version__}")
@@ -108,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     end.add_argument("--json", action="store_true", help="the ended experiment as JSON")
     end.set_defaults(handler=_admin.cmd_experiments_end)
     results = _results.add_commands(experiment_commands)
+    _keys.add_commands(commands)
 
     spool = commands.add_parser("spool", help="the local spool of undelivered events")
     spool_commands = spool.add_subparsers(dest="action", required=True, metavar="ACTION")

@@ -11,6 +11,7 @@ from ._sqlite import select_in
 
 def insert_run(
     db: sqlite3.Connection,
+    project_id: str,
     run_id: str,
     prompt_id: str,
     experiment_id: str,
@@ -20,14 +21,16 @@ def insert_run(
     output: str,
 ) -> None:
     db.execute(
-        "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (run_id, prompt_id, experiment_id, version, variant, external_user_id, output, time.time()),
+        "INSERT INTO runs (id, prompt_id, experiment_id, version, variant, external_user_id, output, created_at,"
+        " project_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (run_id, prompt_id, experiment_id, version, variant, external_user_id, output, time.time(), project_id),
     )
 
 
-def run_experiments(db: sqlite3.Connection, run_ids: set[str]) -> dict[str, str]:
-    """The experiment of each of these runs that exists."""
-    return dict(select_in(db, "SELECT id, experiment_id FROM runs WHERE id IN ({marks})", list(run_ids)))
+def run_experiments(db: sqlite3.Connection, project_id: str, run_ids: set[str]) -> dict[str, str]:
+    """The experiment of each of these runs that exists in the project (another project's run is unknown)."""
+    query = "SELECT id, experiment_id FROM runs WHERE project_id = ? AND id IN ({marks})"
+    return {row[0]: row[1] for row in select_in(db, query, list(run_ids), prefix=(project_id,))}
 
 
 def runs_of(db: sqlite3.Connection, experiment_id: str) -> list[Any]:
