@@ -255,8 +255,6 @@ def test_experiment_weights_are_checked_with_a_message(
 
 
 def test_a_project_sees_only_its_own_data(user: Browserless, dashboard_server: tuple[ServerThread, Storage]) -> None:
-    if not hasattr(dashboard_server[1], "create_project"):
-        pytest.skip("this storage has no projects yet (issue 16 §1)")
     ids = _seed(user)  # in the default project
     assert user.post("/dashboard/projects", name="Another team").status_code == 303  # and switches to it
     assert "welcome" not in user.http.get("/dashboard/prompts").text

@@ -33,7 +33,7 @@ async def revoke_key(dashboard: Dashboard, ctx: Context) -> Response:
 def settings_values(ctx: Context) -> dict[str, Any]:
     """What the settings page shows (blocking: run it on a worker)."""
     data = ctx.data
-    return {"projects": data.projects(), "project": data.project(), "has_projects": data.has_projects}
+    return {"projects": data.projects(), "project": data.project()}
 
 
 async def settings(dashboard: Dashboard, ctx: Context) -> Response:

@@ -1,8 +1,7 @@
-"""What the dashboard reads and writes, for one project, through the server's ``Storage``.
-
-Every page goes through this one class, so the dashboard follows the storage interface in one place: a store with
-projects (``create_project``...) takes ``project_id`` first in every data method (CONTRACT.md, issue 16 §1); a store
-without them is one implicit project, "default". The calls are blocking: the views run them on a worker thread.
+"""What the dashboard reads and writes, for one project, through the server's ``Storage``: every page goes through
+this one class, so the dashboard follows the storage interface in one place, and every call names the session's
+project (another project's prompt or experiment is a 404, as in the API). The calls are blocking: the views run them
+on a worker thread.
 """
 
 from __future__ import annotations
@@ -28,49 +27,31 @@ class ProjectData:
     def __init__(self, store: Storage, project_id: str) -> None:
         self.store = store
         self.project_id = project_id
-        self.has_projects = hasattr(store, "create_project")
-
-    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        function = getattr(self.store, method)
-        if self.has_projects:
-            return function(self.project_id, *args, **kwargs)
-        if self.project_id != DEFAULT_PROJECT:
-            raise StoreError(404, "project_not_found", f"no project with id {self.project_id!r}")
-        return function(*args, **kwargs)
-
-    def supports(self, method: str) -> bool:
-        return hasattr(self.store, method)
 
     # -- projects -------------------------------------------------------------------------------------------------
 
     def projects(self) -> list[dict[str, Any]]:
-        if not self.has_projects:
-            return [{"project_id": DEFAULT_PROJECT, "name": "Default project", "created_at": None}]
-        return list(self.store.list_projects())  # type: ignore[attr-defined]
+        return self.store.list_projects()
 
     def project(self) -> dict[str, Any]:
-        if not self.has_projects:
-            return self.projects()[0]
-        return dict(self.store.get_project(self.project_id))  # type: ignore[attr-defined]
+        return self.store.get_project(self.project_id)
 
     def create_project(self, name: str) -> dict[str, Any]:
-        if not self.has_projects:
-            raise StoreError(409, "projects_unsupported", "this server's storage has a single project")
-        return dict(self.store.create_project(name))  # type: ignore[attr-defined]
+        return self.store.create_project(name)
 
     # -- prompts --------------------------------------------------------------------------------------------------
 
     def prompts(self) -> list[dict[str, Any]]:
-        return list(self._call("list_prompts"))
+        return self.store.list_prompts(self.project_id)
 
     def prompt(self, prompt_id: str) -> dict[str, Any]:
-        return dict(self._call("get_prompt", prompt_id))
+        return self.store.get_prompt(self.project_id, prompt_id)
 
     def create_prompt(self, name: str, template: str) -> dict[str, Any]:
-        return dict(self._call("create_prompt", name, template))
+        return self.store.create_prompt(self.project_id, name, template)
 
     def add_version(self, prompt_id: str, template: str) -> dict[str, Any]:
-        return dict(self._call("add_version", prompt_id, template))
+        return self.store.add_version(self.project_id, prompt_id, template)
 
     def preview(self, prompt_id: str, version: int, inputs: dict[str, Any]) -> str:
         """The output of ``version`` for ``inputs``, from the server's model provider (nothing is stored)."""
@@ -82,53 +63,42 @@ class ProjectData:
     # -- experiments ----------------------------------------------------------------------------------------------
 
     def experiments(self, prompt_id: str | None = None) -> list[dict[str, Any]]:
-        return list(self._call("list_experiments", prompt_id))
+        return self.store.list_experiments(self.project_id, prompt_id)
 
     def experiment(self, experiment_id: str) -> dict[str, Any]:
-        return dict(self._call("get_experiment", experiment_id))
+        return self.store.get_experiment(self.project_id, experiment_id)
 
     def create_experiment(self, prompt_id: str, variants: list[VariantSpec], name: str | None) -> dict[str, Any]:
-        return dict(self._call("create_experiment", prompt_id, variants, name))
+        return self.store.create_experiment(self.project_id, prompt_id, variants, name)
 
     def end_experiment(self, experiment_id: str) -> dict[str, Any]:
-        return dict(self._call("end_experiment", experiment_id))
+        return self.store.end_experiment(self.project_id, experiment_id)
 
     def results(self, experiment_id: str) -> dict[str, Any]:
-        return dict(self._call("experiment_results", experiment_id))
+        return self.store.experiment_results(self.project_id, experiment_id)
 
     def timeseries(self, experiment_id: str) -> dict[str, Any] | None:
-        """The experiment's figures per day, where the storage has them (else None: charts fall back to results)."""
-        if not self.supports("experiment_timeseries"):
+        """The experiment's figures per day, where the storage has them (else None: the charts use the results)."""
+        read = getattr(self.store, "experiment_timeseries", None)
+        if read is None:
             return None
-        # written after the projects interface: it always takes the project first
-        return dict(self.store.experiment_timeseries(self.project_id, experiment_id))  # type: ignore[attr-defined]
+        return dict(read(self.project_id, experiment_id))
 
     # -- events ---------------------------------------------------------------------------------------------------
 
-    def recent_events(self, experiment_id: str, limit: int = 100) -> list[dict[str, Any]] | None:
-        if not self.supports("recent_events"):
-            return None
-        return list(self._call("recent_events", experiment_id, limit=limit))
+    def recent_events(self, experiment_id: str, limit: int = 100) -> list[dict[str, Any]]:
+        return self.store.recent_events(self.project_id, experiment_id, limit)
 
-    def recent_rejections(self, limit: int = 100) -> list[dict[str, Any]] | None:
-        if not self.supports("recent_rejections"):
-            return None
-        return list(self._call("recent_rejections", limit=limit))
+    def recent_rejections(self, limit: int = 100) -> list[dict[str, Any]]:
+        return self.store.recent_rejections(self.project_id, limit)
 
     # -- keys -----------------------------------------------------------------------------------------------------
 
-    def keys(self) -> list[dict[str, Any]] | None:
-        if not self.supports("list_api_keys"):
-            return None
-        return list(self._call("list_api_keys"))
+    def keys(self) -> list[dict[str, Any]]:
+        return self.store.list_api_keys(self.project_id)
 
     def create_key(self, name: str) -> tuple[dict[str, Any], str]:
-        if not self.supports("create_api_key"):
-            raise StoreError(409, "keys_unsupported", "this server's keys come from --api-key only")
-        record, secret = self._call("create_api_key", name)
-        return dict(record), str(secret)
+        return self.store.create_api_key(self.project_id, name)
 
     def revoke_key(self, key_id: str) -> dict[str, Any]:
-        if not self.supports("revoke_api_key"):
-            raise StoreError(409, "keys_unsupported", "this server's keys come from --api-key only")
-        return dict(self._call("revoke_api_key", key_id))
+        return self.store.revoke_api_key(self.project_id, key_id)

@@ -100,7 +100,7 @@ async def events(dashboard: Dashboard, ctx: Context) -> Response:
     """Recent events of one experiment and the project's recent rejections (with their reasons)."""
     experiments = list(reversed(await dashboard.work.run(ctx.data.experiments, None)))
     chosen = ctx.request.query_params.get("experiment_id") or (experiments[0]["experiment_id"] if experiments else "")
-    recent = None
+    recent: list[dict[str, Any]] = []
     if chosen:
         await dashboard.work.run(ctx.data.experiment, chosen)  # 404 for another project's experiment
         recent = await dashboard.work.run(ctx.data.recent_events, chosen, 100)
