@@ -7,6 +7,11 @@
   var seconds = Number(box.getAttribute("data-refresh"));
   var url = box.getAttribute("data-live");
   if (!seconds || !url) { return; }
+  var status = document.getElementById("refresh-status");
+  function decision() {
+    var action = document.getElementById("decision-action");
+    return action ? action.textContent : "";
+  }
   function refresh() {
     fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html" } })
       .then(function (response) {
@@ -15,7 +20,10 @@
       })
       .then(function (html) {
         if (html !== null) {
+          var before = decision();
           box.innerHTML = html;
+          // only a changed decision is announced to screen readers, not every refresh of the figures
+          if (decision() !== before && status) { status.textContent = "Decision now: " + decision(); }
           box.setAttribute("data-refreshed-at", String(Date.now()));
         }
       })
