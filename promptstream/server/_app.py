@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from ._accounts import Accounts
 from ._http import (
     ApiError,
     RequestIdMiddleware,
@@ -50,6 +51,7 @@ from ._wire import (
     RunBody,
     event_problem,
 )
+from .dashboard import dashboard_routes
 
 DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
 RUN_THREADS = 64  # runs in flight at once (each may wait on a model)
@@ -369,8 +371,10 @@ def create_app(
     *,
     rate_limit: float | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    accounts: Accounts | None = None,
 ) -> ASGIApp:
-    """The ASGI application for ``store`` and ``api_keys``; ``promptstream serve`` runs it under uvicorn.
+    """The ASGI application for ``store`` and ``api_keys``; ``promptstream serve`` runs it under uvicorn. The
+    dashboard is under ``/dashboard`` (its accounts: ``accounts``, else opened from the store on first use).
 
     Example:
         ```python
@@ -396,7 +400,8 @@ def create_app(
         ("/v1/events/batch", server.ingest_batch, ["POST"]),
     ]
     app = Starlette(
-        routes=[Route(path, endpoint, methods=methods) for path, endpoint, methods in routes],
+        routes=[Route(path, endpoint, methods=methods) for path, endpoint, methods in routes]
+        + dashboard_routes(store, accounts),
         exception_handlers={
             ApiError: api_error,
             StoreError: store_error,

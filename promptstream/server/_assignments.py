@@ -49,8 +49,8 @@ def assign(
     version = chosen.version if chosen.version is not None else _prompts.latest_version(db, project_id, prompt_id)
     template = _prompts.template_of(db, prompt_id, version)
     run_id = str(uuid.uuid4())
-    variant = f"v{version}"
-    _runs.insert_run(db, project_id, run_id, prompt_id, experiment["id"], version, variant, external_user_id, NO_OUTPUT)
+    answer = _rules.run_answer(run_id, experiment["id"], prompt_id, version, NO_OUTPUT)
+    _runs.insert_run(db, project_id, answer, external_user_id)
     db.execute(
         "INSERT INTO assignments (project_id, run_id, created_at) VALUES (?, ?, ?)", (project_id, run_id, time.time())
     )

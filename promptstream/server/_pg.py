@@ -122,6 +122,19 @@ CREATE TABLE IF NOT EXISTS assignments (
 """,
     ),
     (
+        7,
+        """
+-- the dashboard's accounts (_accounts.py): people who sign in, and their sessions (only a hash of each token)
+CREATE TABLE IF NOT EXISTS dashboard_users (
+    user_id TEXT PRIMARY KEY, username TEXT NOT NULL UNIQUE, password_hash TEXT NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL);
+CREATE TABLE IF NOT EXISTS dashboard_sessions (
+    token_hash TEXT PRIMARY KEY, user_id TEXT NOT NULL REFERENCES dashboard_users(user_id), csrf_token TEXT NOT NULL,
+    project_id TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL, expires_at DOUBLE PRECISION NOT NULL);
+CREATE INDEX IF NOT EXISTS dashboard_sessions_by_user ON dashboard_sessions(user_id);
+""",
+    ),
+    (
         8,
         """
 -- rate limits shared by every worker and instance (_ratelimit.py): one token bucket per API key; UNLOGGED, as a

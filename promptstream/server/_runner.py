@@ -18,11 +18,13 @@ import platformdirs
 import uvicorn
 from starlette.types import ASGIApp
 
+from ._accounts import Accounts, open_accounts
 from ._app import DEFAULT_MAX_BODY_BYTES, create_app
 from ._database import DEFAULT_POOL_SIZE, Database, open_storage, parse_database
 from ._limits import api_key_problem
 from ._storage import Storage
 from ._workers import can_fork, run_workers
+from .dashboard import ensure_admin, sign_in_banner
 
 ENV_SERVER_API_KEYS = "PROMPTSTREAM_SERVER_API_KEYS"
 logger = logging.getLogger("promptstream.server")
@@ -235,28 +237,37 @@ def serve(
     sock = bind_socket(host, port)
     try:
         store = open_storage(database, pool_size=pool_size)
-        if workers > 1:
-            store.close()  # migrated once, here; no connection and no pool thread may cross the fork
+        accounts = open_accounts(store)
+        try:
+            admin = ensure_admin(accounts)  # before listening: a bad PROMPTSTREAM_ADMIN_PASSWORD stops the start
+        finally:
+            if workers > 1:  # migrated and the admin made once, here; no connection or pool thread crosses the fork
+                accounts.close()
+                store.close()
     except BaseException:
         sock.close()
         raise
 
-    def serve_one(listening: socket.socket, store: Storage | None = None) -> None:
+    def serve_one(listening: socket.socket, store: Storage | None = None, accounts: Accounts | None = None) -> None:
         store = store or open_storage(database, pool_size=pool_size)
+        accounts = accounts or open_accounts(store)
         try:
-            app = create_app(store, api_keys, rate_limit=rate_limit, max_body_bytes=max_body_bytes)
+            app = create_app(store, api_keys, rate_limit=rate_limit, max_body_bytes=max_body_bytes, accounts=accounts)
             config = uvicorn.Config(app, log_level="info", access_log=False, lifespan="off")
             uvicorn.Server(config).run(sockets=[listening])
         finally:
+            with contextlib.suppress(Exception):
+                accounts.close()
             with contextlib.suppress(Exception):
                 store.close()
 
     try:
         if on_listening is not None:
             on_listening(url_of(sock))
+        print(sign_in_banner(url_of(sock), admin), flush=True)  # the generated password: this once, never logged
         if workers > 1:
             return run_workers(workers, sock, serve_one)
-        serve_one(sock, store)
+        serve_one(sock, store, accounts)
         return 0
     finally:
         sock.close()

@@ -107,6 +107,18 @@ MIGRATIONS: list[tuple[int, str]] = [
         "CREATE TABLE IF NOT EXISTS assignments (project_id TEXT NOT NULL, run_id TEXT NOT NULL,"
         " created_at REAL NOT NULL, PRIMARY KEY (project_id, run_id));",
     ),
+    # the dashboard's accounts (_accounts.py): people who sign in, and their sessions (only a hash of each token)
+    (
+        7,
+        """
+CREATE TABLE IF NOT EXISTS dashboard_users (
+    user_id TEXT PRIMARY KEY, username TEXT NOT NULL UNIQUE, password_hash TEXT NOT NULL, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS dashboard_sessions (
+    token_hash TEXT PRIMARY KEY, user_id TEXT NOT NULL REFERENCES dashboard_users(user_id), csrf_token TEXT NOT NULL,
+    project_id TEXT NOT NULL, created_at REAL NOT NULL, expires_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS dashboard_sessions_by_user ON dashboard_sessions(user_id);
+""",
+    ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
