@@ -60,12 +60,16 @@ class Delivery:
     def paused(self) -> bool:
         return time.monotonic() < self.paused_until
 
-    def deliver(self, deadline: float | None) -> None:
-        """Send batches until the spool has nothing unclaimed, delivery is paused, or the deadline passes."""
+    def deliver(self, deadline: float | None, max_batches: int | None = None) -> None:
+        """Send batches until the spool has nothing unclaimed, delivery is paused, the deadline passes, or
+        ``max_batches`` batches were claimed (the sender's wake-up for full batches: the rest waits for a drain)."""
         config = self._config
         with self._lock:
             yielded_until = time.monotonic() + _MAX_YIELD_TO_SPOOLER
+            claimed = 0
             while not self._stop.is_set() or deadline is not None:
+                if max_batches is not None and claimed >= max_batches:
+                    return
                 if self.paused:
                     return
                 if deadline is not None and time.monotonic() >= deadline:
@@ -94,6 +98,7 @@ class Delivery:
                         with contextlib.suppress(*_SPOOL_ERRORS):
                             spool.compact_if_empty()
                     return
+                claimed += 1
                 if not self._deliver_batch(spool, batch, deadline):
                     return
 

@@ -49,6 +49,10 @@ __all__ = ["APPLICATION_ID", "SqliteSpool", "delete_spool", "quarantine_spool", 
 
 logger = logging.getLogger("promptstream")
 
+# compact_if_empty() runs once at least this many payload bytes were written (appended or deleted) since the WAL was
+# last checkpointed: a drained backlog, not a few hundred events of steady traffic.
+COMPACT_AFTER_BYTES = 1024 * 1024
+
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
@@ -374,7 +378,12 @@ class SqliteSpool:
             return int(db.execute("DELETE FROM dead_letters").rowcount)
 
     def compact_if_empty(self) -> None:
-        """After a backlog drains: truncate the WAL and give free pages back, so an idle spool is small."""
+        """After a backlog drains: truncate the WAL and give free pages back, so an idle spool is small. Not after
+        every small delivery: a web app's steady traffic empties the spool twice a second, and a checkpoint, a
+        vacuum and a truncation per half-second were a visible share of its background CPU (docs/benchmarks.md);
+        the WAL they would shrink is below COMPACT_AFTER_BYTES (and SQLite's journal_size_limit) anyway."""
+        if self._written_since_checkpoint < COMPACT_AFTER_BYTES:
+            return
         with self._lock:
             try:
                 db = self._connection()
