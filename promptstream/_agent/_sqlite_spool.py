@@ -51,7 +51,7 @@ logger = logging.getLogger("promptstream")
 
 # compact_if_empty() runs once at least this many payload bytes were written (appended or deleted) since the WAL was
 # last checkpointed: a drained backlog, not a few hundred events of steady traffic.
-COMPACT_AFTER_BYTES = 1024 * 1024
+COMPACT_AFTER_BYTES = 4 * 1024 * 1024  # journal_size_limit: a smaller WAL is not kept larger than this anyway
 
 
 def _now_ms() -> int:
