@@ -58,6 +58,7 @@ FIGURES = [
     ("paced CPU ms/req", lambda r: r["paced"]["cpu_ms_per_request"], "{:.3f}"),
     ("track µs (3 calls)", lambda r: r["peak"]["track_mean_us"], "{:.1f}"),
     ("RSS MiB", lambda r: r["rss_mib"], "{:.0f}"),
+    ("events per request sent", lambda r: r["received"] / r["requests"] if r.get("requests") else None, "{:.0f}"),
     ("load avg", lambda r: r["load_avg"], "{:.1f}"),
 ]
 
@@ -124,7 +125,8 @@ def main() -> int:
                     runs.append(run)
                     print(
                         f"round {round_ + 1} {app} {label}: {run['peak']['req_s']:,.0f} req/s, "
-                        f"{run['peak']['cpu_ms_per_request']:.3f} ms CPU/req, load {run['load_avg']:.1f}",
+                        f"{run['peak']['cpu_ms_per_request']:.3f} ms CPU/req, {run.get('requests', 0)} batches sent, "
+                        f"load {run['load_avg']:.1f}",
                         flush=True,
                     )
                     (HERE / "ab-last-run.json").write_text(
