@@ -21,6 +21,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
+DASH = "\u2013"
 sys.path.insert(0, str(HERE))
 from run import Sink, free_port, running  # noqa: E402
 
@@ -88,9 +89,9 @@ def main() -> int:
         p99 = [r.get("p99_us", r.get("p99", 0.0)) for r in mine]
         loads = [r["load_avg"] for r in mine]
         lines.append(
-            f"| {label} | {statistics.median(us):.2f} | {min(us):.2f}–{max(us):.2f} | {statistics.median(ratios):.1f}x "
-            f"({min(ratios):.1f}–{max(ratios):.1f}x) | {statistics.median(p50):.2f} | {statistics.median(p99):.2f} "
-            f"| {min(loads):.1f}–{max(loads):.1f} |"
+            f"| {label} | {statistics.median(us):.2f} | {min(us):.2f}{DASH}{max(us):.2f} "
+            f"| {statistics.median(ratios):.1f}x ({min(ratios):.1f}{DASH}{max(ratios):.1f}x) "
+            f"| {statistics.median(p50):.2f} | {statistics.median(p99):.2f} | {min(loads):.1f}{DASH}{max(loads):.1f} |"
         )
     text = "\n".join(lines)
     (HERE / "caller-ab-last-run.json").write_text(

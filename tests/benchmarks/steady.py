@@ -178,7 +178,7 @@ def summarise(runs: list[dict[str, Any]]) -> str:
             for _, key, form in figures:
                 values = [float(r[key]) for r in mine]
                 med, lo, hi = statistics.median(values), min(values), max(values)
-                cells.append(f"{form.format(med)} ({form.format(lo)}–{form.format(hi)})")
+                cells.append(f"{form.format(med)} ({form.format(lo)}\u2013{form.format(hi)})")
             tracked = sum(r["events"] for r in mine)
             delivered = sum(r["distinct"] for r in mine)
             duplicates = sum(r["duplicates"] for r in mine)
@@ -186,7 +186,11 @@ def summarise(runs: list[dict[str, Any]]) -> str:
                 f"| {rate:,.0f} | {label} | " + " | ".join(cells) + f" | {delivered:,} of {tracked:,}, {duplicates} |"
             )
     if any(r.get("stages") for r in runs):
-        lines += ["", "| events/s | variant | stage | CPU µs per event | calls per second |", "|---:|---|---|---:|---:|"]
+        lines += [
+            "",
+            "| events/s | variant | stage | CPU µs per event | calls per second |",
+            "|---:|---|---|---:|---:|",
+        ]
         for rate in dict.fromkeys(r["rate"] for r in runs):
             for label in dict.fromkeys(r["label"] for r in runs):
                 mine = [r for r in runs if r["rate"] == rate and r["label"] == label and r.get("stages")]
@@ -196,9 +200,69 @@ def summarise(runs: list[dict[str, Any]]) -> str:
                     if cost:
                         lines.append(
                             f"| {rate:,.0f} | {label} | {stage} | {statistics.median(cost):.1f} "
-                            f"({min(cost):.1f}–{max(cost):.1f}) | {statistics.median(calls):.1f} |"
+                            f"({min(cost):.1f}\u2013{max(cost):.1f}) | {statistics.median(calls):.1f} |"
                         )
     return "\n".join(lines)
+
+
+def plot(runs: list[dict[str, Any]], path: Path) -> None:
+    """Background CPU per event by rate, before and after (median, range as error bars), and the after's stages."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rates = list(dict.fromkeys(r["rate"] for r in runs))
+    labels = list(dict.fromkeys(r["label"] for r in runs))
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    width = 0.8 / len(labels)
+    for i, label in enumerate(labels):
+        values = [
+            [r["background_us_per_event"] for r in runs if r["rate"] == rate and r["label"] == label] for rate in rates
+        ]
+        medians = [statistics.median(v) for v in values]
+        errors = [
+            [m - min(v) for m, v in zip(medians, values, strict=True)],
+            [max(v) - m for m, v in zip(medians, values, strict=True)],
+        ]
+        xs = [x + i * width for x in range(len(rates))]
+        left.bar(xs, medians, width, yerr=errors, capsize=3, label=label)
+        for x, m in zip(xs, medians, strict=True):
+            left.annotate(f"{m:.0f}", (x, m), ha="center", va="bottom", fontsize=8)
+    left.set_xticks([x + width * (len(labels) - 1) / 2 for x in range(len(rates))], [f"{r:,.0f}/s" for r in rates])
+    left.set_ylabel("CPU µs per event, spooler + sender threads")
+    left.set_title("Background CPU per event at a steady rate", fontsize=10)
+    left.legend(fontsize=8)
+    stage_names = [s for s in STAGES if s not in ("spool pass (queue -> spool)", "delivery round")]
+    for i, label in enumerate(labels):
+        bottoms = [0.0] * len(rates)
+        xs = [x + i * width for x in range(len(rates))]
+        for j, stage in enumerate(stage_names):
+            heights = []
+            for rate in rates:
+                mine = [
+                    r["stages"][stage]["us_per_event"]
+                    for r in runs
+                    if r["rate"] == rate and r["label"] == label and stage in r.get("stages", {})
+                ]
+                heights.append(statistics.median(mine) if mine else 0.0)
+            right.bar(
+                xs,
+                heights,
+                width,
+                bottom=bottoms,
+                color=plt.cm.tab10(j),
+                label=stage if i == 0 else None,
+                hatch="//" if i == 0 and len(labels) > 1 else None,
+                edgecolor="white",
+            )
+            bottoms = [b + h for b, h in zip(bottoms, heights, strict=True)]
+    right.set_xticks([x + width * (len(labels) - 1) / 2 for x in range(len(rates))], [f"{r:,.0f}/s" for r in rates])
+    right.set_title("By stage (hatched: " + labels[0] + ")", fontsize=10)
+    right.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
 
 
 def main() -> int:
@@ -211,10 +275,14 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=8)
     parser.add_argument("--stages", action="store_true", help="CPU per stage too (wraps the agent's methods)")
-    parser.add_argument("--from-json", type=Path)
+    parser.add_argument("--from-json", type=Path, help="re-render a saved run")
+    parser.add_argument("--plot", type=Path, help="also draw the figures into this PNG (docs/benchmarks-steady.png)")
     args = parser.parse_args()
     if args.from_json:
-        print(summarise(json.loads(args.from_json.read_text())["runs"]))
+        runs = json.loads(args.from_json.read_text())["runs"]
+        print(summarise(runs))
+        if args.plot:
+            plot(runs, args.plot)
         return 0
     sys.path.insert(0, str(HERE))
     from run import Sink, free_port, running
@@ -228,8 +296,9 @@ def main() -> int:
         sink = Sink(port)
         labels: list[tuple[str, str | None]] = [("this tree", str(REPO))]
         if args.before:
-            archive = subprocess.run(["git", "-C", str(REPO), "archive", args.before, "promptstream"], check=True,
-                                     capture_output=True)
+            archive = subprocess.run(
+                ["git", "-C", str(REPO), "archive", args.before, "promptstream"], check=True, capture_output=True
+            )
             subprocess.run(["tar", "-x", "-C", before], input=archive.stdout, check=True)
             labels.insert(0, (f"before ({args.before})", before))
         for round_ in range(args.rounds):
@@ -258,6 +327,8 @@ def main() -> int:
     record = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "before": args.before, "runs": runs}
     (HERE / "steady-last-run.json").write_text(json.dumps(record, indent=1))
     print(summarise(runs))
+    if args.plot:
+        plot(runs, args.plot)
     return 0
 
 

@@ -28,7 +28,9 @@ REPO = HERE.parents[2]
 
 
 def export(commit: str, into: Path) -> None:
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", commit, "promptstream"], capture_output=True, check=True)
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", commit, "promptstream"], capture_output=True, check=True
+    )
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
 
 
@@ -65,8 +67,8 @@ FIGURES = [
 
 def cell(values: list[float], form: str) -> str:
     if not values:
-        return "–"
-    return f"{form.format(statistics.median(values))} ({form.format(min(values))}–{form.format(max(values))})"
+        return "\u2013"
+    return f"{form.format(statistics.median(values))} ({form.format(min(values))}\u2013{form.format(max(values))})"
 
 
 def report(runs: list[dict[str, Any]]) -> str:
@@ -88,7 +90,7 @@ def report(runs: list[dict[str, Any]]) -> str:
                         values.append(float(value))
                 cells.append(cell(values, form))
             if label == "none":
-                delivery = "–"
+                delivery = "\u2013"
             else:
                 tracked = sum(r["tracked"] for r in mine)
                 delivered = sum(r["delivered"] for r in mine)
