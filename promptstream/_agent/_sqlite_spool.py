@@ -29,7 +29,7 @@ from ._location import prepare_spool_directory
 from ._platform import exclusive_file_lock, owner_is_dead
 from ._spool import AppendResult, ClaimedBatch, DeadLetter, SpoolCorruptError, SpoolCounts, SpoolUnavailableError
 from ._sqlite_files import delete_spool, quarantine_spool, read_counts, read_dead_letters
-from ._sqlite_open import CHECKPOINT_EVERY_BYTES, open_or_quarantine, open_spool_file
+from ._sqlite_open import CHECKPOINT_EVERY_BYTES, COMPACT_AFTER_BYTES, open_or_quarantine, open_spool_file
 from ._sqlite_schema import (
     APPLICATION_ID,
     COUNTS,
@@ -48,10 +48,6 @@ from ._sqlite_schema import (
 __all__ = ["APPLICATION_ID", "SqliteSpool", "delete_spool", "quarantine_spool", "read_counts", "read_dead_letters"]
 
 logger = logging.getLogger("promptstream")
-
-# compact_if_empty() runs once at least this many payload bytes were written (appended or deleted) since the WAL was
-# last checkpointed: a drained backlog, not a few hundred events of steady traffic.
-COMPACT_AFTER_BYTES = 4 * 1024 * 1024  # journal_size_limit: a smaller WAL is not kept larger than this anyway
 
 
 def _now_ms() -> int:
@@ -378,10 +374,8 @@ class SqliteSpool:
             return int(db.execute("DELETE FROM dead_letters").rowcount)
 
     def compact_if_empty(self) -> None:
-        """After a backlog drains: truncate the WAL and give free pages back, so an idle spool is small. Not after
-        every small delivery: a web app's steady traffic empties the spool twice a second, and a checkpoint, a
-        vacuum and a truncation per half-second were a visible share of its background CPU (docs/benchmarks.md);
-        the WAL they would shrink is below COMPACT_AFTER_BYTES (and SQLite's journal_size_limit) anyway."""
+        """After a backlog drains (COMPACT_AFTER_BYTES written): truncate the WAL and give free pages back, so an
+        idle spool is small. Not after every small delivery (see COMPACT_AFTER_BYTES)."""
         if self._written_since_checkpoint < COMPACT_AFTER_BYTES:
             return
         with self._lock:
