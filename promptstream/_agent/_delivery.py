@@ -60,12 +60,16 @@ class Delivery:
     def paused(self) -> bool:
         return time.monotonic() < self.paused_until
 
-    def deliver(self, deadline: float | None) -> None:
-        """Send batches until the spool has nothing unclaimed, delivery is paused, or the deadline passes."""
+    def deliver(self, deadline: float | None, max_batches: int | None = None) -> None:
+        """Send batches until the spool has nothing unclaimed, delivery is paused, the deadline passes, or
+        ``max_batches`` batches were claimed (the sender's wake-up for full batches: the rest waits for a drain)."""
         config = self._config
         with self._lock:
             yielded_until = time.monotonic() + _MAX_YIELD_TO_SPOOLER
+            claimed = 0
             while not self._stop.is_set() or deadline is not None:
+                if max_batches is not None and claimed >= max_batches:
+                    return
                 if self.paused:
                     return
                 if deadline is not None and time.monotonic() >= deadline:
@@ -89,13 +93,33 @@ class Delivery:
                     self._holder.replace_corrupt(spool, exc)
                     continue
                 if batch is None:
-                    if self._deliveries_since_compact:
-                        self._deliveries_since_compact = 0
-                        with contextlib.suppress(*_SPOOL_ERRORS):
-                            spool.compact_if_empty()
+                    self._compact_after_deliveries(spool)
                     return
+                claimed += 1
                 if not self._deliver_batch(spool, batch, deadline):
                     return
+                if self._took_the_rest(batch):
+                    # the claim found no more unclaimed events than these: another claim now would be a write
+                    # transaction to learn that the spool is empty (what arrived since waits for the next round)
+                    self._compact_after_deliveries(spool)
+                    return
+
+    def _took_the_rest(self, batch: ClaimedBatch) -> bool:
+        """True when a fresh claim stopped short of both limits, so nothing was left unclaimed behind it. A taken-over
+        batch (attempts > 0) says nothing about the rest; 64 KiB is more than any one event can be (16 KiB of
+        metadata and ids of 256 characters), so a batch that far below the byte limit did not stop for bytes."""
+        config = self._config
+        return (
+            batch.attempts == 0
+            and len(batch.seqs) < config.batch_max_events
+            and batch.size + 64 * 1024 <= config.batch_max_bytes
+        )
+
+    def _compact_after_deliveries(self, spool: Spool) -> None:
+        if self._deliveries_since_compact:
+            self._deliveries_since_compact = 0
+            with contextlib.suppress(*_SPOOL_ERRORS):
+                spool.compact_if_empty()
 
     def _deliver_batch(self, spool: Spool, first: ClaimedBatch, deadline: float | None) -> bool:
         """Deliver one claimed batch (and the halves it may be split into). False when delivery should stop."""

@@ -36,7 +36,7 @@ class Spooler:
         counters: Counters,
         reporter: Reporter,
         before_send: BeforeSend | None,
-        spooled: Callable[[bool], None],
+        spooled: Callable[[int], None],
     ) -> None:
         self._config = config
         self._queue = queue
@@ -44,7 +44,7 @@ class Spooler:
         self._counters = counters
         self._reporter = reporter
         self._before_send = before_send
-        self._spooled = spooled  # told after each stored chunk; True when a batch's worth is waiting
+        self._spooled = spooled  # told how many events each chunk stored
         self._lock = threading.Lock()
         self._arrivals = ArrivalMeter(_RATE_WINDOW, now=time.monotonic())
 
@@ -90,7 +90,7 @@ class Spooler:
                     )
                 else:
                     reporter.episode_over("spool_full")
-                self._spooled(len(chunk) >= self._config.batch_max_events or len(self._queue) > 0)
+                self._spooled(result.stored)
 
     def _checkpoint_unless_in_a_burst(self) -> None:
         """Run the WAL checkpoint that is due if events arrive slowly enough that the queue cannot pile up behind

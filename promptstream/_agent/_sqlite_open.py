@@ -23,7 +23,7 @@ from ._sqlite_schema import (
     is_transient,
 )
 
-__all__ = ["CHECKPOINT_EVERY_BYTES", "open_or_quarantine", "open_spool_file"]
+__all__ = ["CHECKPOINT_EVERY_BYTES", "COMPACT_AFTER_BYTES", "open_or_quarantine", "open_spool_file"]
 
 logger = logging.getLogger("promptstream")
 
@@ -37,6 +37,11 @@ _PAGE_OVERHEAD_FACTOR = 3  # rows, index entries and free pages on top of the pa
 # cap (16-512 MiB): above what filling the spool once writes, so a burst into an empty spool never meets it, while a
 # producer that never lets the spooler catch up cannot grow the WAL without bound.
 CHECKPOINT_EVERY_BYTES = 16 * 1024 * 1024
+# SqliteSpool.compact_if_empty() (checkpoint, incremental vacuum, WAL truncation) runs only once this many payload
+# bytes were written since the last checkpoint: after a backlog, not after every small delivery, since a web app's
+# steady traffic empties the spool twice a second and compacting each time was a visible share of the background
+# CPU (docs/benchmarks.md). 4 MiB is the journal_size_limit: a smaller WAL is not kept larger than that anyway.
+COMPACT_AFTER_BYTES = 4 * 1024 * 1024
 _MAX_CHECKPOINT_VALVE_BYTES = 512 * 1024 * 1024
 
 

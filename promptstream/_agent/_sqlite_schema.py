@@ -21,7 +21,8 @@ SCHEMA_VERSION = 2
 # - busy_timeout: another process holding the write lock is waited for, not reported as "database is locked".
 #   Every write transaction starts with BEGIN IMMEDIATE, because a read that upgrades to a write gets SQLITE_BUSY
 #   at once, without waiting.
-# - journal_size_limit + wal_checkpoint(TRUNCATE) when the spool drains: the -wal file does not stay large.
+# - journal_size_limit + wal_checkpoint(TRUNCATE) when the spool drains after a backlog (COMPACT_AFTER_BYTES written):
+#   the -wal file does not stay large.
 # - auto_vacuum=INCREMENTAL (set before the first table): free pages can be returned to the OS after a backlog.
 # - temp_store=MEMORY: a small TMPDIR cannot fail our sorts.
 # - max_page_count: a hard ceiling behind our own byte accounting, so a runaway file fails with SQLITE_FULL.

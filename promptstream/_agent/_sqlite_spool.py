@@ -29,7 +29,7 @@ from ._location import prepare_spool_directory
 from ._platform import exclusive_file_lock, owner_is_dead
 from ._spool import AppendResult, ClaimedBatch, DeadLetter, SpoolCorruptError, SpoolCounts, SpoolUnavailableError
 from ._sqlite_files import delete_spool, quarantine_spool, read_counts, read_dead_letters
-from ._sqlite_open import CHECKPOINT_EVERY_BYTES, open_or_quarantine, open_spool_file
+from ._sqlite_open import CHECKPOINT_EVERY_BYTES, COMPACT_AFTER_BYTES, open_or_quarantine, open_spool_file
 from ._sqlite_schema import (
     APPLICATION_ID,
     COUNTS,
@@ -374,7 +374,10 @@ class SqliteSpool:
             return int(db.execute("DELETE FROM dead_letters").rowcount)
 
     def compact_if_empty(self) -> None:
-        """After a backlog drains: truncate the WAL and give free pages back, so an idle spool is small."""
+        """After a backlog drains (COMPACT_AFTER_BYTES written): truncate the WAL and give free pages back, so an
+        idle spool is small. Not after every small delivery (see COMPACT_AFTER_BYTES)."""
+        if self._written_since_checkpoint < COMPACT_AFTER_BYTES:
+            return
         with self._lock:
             try:
                 db = self._connection()

@@ -265,6 +265,7 @@ def one_run(app: str, variant: str, sink: Sink, args: argparse.Namespace) -> dic
         "received": counts["events"],
         "delivered": counts["distinct"],
         "duplicates": counts["events"] - counts["distinct"],
+        "requests": counts["requests"],  # batches the sink received: events per request shows the SDK's batching
         "worker_restarted": restarted,
         "server_log_tail": log_tail,  # where an SDK says why it dropped events
     }

@@ -263,12 +263,21 @@ def replace_section(page: str, new_section: str) -> str:
     return page.rstrip("\n") + "\n\n" + new_section + "\n"
 
 
+# Hand-written sections that report.py's rewrite of the page keeps as they were (tests/benchmarks/steady.py's
+# measurements and the profile of the steady state, issue 19), placed before the web-app section.
+KEPT_SECTIONS = [("<!-- steady-state:begin -->", "<!-- steady-state:end -->")]
+
+
 def carry_over(new_page: str, old_page: str) -> str:
-    """For report.py: the freshly written page, with the web-app section the old page had (or the placeholder)."""
+    """For report.py: the freshly written page, with the web-app section the old page had (or the placeholder) and
+    the hand-written sections of KEPT_SECTIONS."""
     if BEGIN in old_page and END in old_page:
         kept = BEGIN + old_page.split(BEGIN, 1)[1].split(END, 1)[0] + END
     else:
         kept = section(None)
+    for begin, end in KEPT_SECTIONS:
+        if begin in old_page and end in old_page and begin not in new_page:
+            kept = begin + old_page.split(begin, 1)[1].split(end, 1)[0] + end + "\n\n" + kept
     return replace_section(new_page, kept)
 
 
