@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -132,7 +133,14 @@ def visit(page: Any, name: str, secret: str | None = None) -> None:
     if SCREENSHOTS:
         page.evaluate("document.activeElement && document.activeElement.blur()")
         Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"), full_page=True, mask=[page.locator(".secret")])
+        # the whole page, cut at 2,400 px (the events list is long)
+        height = min(2400, int(page.evaluate("document.documentElement.scrollHeight")))
+        page.screenshot(
+            path=str(Path(SCREENSHOTS) / f"{name}.png"),
+            full_page=True,
+            clip={"x": 0, "y": 0, "width": 1280, "height": height},
+            mask=[page.locator(".secret")],
+        )
 
 
 def sign_in_by_keyboard(page: Any) -> None:
@@ -241,9 +249,28 @@ def test_a_new_user_signs_in_builds_an_experiment_and_watches_the_sdks_traffic_a
 
     page.goto("/dashboard/experiments")
     visit(page, "experiments", shown_once)
+    # an event the server refuses (a run it never made): the events page shows why
+    refused = str(uuid.uuid4())
+    batch = {
+        "sent_at": "2026-12-02T00:00:00Z",
+        "events": [
+            {
+                "event_id": refused,
+                "type": "click",
+                "prompt_run_id": "no-such-run",
+                "experiment_id": experiment_id,
+                "timestamp": "2026-12-02T00:00:00Z",
+                "label": "cta",
+            }
+        ],
+    }
+    answer = httpx.post(f"{dashboard.url}/v1/events/batch", json=batch, headers={"Authorization": f"Bearer {key}"})
+    assert answer.json()["rejected"][0]["event_id"] == refused
     page.goto(f"/dashboard/events?experiment_id={experiment_id}")
+    rejection = page.locator("#rejections tbody tr").first
+    assert refused in rejection.inner_text() and "unknown prompt_run_id" in rejection.inner_text()
     converted = sum(v["conversion"]["per_user"]["successes"] for v in api["variants"])
-    assert page.locator("#recent-events tbody tr").count() == min(100, converted)
+    assert page.locator("#recent-events tbody tr").count() == min(50, converted)
     visit(page, "events", shown_once)
     page.goto("/dashboard/settings")
     visit(page, "settings", shown_once)

@@ -11,6 +11,7 @@ from . import _charts
 from ._web import Context, Dashboard, redirect
 
 REFRESH_SECONDS = 5
+RECENT_EVENTS = 50  # a screenful to check what the SDK sends; the API and the database have the rest
 
 
 async def list_experiments(dashboard: Dashboard, ctx: Context) -> Response:
@@ -103,7 +104,7 @@ async def events(dashboard: Dashboard, ctx: Context) -> Response:
     recent: list[dict[str, Any]] = []
     if chosen:
         await dashboard.work.run(ctx.data.experiment, chosen)  # 404 for another project's experiment
-        recent = await dashboard.work.run(ctx.data.recent_events, chosen, 100)
+        recent = await dashboard.work.run(ctx.data.recent_events, chosen, RECENT_EVENTS)
     rejections = await dashboard.work.run(ctx.data.recent_rejections, 100)
     return dashboard.render_page(
         ctx, "events.html", experiments=experiments, chosen=chosen, recent=recent, rejections=rejections
