@@ -77,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--users", type=int, default=2000, help="simulated users (default 2000)")
     demo.add_argument("--seed", type=int, default=42, help="seed of the simulation (default 42)")
     demo.add_argument("--plot", metavar="PATH", help="also write conversion per variant over time as PNG or SVG")
+    demo.add_argument(
+        "--dashboard",
+        action="store_true",
+        help="then leave the server running with the demo's experiment, to see it in the dashboard (until Ctrl-C)",
+    )
     demo.set_defaults(handler=_demo.cmd_demo)
 
     prompts = commands.add_parser("prompts", help="create, list and show prompts on a server")

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import argparse
 import random
+import signal
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -99,6 +101,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="promptstream-demo-") as tmp:
         store = server.Store(Path(tmp) / "server.sqlite3")
+        admin = _dashboard_admin(store) if args.dashboard else None
         with server.ServerThread(store, [API_KEY]) as running:
             project = "default"  # the project of the server's --api-key keys, which the demo's client uses
             prompt = store.create_prompt(project, "onboarding", "Welcome {{name}}! Here is how to start.")
@@ -130,25 +133,58 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 results = client.get_experiment_results(experiment["experiment_id"])
                 stats = client.stats()
             stored, duplicates = store.count("events"), sum(row["duplicates"] for row in store.batch_log())
-            store.close()
-    print(_stopping_summary(history))
-    print()
-    print(render_results(results))
-    latencies.sort()
-    print(
-        f"\nSDK delivery: {stats.tracked:,} events tracked, {stored:,} stored by the server"
-        f" ({stats.sent:,} acknowledged, {duplicates} duplicates, {stats.dropped} dropped,"
-        f" flush {'complete' if delivered else 'timed out'})"
-    )
-    print(
-        f"track_* latency: median {statistics.median(latencies) / 1000:.1f} µs,"
-        f" p99 {latencies[int(len(latencies) * 0.99)] / 1000:.1f} µs over {len(latencies):,} calls"
-        f" (the demo's server shares this process) · {time.perf_counter() - started:.1f} s in all"
-    )
-    if args.plot:
-        _plot(history, args.plot)
-        print(f"plot: {args.plot}")
+            print(_stopping_summary(history))
+            print()
+            print(render_results(results))
+            latencies.sort()
+            print(
+                f"\nSDK delivery: {stats.tracked:,} events tracked, {stored:,} stored by the server"
+                f" ({stats.sent:,} acknowledged, {duplicates} duplicates, {stats.dropped} dropped,"
+                f" flush {'complete' if delivered else 'timed out'})"
+            )
+            print(
+                f"track_* latency: median {statistics.median(latencies) / 1000:.1f} µs,"
+                f" p99 {latencies[int(len(latencies) * 0.99)] / 1000:.1f} µs over {len(latencies):,} calls"
+                f" (the demo's server shares this process) · {time.perf_counter() - started:.1f} s in all"
+            )
+            if args.plot:
+                _plot(history, args.plot)
+                print(f"plot: {args.plot}")
+            if admin is not None:
+                _keep_serving(server, running.url, admin, experiment["experiment_id"])
+        store.close()
     return 0 if delivered and stored == stats.tracked else 1
+
+
+def _dashboard_admin(store: Any) -> Any:
+    """The demo database's dashboard account, made before the server starts (its password is printed once)."""
+    from promptstream.server import dashboard
+
+    accounts = dashboard.open_accounts(store)
+    try:
+        return dashboard.ensure_admin(accounts)
+    finally:
+        accounts.close()
+
+
+def _keep_serving(server: Any, url: str, admin: Any, experiment_id: str) -> None:
+    """``--dashboard``: leave the demo's server running, its experiment in the dashboard, until Ctrl-C (or SIGTERM)."""
+    from promptstream.server import dashboard
+
+    print()
+    print(dashboard.sign_in_banner(url, admin))
+    print(f"  the demo's experiment: {url}{dashboard.PREFIX}/experiments/{experiment_id}")
+    print("  the server runs until Ctrl-C; its database is deleted then.", flush=True)
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5):  # bounded waits, so Ctrl-C is seen at once on every platform
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print("demo server stopped.")
 
 
 def _stopping_summary(history: list[tuple[int, ExperimentResults]]) -> str:
