@@ -38,6 +38,7 @@ from ._limits import (
 from ._split import split_events
 from ._storage import Storage, StoreError
 from ._threads import Lane
+from ._timeseries import DEFAULT_PROJECT
 from ._wire import (
     AddVersion,
     BatchBody,
@@ -248,6 +249,11 @@ class ServerApp:
         experiment_id = request.path_params["experiment_id"]
         return json_response(await self._work.run(self.store.experiment_results, experiment_id))
 
+    async def experiment_timeseries(self, request: Request) -> Response:
+        self._authorize(request)
+        experiment_id = request.path_params["experiment_id"]
+        return json_response(await self._work.run(self.store.experiment_timeseries, DEFAULT_PROJECT, experiment_id))
+
     async def ingest_batch(self, request: Request) -> Response:
         scope = self._authorize(request)
         codec = self._codec(request)
@@ -339,6 +345,7 @@ def create_app(
         ("/v1/experiments/{experiment_id}", server.get_experiment, ["GET"]),
         ("/v1/experiments/{experiment_id}/end", server.end_experiment, ["POST"]),
         ("/v1/experiments/{experiment_id}/results", server.experiment_results, ["GET"]),
+        ("/v1/experiments/{experiment_id}/timeseries", server.experiment_timeseries, ["GET"]),
         ("/v1/events/batch", server.ingest_batch, ["POST"]),
     ]
     app = Starlette(

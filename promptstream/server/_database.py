@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ._pricing import Prices
 from ._storage import Storage
 from ._templates import ModelProvider
 
@@ -81,7 +82,9 @@ def parse_database(value: str) -> Database:
     )
 
 
-def open_storage(database: Database | str, provider: ModelProvider | None = None) -> Storage:
+def open_storage(
+    database: Database | str, provider: ModelProvider | None = None, *, prices: Prices | None = None
+) -> Storage:
     """The storage a ``--db`` value names, with its schema migrated to this release's version.
 
     Example:
@@ -95,7 +98,7 @@ def open_storage(database: Database | str, provider: ModelProvider | None = None
     if database.kind == "postgresql":
         from ._pgstore import PgStore  # psycopg is in the `postgres` extra; SQLite users never import it
 
-        return PgStore(database.target, provider=provider)
+        return PgStore(database.target, provider=provider, prices=prices)
     from ._store import Store
 
-    return Store(database.target, provider=provider)
+    return Store(database.target, provider=provider, prices=prices)

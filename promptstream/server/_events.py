@@ -58,15 +58,6 @@ def is_offline_run(prompt_run_id: str, experiment_id: str) -> bool:
     return True
 
 
-def events_of(db: sqlite3.Connection, experiment_id: str) -> list[Any]:
-    """(run_id, type, thumbs_up, rating, engagement_score, timestamp, event_id) of every event of an experiment."""
-    return db.execute(
-        "SELECT prompt_run_id, type, thumbs_up, rating, engagement_score, timestamp, event_id FROM events"
-        " WHERE experiment_id = ?",
-        (experiment_id,),
-    ).fetchall()
-
-
 def event_ids(db: sqlite3.Connection) -> list[str]:
     return [row[0] for row in db.execute("SELECT event_id FROM events ORDER BY event_id")]
 

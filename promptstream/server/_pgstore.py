@@ -13,7 +13,7 @@ import json
 import random
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import psycopg
@@ -22,9 +22,12 @@ from . import _events, _experiments
 from ._assignment import assign_bucket, pick_variant
 from ._limits import MAX_OUTPUT_BYTES, weights_problem
 from ._pg import insert_events, lock_key, log_batch, open_pool, remember, replay
-from ._results import compute_results
+from ._pricing import Prices
+from ._results import results_from_aggregates
+from ._results_sql import POSTGRESQL, Fetch, read_aggregates, read_timeseries
 from ._storage import Idempotency, StoreError
-from ._templates import ModelProvider, TemplateProvider, rendered_size, template_inputs
+from ._templates import ModelProvider, TemplateProvider, call_model, rendered_size, run_metrics, template_inputs
+from ._timeseries import DEFAULT_PROJECT, timeseries
 from ._wire import BatchResult, EventBody, Rejection, VariantSpec
 
 __all__ = ["PgStore"]
@@ -46,9 +49,17 @@ class PgStore:
         ```
     """
 
-    def __init__(self, url: str, provider: ModelProvider | None = None, *, max_connections: int = 16) -> None:
+    def __init__(
+        self,
+        url: str,
+        provider: ModelProvider | None = None,
+        *,
+        prices: Prices | None = None,
+        max_connections: int = 16,
+    ) -> None:
         self.url = url
         self.provider: ModelProvider = provider or TemplateProvider()
+        self.prices: Prices = prices or Prices()
         self._pool = open_pool(url, max_size=max_connections)
         self._random = random.Random()
 
@@ -231,6 +242,10 @@ class PgStore:
                     "SELECT template FROM prompt_versions WHERE prompt_id = %s AND version = %s", (prompt_id, version)
                 ).fetchone()[0]  # type: ignore[index]
             )
+            names: tuple[str, ...] = (prompt_id,)
+            if self.prices.prompts:
+                row = conn.execute("SELECT name FROM prompts WHERE id = %s", (prompt_id,)).fetchone()
+                names = (prompt_id, str(row[0]) if row else "")
         missing = [name for name in template_inputs(template) if name not in inputs]
         if missing:
             raise StoreError(422, "missing_input", f"missing template input(s): {', '.join(missing)}")
@@ -239,9 +254,8 @@ class PgStore:
             raise StoreError(
                 422, "output_too_large", f"the rendered prompt would be {size} bytes, more than {MAX_OUTPUT_BYTES}"
             )
-        output = self.provider.complete(template, inputs)  # no connection and no lock held
-        if not isinstance(output, str):
-            raise TypeError(f"the model provider returned {type(output).__name__}, not str")
+        completion = call_model(self.provider, template, inputs)  # no connection and no lock held
+        output = completion.output
         size = len(output.encode("utf-8", "surrogatepass"))
         if size > MAX_OUTPUT_BYTES:
             raise StoreError(422, "output_too_large", f"the output is {size} bytes, more than {MAX_OUTPUT_BYTES}")
@@ -254,12 +268,16 @@ class PgStore:
             "output": output,
             "prompt_id": prompt_id,
             "version": version,
+            **run_metrics(completion, self.prices, names),
         }
         response: bytes = encode(body)
+        metrics = (body["latency_ms"], body["input_tokens"], body["output_tokens"], body["cost_usd"])
         with self._pool.connection() as conn:
             conn.execute(
-                "INSERT INTO runs VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                (run_id, prompt_id, experiment_id, version, variant, external_user_id, output, time.time()),
+                "INSERT INTO runs (id, prompt_id, experiment_id, version, variant, external_user_id, output,"
+                " created_at, latency_ms, input_tokens, output_tokens, cost_usd)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (run_id, prompt_id, experiment_id, version, variant, external_user_id, output, time.time(), *metrics),
             )
             if idempotency is not None:
                 remember(conn, idempotency, response)
@@ -321,20 +339,23 @@ class PgStore:
     # -- reading, for results, the CLI and tests ------------------------------------------------------------------
 
     def experiment_results(self, experiment_id: str) -> dict[str, Any]:
-        """Per-variant results, from one consistent snapshot of the experiment's runs and events. The per-user and
-        latest-feedback rules of _results.py need the rows (the same queries as Store's)."""
+        """Per-variant results, aggregated by PostgreSQL in one consistent snapshot (the same SQL as Store's)."""
         with self._pool.connection() as conn:
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             experiment = _experiment(conn, experiment_id)
-            runs = conn.execute(
-                "SELECT id, variant, external_user_id FROM runs WHERE experiment_id = %s", (experiment_id,)
-            ).fetchall()
-            events = conn.execute(
-                "SELECT prompt_run_id, type, thumbs_up, rating, engagement_score, timestamp, event_id FROM events"
-                " WHERE experiment_id = %s",
-                (experiment_id,),
-            ).fetchall()
-        return compute_results(experiment, runs, events)
+            aggregates = read_aggregates(POSTGRESQL, _fetcher(conn), experiment_id)
+        return results_from_aggregates(experiment, aggregates)
+
+    def experiment_timeseries(self, project_id: str, experiment_id: str) -> dict[str, Any]:
+        """Per UTC day and variant: runs, users, conversions and the cumulative conversion rate per user with its
+        always-valid interval (docs/protocol.md, "Time series")."""
+        with self._pool.connection() as conn:
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            experiment = _experiment(conn, experiment_id)
+            if experiment.get("project_id", DEFAULT_PROJECT) != project_id:
+                raise StoreError(404, "experiment_not_found", f"no experiment with id {experiment_id!r}")
+            days = read_timeseries(POSTGRESQL, _fetcher(conn), experiment_id)
+        return timeseries(experiment, days)
 
     def event_ids(self) -> list[str]:
         """Every stored event's id, sorted (byte order, as SQLite's)."""
@@ -355,6 +376,13 @@ class PgStore:
             cursor = conn.execute("SELECT * FROM batch_log ORDER BY seq")
             names = [d.name for d in cursor.description or ()]
             return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _fetcher(conn: psycopg.Connection[Any]) -> Fetch:
+    def fetch(sql: str, args: Sequence[Any]) -> list[Any]:
+        return conn.execute(sql.encode(), tuple(args)).fetchall()
+
+    return fetch
 
 
 def _insert_version(conn: psycopg.Connection[Any], prompt_id: str, version: int, template: str, now: float) -> None:

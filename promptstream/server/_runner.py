@@ -21,6 +21,7 @@ from starlette.types import ASGIApp
 from ._app import DEFAULT_MAX_BODY_BYTES, create_app
 from ._database import Database, open_storage
 from ._limits import api_key_problem
+from ._pricing import Prices
 from ._storage import Storage
 
 ENV_SERVER_API_KEYS = "PROMPTSTREAM_SERVER_API_KEYS"
@@ -208,8 +209,10 @@ def serve(
     rate_limit: float | None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     on_listening: Callable[[str], None] | None = None,
+    prices: Prices | None = None,
 ) -> None:
-    """Run the server in the foreground until interrupted (``promptstream serve``).
+    """Run the server in the foreground until interrupted (``promptstream serve``). ``prices`` give runs a cost
+    (``--price``).
 
     The port is bound first (port 0 picks a free one); ``on_listening`` then gets the real URL, before any request
     is served, so a banner never announces a server that could not listen. Raises OSError when the address cannot be
@@ -224,7 +227,7 @@ def serve(
     """
     sock = bind_socket(host, port)
     try:
-        store = open_storage(db)
+        store = open_storage(db, prices=prices)
     except BaseException:
         sock.close()
         raise

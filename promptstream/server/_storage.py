@@ -71,6 +71,8 @@ class Storage(Protocol):
 
     def experiment_results(self, experiment_id: str) -> dict[str, Any]: ...
 
+    def experiment_timeseries(self, project_id: str, experiment_id: str) -> dict[str, Any]: ...
+
     def create_run(
         self,
         prompt_id: str,

@@ -12,17 +12,20 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from . import _events, _experiments, _prompts, _runs
 from ._assignment import assign_bucket, pick_variant
 from ._limits import MAX_OUTPUT_BYTES, weights_problem
-from ._results import compute_results
+from ._pricing import Prices
+from ._results import results_from_aggregates
+from ._results_sql import SQLITE, read_aggregates, read_timeseries
 from ._sqlite import Transaction, connect, remember, replay
 from ._storage import Idempotency, StoreError
-from ._templates import ModelProvider, TemplateProvider, rendered_size, template_inputs
+from ._templates import ModelProvider, TemplateProvider, call_model, rendered_size, run_metrics, template_inputs
+from ._timeseries import DEFAULT_PROJECT, timeseries
 from ._wire import BatchResult, EventBody, Rejection, VariantSpec
 
 __all__ = ["Store", "StoreError"]
@@ -45,9 +48,12 @@ class Store:
         ```
     """
 
-    def __init__(self, path: str | Path = ":memory:", provider: ModelProvider | None = None) -> None:
+    def __init__(
+        self, path: str | Path = ":memory:", provider: ModelProvider | None = None, *, prices: Prices | None = None
+    ) -> None:
         self.path: str = str(path)
         self.provider: ModelProvider = provider or TemplateProvider()
+        self.prices: Prices = prices or Prices()
         self._db = connect(self.path)
         self._lock = threading.Lock()
         self._random = random.Random()
@@ -277,6 +283,7 @@ class Store:
                 raise StoreError(409, "experiment_misconfigured", f"the live experiment cannot assign: {exc}") from None
             version = chosen.version if chosen.version is not None else _prompts.latest_version(self._db, prompt_id)
             template = _prompts.template_of(self._db, prompt_id, version)
+            names = (prompt_id, _runs.prompt_name(self._db, prompt_id)) if self.prices.prompts else (prompt_id,)
         missing = [name for name in template_inputs(template) if name not in inputs]
         if missing:
             raise StoreError(422, "missing_input", f"missing template input(s): {', '.join(missing)}")
@@ -285,9 +292,8 @@ class Store:
             raise StoreError(
                 422, "output_too_large", f"the rendered prompt would be {size} bytes, more than {MAX_OUTPUT_BYTES}"
             )
-        output = self.provider.complete(template, inputs)  # no lock held: a slow model delays only this run
-        if not isinstance(output, str):
-            raise TypeError(f"the model provider returned {type(output).__name__}, not str")
+        completion = call_model(self.provider, template, inputs)  # no lock held: a slow model delays only this run
+        output = completion.output
         size = len(output.encode("utf-8", "surrogatepass"))
         if size > MAX_OUTPUT_BYTES:
             raise StoreError(422, "output_too_large", f"the output is {size} bytes, more than {MAX_OUTPUT_BYTES}")
@@ -300,10 +306,14 @@ class Store:
             "output": output,
             "prompt_id": prompt_id,
             "version": version,
+            **run_metrics(completion, self.prices, names),
         }
         response: bytes = encode(body)
+        metrics = (body["latency_ms"], body["input_tokens"], body["output_tokens"], body["cost_usd"])
         with self._lock, self._transaction():
-            _runs.insert_run(self._db, run_id, prompt_id, experiment["id"], version, variant, external_user_id, output)
+            _runs.insert_run(
+                self._db, run_id, prompt_id, experiment["id"], version, variant, external_user_id, output, metrics
+            )
             if idempotency is not None:
                 remember(self._db, idempotency, response)
         return 200, response
@@ -379,9 +389,32 @@ class Store:
         """
         with self._lock:
             experiment = _experiments.experiment(self._db, experiment_id)
-            runs = _runs.runs_of(self._db, experiment_id)
-            events = _events.events_of(self._db, experiment_id)
-        return compute_results(experiment, runs, events)
+            aggregates = read_aggregates(SQLITE, self._fetch, experiment_id)
+        return results_from_aggregates(experiment, aggregates)
+
+    def experiment_timeseries(self, project_id: str, experiment_id: str) -> dict[str, Any]:
+        """Per UTC day and variant: runs, users, conversions and the cumulative conversion rate per user with its
+        always-valid interval (docs/protocol.md, "Time series").
+
+        Example:
+            ```python
+            for row in store.experiment_timeseries("default", experiment_id)["days"]:
+                print(row["date"], row["variant"], row["conversion_rate"])
+            ```
+        """
+        with self._lock:
+            experiment = self._project_experiment(project_id, experiment_id)
+            days = read_timeseries(SQLITE, self._fetch, experiment_id)
+        return timeseries(experiment, days)
+
+    def _project_experiment(self, project_id: str, experiment_id: str) -> dict[str, Any]:
+        experiment = _experiments.experiment(self._db, experiment_id)
+        if experiment.get("project_id", DEFAULT_PROJECT) != project_id:
+            raise StoreError(404, "experiment_not_found", f"no experiment with id {experiment_id!r}")
+        return experiment
+
+    def _fetch(self, sql: str, args: Sequence[Any]) -> list[Any]:
+        return self._db.execute(sql, tuple(args)).fetchall()
 
     def event_ids(self) -> list[str]:
         """Every stored event's id, sorted: what tests compare with the ids ``track_*`` returned.
