@@ -7,6 +7,7 @@ import hmac
 import math
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -17,6 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from ._decision import guardrails_from
 from ._http import (
     ApiError,
     RateLimiter,
@@ -247,7 +249,12 @@ class ServerApp:
     async def experiment_results(self, request: Request) -> Response:
         self._authorize(request)
         experiment_id = request.path_params["experiment_id"]
-        return json_response(await self._work.run(self.store.experiment_results, experiment_id))
+        try:
+            guardrails = guardrails_from(request.query_params.get("guardrails"))
+        except ValueError as exc:
+            raise StoreError(422, "invalid_request", str(exc)) from None
+        answer = await self._work.run(partial(self.store.experiment_results, experiment_id, guardrails=guardrails))
+        return json_response(answer)
 
     async def experiment_timeseries(self, request: Request) -> Response:
         self._authorize(request)

@@ -20,6 +20,7 @@ import psycopg
 
 from . import _events, _experiments
 from ._assignment import assign_bucket, pick_variant
+from ._decision import GUARDRAIL_METRICS
 from ._limits import MAX_OUTPUT_BYTES, weights_problem
 from ._pg import insert_events, lock_key, log_batch, open_pool, remember, replay
 from ._pricing import Prices
@@ -338,13 +339,13 @@ class PgStore:
 
     # -- reading, for results, the CLI and tests ------------------------------------------------------------------
 
-    def experiment_results(self, experiment_id: str) -> dict[str, Any]:
+    def experiment_results(self, experiment_id: str, *, guardrails: tuple[str, ...] | None = None) -> dict[str, Any]:
         """Per-variant results, aggregated by PostgreSQL in one consistent snapshot (the same SQL as Store's)."""
         with self._pool.connection() as conn:
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             experiment = _experiment(conn, experiment_id)
             aggregates = read_aggregates(POSTGRESQL, _fetcher(conn), experiment_id)
-        return results_from_aggregates(experiment, aggregates)
+        return results_from_aggregates(experiment, aggregates, GUARDRAIL_METRICS if guardrails is None else guardrails)
 
     def experiment_timeseries(self, project_id: str, experiment_id: str) -> dict[str, Any]:
         """Per UTC day and variant: runs, users, conversions and the cumulative conversion rate per user with its

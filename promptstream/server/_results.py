@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._aggregates import VALUE_LIMIT, Aggregates, VariantAggregate, aggregate_rows
-from ._decision import decide
+from ._decision import GUARDRAIL_METRICS, decide
 from ._figures import mean_result, rate_result, usage_results
 from ._stats import sample_ratio_p_value
 
@@ -61,8 +61,11 @@ def compute_results(
     return results_from_aggregates(experiment, aggregate_rows(runs, events))
 
 
-def results_from_aggregates(experiment: dict[str, Any], aggregates: Aggregates) -> dict[str, Any]:
-    """The results endpoint's answer from an experiment and its per-variant aggregates."""
+def results_from_aggregates(
+    experiment: dict[str, Any], aggregates: Aggregates, guardrails: tuple[str, ...] = GUARDRAIL_METRICS
+) -> dict[str, Any]:
+    """The results endpoint's answer from an experiment and its per-variant aggregates; ``guardrails`` are the
+    metrics the decision guards (_decision.py)."""
     excluded = _Excluded(dict(aggregates.excluded))
     stored_variants = experiment["variants"] if isinstance(experiment["variants"], list) else []
     configured = [
@@ -102,7 +105,7 @@ def results_from_aggregates(experiment: dict[str, Any], aggregates: Aggregates) 
         "warnings": warnings,
         "data_quality": {"excluded": dict(sorted(excluded.counts.items())), "value_limit": VALUE_LIMIT},
     }
-    answer["decision"] = decide(answer)
+    answer["decision"] = decide(answer, guardrails=guardrails)
     finite: dict[str, Any] = _finite(answer)
     return finite
 

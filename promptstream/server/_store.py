@@ -18,6 +18,7 @@ from typing import Any
 
 from . import _events, _experiments, _prompts, _runs
 from ._assignment import assign_bucket, pick_variant
+from ._decision import GUARDRAIL_METRICS
 from ._limits import MAX_OUTPUT_BYTES, weights_problem
 from ._pricing import Prices
 from ._results import results_from_aggregates
@@ -378,7 +379,7 @@ class Store:
 
     # -- reading, for results, the CLI and tests ------------------------------------------------------------------
 
-    def experiment_results(self, experiment_id: str) -> dict[str, Any]:
+    def experiment_results(self, experiment_id: str, *, guardrails: tuple[str, ...] | None = None) -> dict[str, Any]:
         """Per-variant results with intervals, lifts against the control and p-values (docs/experiments.md).
 
         Example:
@@ -390,7 +391,7 @@ class Store:
         with self._lock:
             experiment = _experiments.experiment(self._db, experiment_id)
             aggregates = read_aggregates(SQLITE, self._fetch, experiment_id)
-        return results_from_aggregates(experiment, aggregates)
+        return results_from_aggregates(experiment, aggregates, GUARDRAIL_METRICS if guardrails is None else guardrails)
 
     def experiment_timeseries(self, project_id: str, experiment_id: str) -> dict[str, Any]:
         """Per UTC day and variant: runs, users, conversions and the cumulative conversion rate per user with its
