@@ -258,10 +258,10 @@ class ClientBase(TrackingMethods):
         if guardrails is None:
             return path
         if isinstance(guardrails, str) or not isinstance(guardrails, list | tuple):
-            raise ArgumentTypeError("guardrails must be a list of metric names, e.g. ['thumbs_up', 'latency_p95']")
+            raise ArgumentTypeError("guardrails", "must be a list of metric names, e.g. ['thumbs_up', 'latency_p95']")
         for name in guardrails:
             if not isinstance(name, str) or not name or "," in name or len(name) > 64:
-                raise InvalidArgumentError(f"guardrails: {name!r} is not a metric name")
+                raise InvalidArgumentError("guardrails", f"{name!r} is not a metric name")
         return f"{path}?guardrails={quote(','.join(guardrails), safe=',')}"
 
     @staticmethod
