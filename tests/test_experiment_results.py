@@ -104,8 +104,8 @@ def test_a_broken_split_is_flagged_and_a_small_one_is_marked_early(
     db = server.database()
     with db:
         db.executemany(
-            "INSERT INTO runs (id, prompt_id, experiment_id, version, variant, external_user_id, output, created_at)"
-            " VALUES (?, ?, ?, 1, 'v1', NULL, '', 0)",
+            "INSERT INTO runs (id, prompt_id, experiment_id, version, variant, external_user_id, output,"
+            " created_at) VALUES (?, ?, ?, 1, 'v1', NULL, '', 0)",
             [(f"extra-{i}", prompt_id, experiment_id) for i in range(400)],
         )
     db.close()

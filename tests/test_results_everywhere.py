@@ -39,8 +39,8 @@ def seeded_experiment(server: Any, converted: dict[str, int], users: int = 1500)
             for number in range(users):
                 run_id = f"{variant}-{number}"
                 db.execute(
-                    "INSERT INTO runs (id, prompt_id, experiment_id, version, variant, external_user_id, output, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, '', 0)",
+                    "INSERT INTO runs (id, prompt_id, experiment_id, version, variant, external_user_id, output,"
+                    " created_at) VALUES (?, ?, ?, ?, ?, ?, '', 0)",
                     (run_id, prompt["prompt_id"], experiment["experiment_id"], int(variant[1:]), variant, run_id),
                 )
                 if number < conversions:

@@ -76,8 +76,8 @@ def test_results_answer_for_any_stored_values_and_say_what_they_left_out(
                 run_id = f"{experiment_id}-run-{number}"
                 variant = "v1" if number % 2 else "v2"
                 db.execute(
-                    "INSERT INTO runs (id, prompt_id, experiment_id, version, variant, external_user_id, output, created_at)"
-                    " VALUES (?, ?, ?, 1, ?, ?, '', 0)",
+                    "INSERT INTO runs (id, prompt_id, experiment_id, version, variant, external_user_id, output,"
+                    " created_at) VALUES (?, ?, ?, 1, ?, ?, '', 0)",
                     (run_id, prompt["prompt_id"], experiment_id, variant, f"user-{number}"),
                 )
                 db.execute(
@@ -154,8 +154,8 @@ def test_two_ratings_of_1e308_no_longer_break_the_results_for_good(server: Any) 
         rows += [("engagement", None, -1e308), ("rating", 4.0, None), ("rating", 2.0, None)]
         for number, (kind, rating, score) in enumerate(rows):
             db.execute(
-                "INSERT INTO runs (id, prompt_id, experiment_id, version, variant, external_user_id, output, created_at)"
-                " VALUES (?, ?, 'e308', 1, 'v1', NULL, '', 0)",
+                "INSERT INTO runs (id, prompt_id, experiment_id, version, variant, external_user_id, output,"
+                " created_at) VALUES (?, ?, 'e308', 1, 'v1', NULL, '', 0)",
                 (f"r{number}", prompt["prompt_id"]),
             )
             db.execute(
