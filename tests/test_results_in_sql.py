@@ -1,6 +1,6 @@
 """Results computed by the database (issue 17): on both backends, ``experiment_results`` aggregates in SQL, and for
 any stored runs and events (generated, including values the results must leave out) it answers what the in-memory
-computation answers from the very same rows; the queries use the indexes docs/storage.md shows."""
+computation answers from the very same rows; the queries use the indexes docs/experiments.md shows."""
 
 from __future__ import annotations
 
@@ -126,18 +126,18 @@ def _prompt(store: Any) -> str:
     return str(prompts[0]["prompt_id"] if prompts else store.create_prompt("p", "Hello")["prompt_id"])
 
 
-@pytest.mark.sqlite_only  # SQLite's EXPLAIN QUERY PLAN; PostgreSQL's plans are in docs/storage.md
+@pytest.mark.sqlite_only  # SQLite's EXPLAIN QUERY PLAN; PostgreSQL's plans are in docs/experiments.md
 def test_the_results_queries_read_the_indexes_not_whole_tables(storage_factory: Any) -> None:
     from promptstream.server import _results_sql as sql
 
     store = storage_factory()
     plans = []
     for query, args in (
-        (sql.SQLITE.sql(sql._VARIANTS), ["e"] * 2),
+        (sql.SQLITE.sql(sql._VARIANTS), ["e"] * 3),
         (sql.SQLITE.sql(sql._EVENTS), ["e"] * 2),
         (sql.SQLITE.sql(sql._LATENCY).replace("{positions}", "1, 2"), ["e"]),
     ):
         plans += [row[3] for row in store._db.execute("EXPLAIN QUERY PLAN " + query, args)]
-    assert "SEARCH events USING INDEX events_for_results (experiment_id=?)" in plans
+    assert "SEARCH events USING INDEX events_by_experiment (experiment_id=?)" in plans
     assert "SEARCH runs USING COVERING INDEX runs_by_latency (experiment_id=?)" in plans
     assert not [step for step in plans if step.startswith("SCAN") and ("events" in step or "runs" in step)]

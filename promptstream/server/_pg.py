@@ -66,11 +66,10 @@ CREATE INDEX IF NOT EXISTS runs_for_results ON runs(experiment_id) INCLUDE (id, 
     (
         4,
         """
--- run metrics (latency, tokens, cost); the results group an experiment's events per run from the index, and rank
--- its latencies per variant from it (the plans are in docs/storage.md)
+-- run metrics (latency, tokens, cost), and the index the results rank an experiment's latencies per variant from
+-- (the plans are in docs/experiments.md)
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS latency_ms DOUBLE PRECISION, ADD COLUMN IF NOT EXISTS input_tokens BIGINT,
     ADD COLUMN IF NOT EXISTS output_tokens BIGINT, ADD COLUMN IF NOT EXISTS cost_usd DOUBLE PRECISION;
-CREATE INDEX IF NOT EXISTS events_for_results ON events(experiment_id, prompt_run_id);
 CREATE INDEX IF NOT EXISTS runs_by_latency ON runs(experiment_id, variant, latency_ms);
 """,
     ),

@@ -5,7 +5,7 @@ feedback and rating per run, engagement summed per run, the wire limit on stored
 docs/experiments.md; ``aggregate_rows`` in _aggregates.py is the same computation in Python, for simulations.
 
 The dialects differ in three spellings only (``Dialect``): the parameter mark, the collation that orders text by
-code point, and the UTC date of an epoch. The plans are in docs/storage.md.
+code point, and the UTC date of an epoch. The plans are in docs/experiments.md.
 """
 
 from __future__ import annotations
@@ -49,33 +49,32 @@ _USAGE_COLUMNS = {
     "cost_usd": _valid("r.cost_usd", "0"),
 }
 
-_REPLACES = (  # which latest-wins series an event belongs to: 1 a valid feedback, 2 a valid rating, 0 neither
-    f"CASE WHEN type = 'feedback' AND thumbs_up IN (0, 1) THEN 1"
-    f" WHEN type = 'rating' AND rating BETWEEN -{LIMIT} AND {LIMIT} THEN 2 ELSE 0 END"
-)
-
-# One pass over the experiment's events (in run order, from the events_for_results index): per run, whether it was
-# clicked and converted, its total engagement, and its latest valid feedback and rating.
+# Per run: whether it was clicked and converted and its total engagement (one grouped pass over the experiment's
+# events), and its latest valid feedback and rating (a window over those events alone, then one row per run).
 _PER_RUN = f"""
-WITH ranked AS (
-    SELECT prompt_run_id AS run_id, type, thumbs_up, rating, engagement_score, {_REPLACES} AS replaces,
-        ROW_NUMBER() OVER (PARTITION BY prompt_run_id, {_REPLACES}
-                           ORDER BY (timestamp || '|' || event_id){{by_code_point}} DESC) AS recency
-    FROM events WHERE experiment_id = ?),
-run_events AS (
-    SELECT run_id,
+WITH run_events AS (
+    SELECT prompt_run_id AS run_id,
         MAX(CASE WHEN type = 'click' THEN 1 ELSE 0 END) AS clicked,
         MAX(CASE WHEN type = 'conversion' THEN 1 ELSE 0 END) AS converted,
-        SUM(CASE WHEN type = 'engagement' THEN {_valid("engagement_score")} END) AS engagement,
-        MAX(CASE WHEN replaces = 1 AND recency = 1 THEN CAST(thumbs_up AS INTEGER) END) AS thumbs,
-        MAX(CASE WHEN replaces = 2 AND recency = 1 THEN CAST(rating AS DOUBLE PRECISION) END) AS rating
-    FROM ranked GROUP BY run_id),
+        SUM(CASE WHEN type = 'engagement' THEN {_valid("engagement_score")} END) AS engagement
+    FROM events WHERE experiment_id = ? GROUP BY prompt_run_id),
+ranked AS (
+    SELECT prompt_run_id AS run_id, type, thumbs_up, rating,
+        ROW_NUMBER() OVER (PARTITION BY prompt_run_id, type
+                           ORDER BY (timestamp || '|' || event_id){{by_code_point}} DESC) AS recency
+    FROM events WHERE experiment_id = ?
+        AND ((type = 'feedback' AND thumbs_up IN (0, 1)) OR (type = 'rating' AND rating BETWEEN -{LIMIT} AND {LIMIT}))),
+latest AS (
+    SELECT run_id,
+        MAX(CASE WHEN type = 'feedback' THEN CAST(thumbs_up AS INTEGER) END) AS thumbs,
+        MAX(CASE WHEN type = 'rating' THEN CAST(rating AS DOUBLE PRECISION) END) AS rating
+    FROM ranked WHERE recency = 1 GROUP BY run_id),
 per_run AS (
     SELECT r.variant, r.external_user_id AS user_id, COALESCE(x.clicked, 0) AS clicked,
-        COALESCE(x.converted, 0) AS converted, x.thumbs, x.rating, x.engagement,
+        COALESCE(x.converted, 0) AS converted, l.thumbs, l.rating, x.engagement,
         {_valid("r.latency_ms", "0")} AS latency,
         {", ".join(f"{expression} AS {name}" for name, expression in _USAGE_COLUMNS.items())}
-    FROM runs r LEFT JOIN run_events x ON x.run_id = r.id
+    FROM runs r LEFT JOIN run_events x ON x.run_id = r.id LEFT JOIN latest l ON l.run_id = r.id
     WHERE r.experiment_id = ?),
 means AS (
     SELECT variant, AVG(rating) AS rating, AVG(engagement) AS engagement,
@@ -151,7 +150,7 @@ def read_aggregates(dialect: Dialect, fetch: Fetch, experiment_id: str) -> Aggre
         ```
     """
     aggregates = Aggregates()
-    for row in fetch(dialect.sql(_VARIANTS), [experiment_id] * 2):
+    for row in fetch(dialect.sql(_VARIANTS), [experiment_id] * 3):
         name = str(row[0])
         counts = [int(_number(value)) for value in row[1:10]]
         variant = VariantAggregate(name)

@@ -53,8 +53,8 @@ MIGRATIONS: list[tuple[int, str]] = [
     (1, SCHEMA_V1),
     # the results read (run id, variant, user) of one experiment's runs: answered from the index alone
     (2, "CREATE INDEX IF NOT EXISTS runs_for_results ON runs(experiment_id, variant, external_user_id, id);"),
-    # run metrics (latency, tokens, cost); the results group an experiment's events per run from the index, and
-    # rank its latencies per variant from it (the plans are in docs/storage.md)
+    # run metrics (latency, tokens, cost), and the index the results rank an experiment's latencies per variant from
+    # (the plans are in docs/experiments.md)
     (
         4,
         """
@@ -62,7 +62,6 @@ ALTER TABLE runs ADD COLUMN latency_ms REAL;
 ALTER TABLE runs ADD COLUMN input_tokens INTEGER;
 ALTER TABLE runs ADD COLUMN output_tokens INTEGER;
 ALTER TABLE runs ADD COLUMN cost_usd REAL;
-CREATE INDEX IF NOT EXISTS events_for_results ON events(experiment_id, prompt_run_id);
 CREATE INDEX IF NOT EXISTS runs_by_latency ON runs(experiment_id, variant, latency_ms);
 """,
     ),
