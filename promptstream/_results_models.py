@@ -159,7 +159,9 @@ class LatencyResult(msgspec.Struct, frozen=True, kw_only=True):
     n: int
     """Runs with a recorded latency."""
     median: QuantileResult
+    """The median latency (p50)."""
     p95: QuantileResult
+    """The 95th percentile: the slow tail users notice."""
 
 
 class RatioResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -180,14 +182,19 @@ class RatioResult(msgspec.Struct, frozen=True, kw_only=True):
     value: float | None
     """The figure's total over the conversions; None without a conversion."""
     ci_low: float | None
+    """Lower end of the 95% delta-method interval; None with fewer than 2 runs or no conversion."""
     ci_high: float | None
+    """Upper end of the 95% delta-method interval."""
     lift: float | None = None
     """``value`` minus the control's; None for the control itself."""
     relative_lift: float | None = None
+    """``lift`` divided by the control's value."""
     p_value: float | None = None
     """Fixed-horizon two-sided p-value of the difference."""
     fixed_horizon: LiftEstimate | None = None
+    """The difference with its fixed-horizon 95% interval; None for the control."""
     always_valid: LiftEstimate | None = None
+    """The difference with its always-valid 95% interval and p-value; None for the control or without spread."""
 
 
 class UsageResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -398,6 +405,7 @@ class TimeseriesRow(msgspec.Struct, frozen=True, kw_only=True):
     date: str
     """The UTC date, ``YYYY-MM-DD``."""
     variant: str
+    """The variant's name, e.g. ``"v2"``."""
     runs: int
     """Runs created that day."""
     users: int
@@ -409,18 +417,23 @@ class TimeseriesRow(msgspec.Struct, frozen=True, kw_only=True):
     converted_users: int
     """Users who converted for the first time that day."""
     cumulative_runs: int
+    """Runs up to and including that day."""
     cumulative_users: int
+    """Users up to and including that day (the sum of ``new_users``)."""
     cumulative_converted_users: int
+    """Users who had converted by the end of that day."""
     conversion_rate: float | None
     """Converted users over users, up to and including that day."""
     ci_low: float | None
-    """Always-valid 95% interval on ``conversion_rate``."""
+    """Lower end of the always-valid 95% interval on ``conversion_rate``."""
     ci_high: float | None
+    """Upper end of the always-valid 95% interval on ``conversion_rate``."""
     lift: float | None = None
     """``conversion_rate`` minus the control's that day; None for the control."""
     lift_ci_low: float | None = None
-    """Always-valid 95% interval on ``lift``."""
+    """Lower end of the always-valid 95% interval on ``lift``."""
     lift_ci_high: float | None = None
+    """Upper end of the always-valid 95% interval on ``lift``."""
     p_value: float | None = None
     """Always-valid p-value of the lift (not Holm-adjusted: the results' decision is)."""
 

@@ -19,12 +19,25 @@ _SPEC = re.compile(r"^(?P<key>[^=\s]+)=(?P<input>[^/\s]+)/(?P<output>[^/\s]+)$")
 
 @dataclass(frozen=True, slots=True)
 class Price:
-    """US dollars per million input tokens and per million output tokens."""
+    """US dollars per million input tokens and per million output tokens.
+
+    Example:
+        ```python
+        price = Price(input_per_million=2.5, output_per_million=10.0)
+        ```
+    """
 
     input_per_million: float
     output_per_million: float
 
     def cost(self, input_tokens: int, output_tokens: int) -> float:
+        """What that many tokens cost, in dollars.
+
+        Example:
+            ```python
+            assert Price(2.0, 8.0).cost(1_000_000, 500_000) == 6.0
+            ```
+        """
         return (input_tokens * self.input_per_million + output_tokens * self.output_per_million) / 1e6
 
 
@@ -45,7 +58,13 @@ class Prices:
 
     @classmethod
     def parse(cls, specs: Iterable[str]) -> Prices:
-        """Prices from ``KEY=INPUT/OUTPUT`` specs (dollars per million tokens); ValueError naming a bad one."""
+        """Prices from ``KEY=INPUT/OUTPUT`` specs (dollars per million tokens); ValueError naming a bad one.
+
+        Example:
+            ```python
+            prices = Prices.parse(["gpt-4o=2.5/10", "prompt:welcome=1/2"])
+            ```
+        """
         models: dict[str, Price] = {}
         prompts: dict[str, Price] = {}
         for spec in specs:
@@ -72,10 +91,23 @@ class Prices:
 
     @classmethod
     def from_text(cls, text: str | None) -> Prices:
-        """Prices from a comma- or space-separated list of specs (the environment variable's form)."""
+        """Prices from a comma- or space-separated list of specs (the environment variable's form).
+
+        Example:
+            ```python
+            prices = Prices.from_text("gpt-4o=2.5/10, template=0/0")
+            ```
+        """
         return cls.parse(part for part in re.split(r"[,\s]+", text or "") if part)
 
     def price(self, model: str | None, prompt: Iterable[str]) -> Price | None:
+        """The price of a run: its prompt's (by any of ``prompt``, its id and name), else its model's, else None.
+
+        Example:
+            ```python
+            assert Prices.parse(["m=1/2"]).price("m", ("prompt-id", "welcome")) == Price(1.0, 2.0)
+            ```
+        """
         for key in prompt:
             if key in self.prompts:
                 return self.prompts[key]
@@ -84,7 +116,13 @@ class Prices:
     def cost(
         self, model: str | None, prompt: Iterable[str], input_tokens: int | None, output_tokens: int | None
     ) -> float | None:
-        """The run's cost in dollars; None without a price or without both token counts."""
+        """The run's cost in dollars; None without a price or without both token counts.
+
+        Example:
+            ```python
+            assert Prices.parse(["m=1/2"]).cost("m", (), None, 10) is None
+            ```
+        """
         price = self.price(model, prompt)
         if price is None or input_tokens is None or output_tokens is None:
             return None
