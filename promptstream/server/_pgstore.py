@@ -13,7 +13,7 @@ import json
 import random
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 import psycopg
@@ -25,10 +25,10 @@ from ._limits import MAX_OUTPUT_BYTES, weights_problem
 from ._pg import insert_events, lock_key, log_batch, open_pool, remember, replay
 from ._pricing import Prices
 from ._results import results_from_aggregates
-from ._results_sql import POSTGRESQL, Fetch, read_aggregates, read_timeseries
+from ._results_sql import POSTGRESQL, pg_fetch, read_aggregates, read_timeseries
 from ._storage import Idempotency, StoreError
 from ._templates import ModelProvider, TemplateProvider, call_model, rendered_size, run_metrics, template_inputs
-from ._timeseries import DEFAULT_PROJECT, timeseries
+from ._timeseries import of_project, timeseries
 from ._wire import BatchResult, EventBody, Rejection, VariantSpec
 
 __all__ = ["PgStore"]
@@ -344,7 +344,7 @@ class PgStore:
         with self._pool.connection() as conn:
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             experiment = _experiment(conn, experiment_id)
-            aggregates = read_aggregates(POSTGRESQL, _fetcher(conn), experiment_id)
+            aggregates = read_aggregates(POSTGRESQL, pg_fetch(conn), experiment_id)
         return results_from_aggregates(experiment, aggregates, GUARDRAIL_METRICS if guardrails is None else guardrails)
 
     def experiment_timeseries(self, project_id: str, experiment_id: str) -> dict[str, Any]:
@@ -352,10 +352,8 @@ class PgStore:
         always-valid interval (docs/protocol.md, "Time series")."""
         with self._pool.connection() as conn:
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            experiment = _experiment(conn, experiment_id)
-            if experiment.get("project_id", DEFAULT_PROJECT) != project_id:
-                raise StoreError(404, "experiment_not_found", f"no experiment with id {experiment_id!r}")
-            days = read_timeseries(POSTGRESQL, _fetcher(conn), experiment_id)
+            experiment = of_project(_experiment(conn, experiment_id), project_id)
+            days = read_timeseries(POSTGRESQL, pg_fetch(conn), experiment_id)
         return timeseries(experiment, days)
 
     def event_ids(self) -> list[str]:
@@ -377,13 +375,6 @@ class PgStore:
             cursor = conn.execute("SELECT * FROM batch_log ORDER BY seq")
             names = [d.name for d in cursor.description or ()]
             return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-
-
-def _fetcher(conn: psycopg.Connection[Any]) -> Fetch:
-    def fetch(sql: str, args: Sequence[Any]) -> list[Any]:
-        return conn.execute(sql.encode(), tuple(args)).fetchall()
-
-    return fetch
 
 
 def _insert_version(conn: psycopg.Connection[Any], prompt_id: str, version: int, template: str, now: float) -> None:

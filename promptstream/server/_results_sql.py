@@ -18,7 +18,7 @@ from ._aggregates import USAGE_METRICS, Aggregates, VariantAggregate, latency_es
 from ._quantiles import QuantilePlan
 from ._stats import RatioSummary, Summary
 
-__all__ = ["POSTGRESQL", "SQLITE", "Dialect", "read_aggregates", "read_timeseries"]
+__all__ = ["POSTGRESQL", "SQLITE", "Dialect", "pg_fetch", "read_aggregates", "read_timeseries"]
 
 LIMIT = "1e9"  # the wire limit on stored numbers (VALUE_LIMIT): beyond it, or not a number, a value is left out
 Fetch = Callable[[str, Sequence[Any]], list[Any]]
@@ -135,6 +135,16 @@ SELECT variant, position, latency FROM (
     FROM runs WHERE experiment_id = ? AND latency_ms BETWEEN 0 AND {LIMIT}) ranked
 WHERE position IN ({{positions}})
 """
+
+
+def pg_fetch(conn: Any) -> Fetch:
+    """``Fetch`` over a psycopg connection."""
+
+    def fetch(sql: str, args: Sequence[Any]) -> list[Any]:
+        rows: list[Any] = conn.execute(sql.encode(), tuple(args)).fetchall()
+        return rows
+
+    return fetch
 
 
 def _number(value: Any) -> float:

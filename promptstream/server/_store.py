@@ -26,7 +26,7 @@ from ._results_sql import SQLITE, read_aggregates, read_timeseries
 from ._sqlite import Transaction, connect, remember, replay
 from ._storage import Idempotency, StoreError
 from ._templates import ModelProvider, TemplateProvider, call_model, rendered_size, run_metrics, template_inputs
-from ._timeseries import DEFAULT_PROJECT, timeseries
+from ._timeseries import of_project, timeseries
 from ._wire import BatchResult, EventBody, Rejection, VariantSpec
 
 __all__ = ["Store", "StoreError"]
@@ -404,15 +404,9 @@ class Store:
             ```
         """
         with self._lock:
-            experiment = self._project_experiment(project_id, experiment_id)
+            experiment = of_project(_experiments.experiment(self._db, experiment_id), project_id)
             days = read_timeseries(SQLITE, self._fetch, experiment_id)
         return timeseries(experiment, days)
-
-    def _project_experiment(self, project_id: str, experiment_id: str) -> dict[str, Any]:
-        experiment = _experiments.experiment(self._db, experiment_id)
-        if experiment.get("project_id", DEFAULT_PROJECT) != project_id:
-            raise StoreError(404, "experiment_not_found", f"no experiment with id {experiment_id!r}")
-        return experiment
 
     def _fetch(self, sql: str, args: Sequence[Any]) -> list[Any]:
         return self._db.execute(sql, tuple(args)).fetchall()
