@@ -85,7 +85,7 @@ class RunningServer:
         return self.thread.url
 
     def create_prompt(self, template: str = "Hello {{name}}!", name: str = "greeting") -> dict[str, Any]:
-        return self.store.create_prompt(name, template)
+        return self.store.create_prompt("default", name, template)
 
     def stored_event_ids(self) -> list[str]:
         return self.store.event_ids()

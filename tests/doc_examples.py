@@ -264,22 +264,22 @@ class World:
     @cached_property
     def prompt(self) -> dict[str, Any]:
         first, second = TEMPLATES[self.input]
-        prompt = self.store.create_prompt("reply", first)
-        self.store.add_version(prompt["prompt_id"], second)
+        prompt = self.store.create_prompt("default", "reply", first)
+        self.store.add_version("default", prompt["prompt_id"], second)
         VariantSpec = promptstream.server.VariantSpec
         experiment = self.store.create_experiment(
-            prompt["prompt_id"], [VariantSpec(version=1), VariantSpec(version=2)], name="shorter reply"
+            "default", prompt["prompt_id"], [VariantSpec(version=1), VariantSpec(version=2)], name="shorter reply"
         )
         return {"prompt_id": prompt["prompt_id"], "experiment_id": experiment["experiment_id"]}
 
     @cached_property
     def greeting(self) -> dict[str, Any]:
         """The prompt the management examples name, "greeting" (two versions), with its live experiment."""
-        prompt = self.store.create_prompt("greeting", "Hello {{name}}!")
-        self.store.add_version(prompt["prompt_id"], "Hi {{name}}, welcome back")
+        prompt = self.store.create_prompt("default", "greeting", "Hello {{name}}!")
+        self.store.add_version("default", prompt["prompt_id"], "Hi {{name}}, welcome back")
         VariantSpec = promptstream.server.VariantSpec
         experiment = self.store.create_experiment(
-            prompt["prompt_id"], [VariantSpec(version=1), VariantSpec(version=2)], name="tone"
+            "default", prompt["prompt_id"], [VariantSpec(version=1), VariantSpec(version=2)], name="tone"
         )
         return {"prompt_id": prompt["prompt_id"], "experiment_id": experiment["experiment_id"]}
 
@@ -353,7 +353,7 @@ class World:
             "provider": promptstream.server.TemplateProvider,
             "variants": lambda: [
                 server_internal("Variant")(version=spec["version"], weight=spec["weight"])
-                for spec in self.store.get_experiment(self.prompt["experiment_id"])["variants"]
+                for spec in self.store.get_experiment("default", self.prompt["experiment_id"])["variants"]
             ],
             "events": self.wire_events,
             "tracked_ids": lambda: self.tracked_ids,

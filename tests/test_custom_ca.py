@@ -84,7 +84,7 @@ def tls(ca: trustme.CA, tmp_path: Path) -> Iterator[tuple[TlsServer, Store]]:
 
 
 def _prompt(store: Store) -> str:
-    prompt_id: str = store.create_prompt("tls", "Hello {{name}}")["prompt_id"]
+    prompt_id: str = store.create_prompt("default", "tls", "Hello {{name}}")["prompt_id"]
     return prompt_id
 
 

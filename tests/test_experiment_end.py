@@ -28,9 +28,11 @@ def _end(server: Any, experiment_id: str) -> httpx.Response:
 
 
 def test_end_over_the_protocol_is_idempotent_and_starts_a_default_experiment(server: Any) -> None:
-    prompt = server.store.create_prompt("p", "Hello {{name}}")
-    server.store.add_version(prompt["prompt_id"], "Hi {{name}}")
-    experiment = server.store.create_experiment(prompt["prompt_id"], [VariantSpec(version=1), VariantSpec(version=2)])
+    prompt = server.store.create_prompt("default", "p", "Hello {{name}}")
+    server.store.add_version("default", prompt["prompt_id"], "Hi {{name}}")
+    experiment = server.store.create_experiment(
+        "default", prompt["prompt_id"], [VariantSpec(version=1), VariantSpec(version=2)]
+    )
     first = _end(server, experiment["experiment_id"])
     assert first.status_code == 200, first.text
     ended = first.json()
@@ -38,7 +40,7 @@ def test_end_over_the_protocol_is_idempotent_and_starts_a_default_experiment(ser
     assert ended["active"] is False and isinstance(ended["ended_at"], float)
     again = _end(server, experiment["experiment_id"])
     assert again.status_code == 200 and again.json() == ended  # unchanged: the first ended_at stays
-    live = [e for e in server.store.list_experiments(prompt["prompt_id"]) if e["active"]]
+    live = [e for e in server.store.list_experiments("default", prompt["prompt_id"]) if e["active"]]
     assert len(live) == 1 and live[0]["is_default"] and live[0]["experiment_id"] != experiment["experiment_id"]
     # the first end started one default experiment; the second started none
     assert server.store.count("experiments", "WHERE prompt_id = ?", [prompt["prompt_id"]]) == 3
@@ -47,10 +49,10 @@ def test_end_over_the_protocol_is_idempotent_and_starts_a_default_experiment(ser
 def test_end_unknown_or_unauthorized_is_a_4xx(server: Any) -> None:
     missing = _end(server, "no-such-experiment")
     assert missing.status_code == 404 and missing.json()["error"]["type"] == "experiment_not_found"
-    prompt = server.store.create_prompt("p", "Hello")
+    prompt = server.store.create_prompt("default", "p", "Hello")
     refused = httpx.post(f"{server.url}/v1/experiments/{prompt['experiment_id']}/end")
     assert refused.status_code == 401
-    assert server.store.get_experiment(prompt["experiment_id"])["active"]
+    assert server.store.get_experiment("default", prompt["experiment_id"])["active"]
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -82,7 +84,7 @@ def test_runs_after_end_go_to_the_latest_version_and_old_events_still_count(
         event_id = client.track_conversion(before.run_id, before.experiment_id)
         assert client.flush(10)
     assert wait_until(lambda: event_id in server.store.event_ids())
-    results = server.store.experiment_results(before.experiment_id)
+    results = server.store.experiment_results("default", before.experiment_id)
     assert sum(v["conversion"]["per_run"]["successes"] for v in results["variants"]) == 1
 
 
@@ -110,12 +112,12 @@ def test_async_client_ends_experiments(server: Any, spool_dir: Path) -> None:
 
 
 def test_cli_experiments_end(server: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    prompt = server.store.create_prompt("cli-end", "Hello {{name}}")
+    prompt = server.store.create_prompt("default", "cli-end", "Hello {{name}}")
     connection = ["--base-url", server.url, "--api-key", API_KEY]
     assert main(["experiments", "end", prompt["experiment_id"], "--json", *connection]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["experiment_id"] == prompt["experiment_id"] and shown["active"] is False and shown["ended_at"]
-    assert not server.store.get_experiment(prompt["experiment_id"])["active"]
+    assert not server.store.get_experiment("default", prompt["experiment_id"])["active"]
     assert main(["experiments", "end", prompt["experiment_id"], *connection]) == 0
     assert f"{prompt['experiment_id']}  prompt {prompt['prompt_id']}  ended" in capsys.readouterr().out
     assert main(["experiments", "end", "no-such-experiment", *connection]) == 1

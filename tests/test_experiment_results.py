@@ -19,11 +19,13 @@ proportion = pytest.importorskip("statsmodels.stats.proportion")
 
 
 def two_variant_experiment(server: Any) -> tuple[str, str]:
-    prompt = server.store.create_prompt("greeting", "Hello {{name}}")
-    server.store.add_version(prompt["prompt_id"], "Hi there {{name}}!")
+    prompt = server.store.create_prompt("default", "greeting", "Hello {{name}}")
+    server.store.add_version("default", prompt["prompt_id"], "Hi there {{name}}!")
     from promptstream.server._wire import VariantSpec
 
-    experiment = server.store.create_experiment(prompt["prompt_id"], [VariantSpec(1, 1.0), VariantSpec(2, 1.0)])
+    experiment = server.store.create_experiment(
+        "default", prompt["prompt_id"], [VariantSpec(1, 1.0), VariantSpec(2, 1.0)]
+    )
     return prompt["prompt_id"], experiment["experiment_id"]
 
 
@@ -104,8 +106,8 @@ def test_a_broken_split_is_flagged_and_a_small_one_is_marked_early(
     db = server.database()
     with db:
         db.executemany(
-            "INSERT INTO runs (id, prompt_id, experiment_id, version, variant, external_user_id, output,"
-            " created_at) VALUES (?, ?, ?, 1, 'v1', NULL, '', 0)",
+            "INSERT INTO runs (id, prompt_id, experiment_id, version, variant, external_user_id, output, created_at)"
+            " VALUES (?, ?, ?, 1, 'v1', NULL, '', 0)",
             [(f"extra-{i}", prompt_id, experiment_id) for i in range(400)],
         )
     db.close()

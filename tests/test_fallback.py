@@ -29,12 +29,12 @@ texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
 
 
 def _conversions(server: Any, experiment_id: str) -> int:
-    results = server.store.experiment_results(experiment_id)
+    results = server.store.experiment_results("default", experiment_id)
     return sum(v["conversion"]["per_run"]["successes"] for v in results["variants"])
 
 
 def test_offline_run_then_events_accepted_when_the_server_is_back(server: Any, spool_dir: Path) -> None:
-    prompt = server.store.create_prompt("offline", "Hello {{name}}")
+    prompt = server.store.create_prompt("default", "offline", "Hello {{name}}")
     client = PromptStreamClient(API_KEY, base_url=server.url, spool_dir=spool_dir, flush_interval=0.05, max_retries=0)
     with client:
         online = client.run_prompt(prompt["prompt_id"], {"name": "Ada"}, fallback="unused")
@@ -60,7 +60,7 @@ def test_offline_run_then_events_accepted_when_the_server_is_back(server: Any, s
     assert server.store.count("events", "WHERE experiment_id = ?", ["offline"]) == 3
     assert server.store.count("runs") == 1  # the fallback never became a server run
     assert _conversions(server, prompt["experiment_id"]) == 1  # only the online conversion counts
-    assert all(e["experiment_id"] != "offline" for e in server.store.list_experiments())
+    assert all(e["experiment_id"] != "offline" for e in server.store.list_experiments("default"))
 
 
 def test_http_errors_never_fall_back(server: Any, spool_dir: Path) -> None:
@@ -113,7 +113,7 @@ def test_server_rejects_what_is_not_an_offline_run(server: Any, run_id: str, exp
 
 
 def test_async_client_falls_back_and_its_events_arrive(server: Any, spool_dir: Path) -> None:
-    prompt = server.store.create_prompt("offline-async", "Hello {{name}}")
+    prompt = server.store.create_prompt("default", "offline-async", "Hello {{name}}")
     server.thread.stop()
 
     async def scenario() -> str:

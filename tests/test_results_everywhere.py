@@ -29,10 +29,12 @@ ACTIONS = {"ship", "keep_running", "no_difference", "keep_control", "stop_guardr
 def seeded_experiment(server: Any, converted: dict[str, int], users: int = 1500) -> str:
     """An A/B experiment whose runs and conversions are written into the server's database (as ingestion would)."""
     prompt = server.create_prompt()
-    server.store.add_version(prompt["prompt_id"], "Hi {{name}}")
+    server.store.add_version("default", prompt["prompt_id"], "Hi {{name}}")
     from promptstream.server._wire import VariantSpec
 
-    experiment = server.store.create_experiment(prompt["prompt_id"], [VariantSpec(1, 1.0), VariantSpec(2, 1.0)])
+    experiment = server.store.create_experiment(
+        "default", prompt["prompt_id"], [VariantSpec(1, 1.0), VariantSpec(2, 1.0)]
+    )
     db = server.database()
     with db:
         for variant, conversions in converted.items():
@@ -40,7 +42,8 @@ def seeded_experiment(server: Any, converted: dict[str, int], users: int = 1500)
                 run_id = f"{variant}-{number}"
                 db.execute(
                     "INSERT INTO runs (id, prompt_id, experiment_id, version, variant, external_user_id, output,"
-                    " created_at) VALUES (?, ?, ?, ?, ?, ?, '', 0)",
+                    " created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, '', 0)",
                     (run_id, prompt["prompt_id"], experiment["experiment_id"], int(variant[1:]), variant, run_id),
                 )
                 if number < conversions:

@@ -76,7 +76,9 @@ def test_sql_aggregates_answer_what_the_rows_say(storage_factory: Any, runs: lis
     variants = [{"version": 1, "weight": 1.0}, {"version": 2, "weight": 1.0}]
     with db:
         db.execute(
-            "INSERT INTO experiments VALUES (?, ?, NULL, ?, 0, 0, 1)", (experiment_id, prompt_id, json.dumps(variants))
+            "INSERT INTO experiments (id, prompt_id, name, variants, is_default, created_at, ended_at)"
+            " VALUES (?, ?, NULL, ?, 0, 0, 1)",
+            (experiment_id, prompt_id, json.dumps(variants)),
         )
         for number, (variant, user, latency, input_tokens, output_tokens, cost) in enumerate(runs):
             db.execute(
@@ -104,8 +106,8 @@ def test_sql_aggregates_answer_what_the_rows_say(storage_factory: Any, runs: lis
             (experiment_id,),
         ).fetchall()
     db.close()
-    in_sql = store.experiment_results(experiment_id)
-    in_memory = compute_results(store.get_experiment(experiment_id), stored_runs, stored_events)
+    in_sql = store.experiment_results("default", experiment_id)
+    in_memory = compute_results(store.get_experiment("default", experiment_id), stored_runs, stored_events)
     _close(in_sql, in_memory)
 
 
@@ -122,8 +124,8 @@ def _store(storage_factory: Any) -> Any:
 
 
 def _prompt(store: Any) -> str:
-    prompts = store.list_prompts()
-    return str(prompts[0]["prompt_id"] if prompts else store.create_prompt("p", "Hello")["prompt_id"])
+    prompts = store.list_prompts("default")
+    return str(prompts[0]["prompt_id"] if prompts else store.create_prompt("default", "p", "Hello")["prompt_id"])
 
 
 @pytest.mark.sqlite_only  # SQLite's EXPLAIN QUERY PLAN; PostgreSQL's plans are in docs/experiments.md
@@ -133,11 +135,13 @@ def test_the_results_queries_read_the_indexes_not_whole_tables(storage_factory: 
     store = storage_factory()
     plans = []
     for query, args in (
-        (sql.SQLITE.sql(sql._VARIANTS), ["e"] * 3),
-        (sql.SQLITE.sql(sql._EVENTS), ["e"] * 2),
-        (sql.SQLITE.sql(sql._LATENCY).replace("{positions}", "1, 2"), ["e"]),
+        (sql.SQLITE.sql(sql._VARIANTS), ["p", "e"] * 3),
+        (sql.SQLITE.sql(sql._EVENTS), ["p", "e", "e"]),
+        (sql.SQLITE.sql(sql._LATENCY).replace("{positions}", "1, 2"), ["p", "e"]),
     ):
         plans += [row[3] for row in store._db.execute("EXPLAIN QUERY PLAN " + query, args)]
-    assert "SEARCH events USING INDEX events_by_experiment (experiment_id=?)" in plans
-    assert "SEARCH runs USING COVERING INDEX runs_by_latency (experiment_id=?)" in plans
+    assert any(step.startswith("SEARCH events USING INDEX") and "(experiment_id=?" in step for step in plans)
+    assert any(
+        step.startswith("SEARCH runs USING") and "INDEX runs_by_latency (experiment_id=?" in step for step in plans
+    )
     assert not [step for step in plans if step.startswith("SCAN") and ("events" in step or "runs" in step)]

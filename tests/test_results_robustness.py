@@ -67,7 +67,8 @@ def test_results_answer_for_any_stored_values_and_say_what_they_left_out(
     try:
         with db:
             db.execute(
-                "INSERT INTO experiments VALUES (?, ?, NULL, ?, 0, 0, NULL)",
+                "INSERT INTO experiments (id, prompt_id, name, variants, is_default, created_at, ended_at)"
+                " VALUES (?, ?, NULL, ?, 0, 0, NULL)",
                 (experiment_id, prompt["prompt_id"], json.dumps(variants)),  # floats beyond JSON as Infinity/NaN
             )
             kinds = [("rating", value) for value in ratings] + [("engagement", value) for value in engagement]
@@ -77,7 +78,8 @@ def test_results_answer_for_any_stored_values_and_say_what_they_left_out(
                 variant = "v1" if number % 2 else "v2"
                 db.execute(
                     "INSERT INTO runs (id, prompt_id, experiment_id, version, variant, external_user_id, output,"
-                    " created_at) VALUES (?, ?, ?, 1, ?, ?, '', 0)",
+                    " created_at)"
+                    " VALUES (?, ?, ?, 1, ?, ?, '', 0)",
                     (run_id, prompt["prompt_id"], experiment_id, variant, f"user-{number}"),
                 )
                 db.execute(
@@ -147,7 +149,8 @@ def test_two_ratings_of_1e308_no_longer_break_the_results_for_good(server: Any) 
     db = server.database()
     with db:
         db.execute(
-            "INSERT INTO experiments VALUES ('e308', ?, NULL, ?, 0, 0, NULL)",
+            "INSERT INTO experiments (id, prompt_id, name, variants, is_default, created_at, ended_at)"
+            " VALUES ('e308', ?, NULL, ?, 0, 0, NULL)",
             (prompt["prompt_id"], json.dumps([{"version": 1, "weight": 1e308}, {"version": 1, "weight": 1e308}])),
         )
         rows = [("rating", 1e308, None), ("rating", 1e308, None), ("engagement", None, 1e308)]
@@ -155,7 +158,8 @@ def test_two_ratings_of_1e308_no_longer_break_the_results_for_good(server: Any) 
         for number, (kind, rating, score) in enumerate(rows):
             db.execute(
                 "INSERT INTO runs (id, prompt_id, experiment_id, version, variant, external_user_id, output,"
-                " created_at) VALUES (?, ?, 'e308', 1, 'v1', NULL, '', 0)",
+                " created_at)"
+                " VALUES (?, ?, 'e308', 1, 'v1', NULL, '', 0)",
                 (f"r{number}", prompt["prompt_id"]),
             )
             db.execute(

@@ -41,9 +41,11 @@ class VariantModel:
 
 
 def _experiment(server: RunningServer) -> tuple[str, str]:
-    prompt = server.store.create_prompt("greeting", "Hello {{name}}")
-    server.store.add_version(prompt["prompt_id"], "Hi there {{name}}!")
-    experiment = server.store.create_experiment(prompt["prompt_id"], [VariantSpec(1, 1.0), VariantSpec(2, 1.0)])
+    prompt = server.store.create_prompt("default", "greeting", "Hello {{name}}")
+    server.store.add_version("default", prompt["prompt_id"], "Hi there {{name}}!")
+    experiment = server.store.create_experiment(
+        "default", prompt["prompt_id"], [VariantSpec(1, 1.0), VariantSpec(2, 1.0)]
+    )
     return prompt["prompt_id"], experiment["experiment_id"]
 
 

@@ -52,8 +52,8 @@ def test_reported_figures_and_prices_reach_the_run_response_and_the_database(sto
     prices = Prices.parse(["gpt-test=3/15", "prompt:priced=0.5/1.25"])
     server = _start(storage_factory, provider=provider, prices=prices)
     try:
-        plain = server.store.create_prompt("plain", "Hello {{name}}")
-        priced = server.store.create_prompt("priced", "Hi {{name}}")  # its own price wins over its model's
+        plain = server.store.create_prompt("default", "plain", "Hello {{name}}")
+        priced = server.store.create_prompt("default", "priced", "Hi {{name}}")  # its own price wins over its model's
         with PromptStreamClient(api_key=API_KEY, base_url=server.url) as client:
             runs = [client.run_prompt(plain["prompt_id"], {"name": f"u{i}"}) for i in range(5)]
             runs += [client.run_prompt(priced["prompt_id"], {"name": f"u{i}"}) for i in range(5)]
@@ -77,7 +77,7 @@ def test_reported_figures_and_prices_reach_the_run_response_and_the_database(sto
 def test_async_client_and_an_idempotent_replay_carry_the_same_figures(storage_factory: Any) -> None:
     server = _start(storage_factory, provider=ReportingModel(seed=2), prices=Prices.parse(["gpt-test=1/2"]))
     try:
-        prompt = server.store.create_prompt("p", "Hello {{name}}")
+        prompt = server.store.create_prompt("default", "p", "Hello {{name}}")
 
         async def twice() -> tuple[Any, Any]:
             async with AsyncPromptStreamClient(api_key=API_KEY, base_url=server.url) as client:
@@ -113,7 +113,7 @@ class Garbled:
 def test_a_provider_that_reports_nothing_gets_the_measured_latency_and_no_tokens(storage_factory: Any) -> None:
     server = _start(storage_factory, provider=Silent(), prices=Prices.parse(["template=1/1"]))
     try:
-        prompt = server.store.create_prompt("p", "Hello")
+        prompt = server.store.create_prompt("default", "p", "Hello")
         with PromptStreamClient(api_key=API_KEY, base_url=server.url) as client:
             run = client.run_prompt(prompt["prompt_id"], {})
         assert run.latency_ms is not None and run.latency_ms >= 30.0  # it slept 30 ms inside the call
@@ -135,7 +135,7 @@ def test_figures_that_are_no_measurements_are_left_out(storage_factory: Any, tok
         prices=Prices.parse(["m=1/1"]),
     )
     try:
-        prompt = server.store.create_prompt("p", "Hello")
+        prompt = server.store.create_prompt("default", "p", "Hello")
         with PromptStreamClient(api_key=API_KEY, base_url=server.url, max_retries=0) as client:
             run = client.run_prompt(prompt["prompt_id"], {})
         valid_tokens = isinstance(tokens, int) and not isinstance(tokens, bool) and 0 <= tokens <= 1e9

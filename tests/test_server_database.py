@@ -122,8 +122,10 @@ def test_any_valid_unicode_text_round_trips_on_every_backend(storage_factory: An
     """PostgreSQL's text cannot hold NUL; what SQLite stores, every backend stores: names, templates, users."""
     store = storage_factory()
     name = f"{text}\x00{text}\U0010ffff"
-    prompt = store.create_prompt(name, f"Hi {{{{name}}}} {text}\x00")
-    assert store.get_prompt(prompt["prompt_id"])["name"] == name
-    _, body = store.create_run(prompt["prompt_id"], {"name": text}, name, idempotency=None, encode=msgspec.json.encode)
+    prompt = store.create_prompt("default", name, f"Hi {{{{name}}}} {text}\x00")
+    assert store.get_prompt("default", prompt["prompt_id"])["name"] == name
+    _, body = store.create_run(
+        "default", prompt["prompt_id"], {"name": text}, name, idempotency=None, encode=msgspec.json.encode
+    )
     output = msgspec.json.decode(body)["output"]
     assert output.endswith(f"{text}\x00") and store.count("runs", "WHERE external_user_id = ?", [name]) == 1

@@ -25,12 +25,12 @@ def test_one_idempotency_key_on_two_store_instances_at_once_makes_one_run(pg_url
 
     first, second = PgStore(pg_url, provider=Gated()), PgStore(pg_url, provider=Gated())
     try:
-        prompt = first.create_prompt("p", "Hi {{name}}")
+        prompt = first.create_prompt("default", "p", "Hi {{name}}")
         key = ("runs", "same-key", "hash")
 
         def run(store: PgStore) -> tuple[int, bytes]:
             return store.create_run(
-                prompt["prompt_id"], {"name": "x"}, "u", idempotency=key, encode=msgspec.json.encode
+                "default", prompt["prompt_id"], {"name": "x"}, "u", idempotency=key, encode=msgspec.json.encode
             )
 
         with ThreadPoolExecutor(4) as pool:

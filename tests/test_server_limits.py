@@ -405,9 +405,11 @@ def test_assignment_stays_proportional_with_weights_that_overflow_their_sum(
 
 def test_an_old_database_with_huge_weights_still_assigns_every_variant(tmp_path: Any) -> None:
     store = Store(tmp_path / "old.sqlite3")
-    prompt = store.create_prompt("p", "Hi {{name}}")
-    store.add_version(prompt["prompt_id"], "Yo {{name}}")
-    experiment = store.create_experiment(prompt["prompt_id"], [VariantSpec(version=1), VariantSpec(version=2)])
+    prompt = store.create_prompt("default", "p", "Hi {{name}}")
+    store.add_version("default", prompt["prompt_id"], "Yo {{name}}")
+    experiment = store.create_experiment(
+        "default", prompt["prompt_id"], [VariantSpec(version=1), VariantSpec(version=2)]
+    )
     # what the old server let through
     store._db.execute(
         "UPDATE experiments SET variants = ? WHERE id = ?",
@@ -416,7 +418,7 @@ def test_an_old_database_with_huge_weights_still_assigns_every_variant(tmp_path:
     seen = set()
     for user in range(60):
         _, body = store.create_run(
-            prompt["prompt_id"], {"name": "x"}, f"user-{user}", idempotency=None, encode=msgspec.json.encode
+            "default", prompt["prompt_id"], {"name": "x"}, f"user-{user}", idempotency=None, encode=msgspec.json.encode
         )
         seen.add(msgspec.json.decode(body)["variant_assigned"])
     assert seen == {"v1", "v2"}

@@ -82,7 +82,7 @@ def test_a_slow_model_delays_neither_event_ingestion_nor_other_runs(
     gated: tuple[ServerThread, Store, GatedProvider],
 ) -> None:
     server, store, provider = gated
-    prompt = store.create_prompt("p", "Hi {{name}}")
+    prompt = store.create_prompt("default", "p", "Hi {{name}}")
     runs_path = f"/v1/prompts/{prompt['prompt_id']}/runs"
     with httpx.Client(base_url=server.url, headers=AUTH, timeout=60) as http, ThreadPoolExecutor(1) as pool:
         fast_run = http.post(runs_path, json={"inputs": {"name": "x"}}).json()
@@ -105,7 +105,7 @@ def test_a_crowd_of_slow_runs_leaves_threads_for_event_ingestion(
     gated: tuple[ServerThread, Store, GatedProvider],
 ) -> None:
     server, store, provider = gated
-    prompt = store.create_prompt("p", "Hi {{name}}")
+    prompt = store.create_prompt("default", "p", "Hi {{name}}")
     runs_path = f"{server.url}/v1/prompts/{prompt['prompt_id']}/runs"
     fast_run = httpx.post(runs_path, json={"inputs": {"name": "x"}}, headers=AUTH).json()
     crowd = 50  # more than the 40 worker threads Starlette shares between all requests
@@ -133,7 +133,7 @@ def test_one_idempotency_key_sent_concurrently_makes_one_run_and_one_model_call(
     gated: tuple[ServerThread, Store, GatedProvider],
 ) -> None:
     server, store, provider = gated
-    prompt = store.create_prompt("p", "Hi {{name}}")
+    prompt = store.create_prompt("default", "p", "Hi {{name}}")
     path = f"/v1/prompts/{prompt['prompt_id']}/runs"
     body = {"inputs": {"name": "x", "slow": 1}, "external_user_id": "u"}
     with ThreadPoolExecutor(4) as pool:
@@ -154,7 +154,7 @@ def test_one_idempotency_key_sent_concurrently_makes_one_run_and_one_model_call(
 def test_an_unexpected_error_is_a_json_500_that_keeps_the_keep_alive_connection(storage_factory: Any) -> None:
     store = storage_factory(provider=ExplodingProvider())
     server = ServerThread(store, [API_KEY]).start()
-    prompt = store.create_prompt("p", "Hi {{name}}")
+    prompt = store.create_prompt("default", "p", "Hi {{name}}")
     peers: set[Any] = set()
     try:
         limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
@@ -184,7 +184,7 @@ def test_the_database_and_its_wal_and_shm_are_owner_only(tmp_path: Path, umask: 
     previous = os.umask(umask)
     try:
         store = Store(path)
-        store.create_prompt("p", "Hi {{name}}")  # a write: the -wal and -shm exist now
+        store.create_prompt("default", "p", "Hi {{name}}")  # a write: the -wal and -shm exist now
         modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in path.parent.glob("server.sqlite3*")}
         store.close()
     finally:

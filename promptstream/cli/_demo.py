@@ -100,9 +100,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="promptstream-demo-") as tmp:
         store = server.Store(Path(tmp) / "server.sqlite3")
         with server.ServerThread(store, [API_KEY]) as running:
-            prompt = store.create_prompt("onboarding", "Welcome {{name}}! Here is how to start.")
-            store.add_version(prompt["prompt_id"], "Hi {{name}}, you're 3 steps from your first result.")
+            project = "default"  # the project of the server's --api-key keys, which the demo's client uses
+            prompt = store.create_prompt(project, "onboarding", "Welcome {{name}}! Here is how to start.")
+            store.add_version(project, prompt["prompt_id"], "Hi {{name}}, you're 3 steps from your first result.")
             experiment = store.create_experiment(
+                project,
                 prompt["prompt_id"],
                 [server.VariantSpec(1, 1.0), server.VariantSpec(2, 1.0)],
                 "onboarding copy",

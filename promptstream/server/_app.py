@@ -8,7 +8,7 @@ import math
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 from starlette.applications import Starlette
@@ -29,6 +29,7 @@ from ._http import (
     store_error,
     unexpected_error,
 )
+from ._keys import DEFAULT_PROJECT_ID, may_be_stored_key
 from ._limits import (
     MAX_BATCH_EVENTS,
     MAX_DEPTH,
@@ -40,7 +41,6 @@ from ._limits import (
 from ._split import split_events
 from ._storage import Storage, StoreError
 from ._threads import Lane
-from ._timeseries import DEFAULT_PROJECT
 from ._wire import (
     AddVersion,
     BatchBody,
@@ -57,6 +57,14 @@ RUN_THREADS = 64  # runs in flight at once (each may wait on a model)
 WORK_THREADS = 32  # every other request's blocking work (SQLite, decoding) at once
 _json = msgspec.json.Encoder()
 _MSGPACK = "application/msgpack"
+
+
+class Caller(NamedTuple):
+    """Who sent a request: the project its key belongs to (every store call is confined to it) and the scope its
+    rate limit is counted in (a digest of its key, never the key)."""
+
+    project_id: str
+    scope: str
 
 
 class ServerApp:
@@ -97,20 +105,30 @@ class ServerApp:
 
     # -- request plumbing -----------------------------------------------------------------------------------------
 
-    def _authorize(self, request: Request) -> str:
-        """The caller's scope (a digest of its key, never the key) after auth and rate limiting."""
+    async def _authorize(self, request: Request) -> Caller:
+        """The caller (its project) after auth and rate limiting. The keys given to the server (``--api-key``) are
+        the default project's, checked in memory; a project's key (``ps_live_...``) is looked up in the database on
+        every request, with no cache, so a revocation stops it at once on every instance."""
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
-        digest = hashlib.sha256(token.strip().encode()).digest()
+        token = token.strip()
+        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+        if scheme.lower() != "bearer" or not token:
+            raise ApiError(401, "authentication_error", "missing or invalid API key")
+        project_id: str | None = None
         # compare_digest against every key: the time taken does not reveal which prefix matched
-        if scheme.lower() != "bearer" or not any(hmac.compare_digest(digest, d) for d in self._key_digests):
+        if any(hmac.compare_digest(digest, d) for d in self._key_digests):
+            project_id = DEFAULT_PROJECT_ID
+        elif may_be_stored_key(token):
+            project_id = await self._work.run(self.store.project_for_key, token)
+        if project_id is None:
             raise ApiError(401, "authentication_error", "missing or invalid API key")
         scope = digest.hex()[:16]
         if self.rate_limiter is not None:
             wait = self.rate_limiter.wait_needed(scope)
             if wait > 0:
                 raise ApiError(429, "rate_limited", "too many requests", {"Retry-After": str(max(1, math.ceil(wait)))})
-        return scope
+        return Caller(project_id, scope)
 
     async def _read(self, request: Request) -> bytes:
         """The body as sent, at most ``max_body_bytes``."""
@@ -172,7 +190,10 @@ class ServerApp:
             raise ApiError(422, "invalid_request", f"body nests deeper than {MAX_DEPTH} levels") from None
 
     @staticmethod
-    def _idempotency(request: Request, scope: str, endpoint: str, body: bytes) -> tuple[str, str, str] | None:
+    def _idempotency(request: Request, endpoint: str, body: bytes) -> tuple[str, str, str] | None:
+        """(scope, key, hash of the body) of an idempotent request: the scope is the endpoint, and the store keeps
+        the record under the caller's project, so every key of a project shares its Idempotency-Keys (a retry after
+        a key rotation replays) and projects never see each other's."""
         key = request.headers.get("idempotency-key")
         if key is None:
             return None
@@ -180,7 +201,7 @@ class ServerApp:
         if problem is not None:
             raise ApiError(400, "invalid_request", problem)
         request_hash = hashlib.sha256(endpoint.encode() + b"\x00" + body).hexdigest()
-        return f"{scope}:{endpoint}", key, request_hash
+        return endpoint, key, request_hash
 
     async def _json_body(self, request: Request, kind: type[Any]) -> Any:
         raw = await self._read(request)
@@ -189,86 +210,95 @@ class ServerApp:
     # -- handlers -------------------------------------------------------------------------------------------------
 
     async def create_prompt(self, request: Request) -> Response:
-        self._authorize(request)
+        caller = await self._authorize(request)
         body = await self._json_body(request, CreatePrompt)
-        return json_response(await self._work.run(self.store.create_prompt, body.name, body.template), 201)
+        created = await self._work.run(self.store.create_prompt, caller.project_id, body.name, body.template)
+        return json_response(created, 201)
 
     async def list_prompts(self, request: Request) -> Response:
-        self._authorize(request)
-        return json_response({"prompts": await self._work.run(self.store.list_prompts)})
+        caller = await self._authorize(request)
+        return json_response({"prompts": await self._work.run(self.store.list_prompts, caller.project_id)})
 
     async def get_prompt(self, request: Request) -> Response:
-        self._authorize(request)
-        return json_response(await self._work.run(self.store.get_prompt, request.path_params["prompt_id"]))
+        caller = await self._authorize(request)
+        prompt_id = request.path_params["prompt_id"]
+        return json_response(await self._work.run(self.store.get_prompt, caller.project_id, prompt_id))
 
     async def add_version(self, request: Request) -> Response:
-        self._authorize(request)
+        caller = await self._authorize(request)
         body = await self._json_body(request, AddVersion)
         prompt_id = request.path_params["prompt_id"]
-        return json_response(await self._work.run(self.store.add_version, prompt_id, body.template), 201)
+        added = await self._work.run(self.store.add_version, caller.project_id, prompt_id, body.template)
+        return json_response(added, 201)
 
     async def create_run(self, request: Request) -> Response:
-        scope = self._authorize(request)
+        caller = await self._authorize(request)
         raw = await self._read(request)
         # runs wait on the model: their own lane, so a crowd of slow runs never takes the threads that event
         # ingestion and the other endpoints need
-        status, response = await self._runs.run(self._run, request, scope, raw)
+        status, response = await self._runs.run(self._run, request, caller, raw)
         return Response(response, status_code=status, media_type="application/json")
 
-    def _run(self, request: Request, scope: str, raw: bytes) -> tuple[int, bytes]:
+    def _run(self, request: Request, caller: Caller, raw: bytes) -> tuple[int, bytes]:
         prompt_id = request.path_params["prompt_id"]
         body = self._inflate(raw, request)
         run: RunBody = self._decode(body, RunBody)
         problem = json_like_problem(run.inputs)
         if problem is not None:
             raise ApiError(422, "invalid_request", f"inputs: {problem}")
-        idempotency = self._idempotency(request, scope, f"runs/{prompt_id}", body)
+        idempotency = self._idempotency(request, f"runs/{prompt_id}", body)
         return self.store.create_run(
-            prompt_id, run.inputs, run.external_user_id, idempotency=idempotency, encode=_json.encode
+            caller.project_id, prompt_id, run.inputs, run.external_user_id, idempotency=idempotency, encode=_json.encode
         )
 
     async def create_experiment(self, request: Request) -> Response:
-        self._authorize(request)
+        caller = await self._authorize(request)
         body = await self._json_body(request, CreateExperiment)
-        created = await self._work.run(self.store.create_experiment, body.prompt_id, body.variants, body.name)
+        created = await self._work.run(
+            self.store.create_experiment, caller.project_id, body.prompt_id, body.variants, body.name
+        )
         return json_response(created, 201)
 
     async def list_experiments(self, request: Request) -> Response:
-        self._authorize(request)
+        caller = await self._authorize(request)
         prompt_id = request.query_params.get("prompt_id")
-        return json_response({"experiments": await self._work.run(self.store.list_experiments, prompt_id)})
+        listed = await self._work.run(self.store.list_experiments, caller.project_id, prompt_id)
+        return json_response({"experiments": listed})
 
     async def get_experiment(self, request: Request) -> Response:
-        self._authorize(request)
-        return json_response(await self._work.run(self.store.get_experiment, request.path_params["experiment_id"]))
+        caller = await self._authorize(request)
+        experiment_id = request.path_params["experiment_id"]
+        return json_response(await self._work.run(self.store.get_experiment, caller.project_id, experiment_id))
 
     async def end_experiment(self, request: Request) -> Response:
-        self._authorize(request)
-        return json_response(await self._work.run(self.store.end_experiment, request.path_params["experiment_id"]))
+        caller = await self._authorize(request)
+        experiment_id = request.path_params["experiment_id"]
+        return json_response(await self._work.run(self.store.end_experiment, caller.project_id, experiment_id))
 
     async def experiment_results(self, request: Request) -> Response:
-        self._authorize(request)
+        caller = await self._authorize(request)
         experiment_id = request.path_params["experiment_id"]
         try:
             guardrails = guardrails_from(request.query_params.get("guardrails"))
         except ValueError as exc:
             raise StoreError(422, "invalid_request", str(exc)) from None
-        answer = await self._work.run(partial(self.store.experiment_results, experiment_id, guardrails=guardrails))
-        return json_response(answer)
+        call = partial(self.store.experiment_results, caller.project_id, experiment_id, guardrails=guardrails)
+        return json_response(await self._work.run(call))
 
     async def experiment_timeseries(self, request: Request) -> Response:
-        self._authorize(request)
+        caller = await self._authorize(request)
         experiment_id = request.path_params["experiment_id"]
-        return json_response(await self._work.run(self.store.experiment_timeseries, DEFAULT_PROJECT, experiment_id))
+        answer = await self._work.run(self.store.experiment_timeseries, caller.project_id, experiment_id)
+        return json_response(answer)
 
     async def ingest_batch(self, request: Request) -> Response:
-        scope = self._authorize(request)
+        caller = await self._authorize(request)
         codec = self._codec(request)
         raw = await self._read(request)
-        answer = await self._work.run(self._ingest, request, scope, codec, raw)
+        answer = await self._work.run(self._ingest, request, caller, codec, raw)
         return Response(answer, media_type="application/json")
 
-    def _ingest(self, request: Request, scope: str, codec: str, raw: bytes) -> bytes:
+    def _ingest(self, request: Request, caller: Caller, codec: str, raw: bytes) -> bytes:
         body = self._inflate(raw, request)
         items: Sequence[msgspec.Raw | bytes]
         try:
@@ -306,8 +336,10 @@ class ServerApp:
                 rejected.append(Rejection(index=index, event_id=event.event_id, reason=problem))
             else:
                 decoded.append((index, event))
-        idempotency = self._idempotency(request, scope, "events/batch", body)
-        return self.store.ingest_events(len(items), decoded, rejected, idempotency=idempotency, encode=_json.encode)
+        idempotency = self._idempotency(request, "events/batch", body)
+        return self.store.ingest_events(
+            caller.project_id, len(items), decoded, rejected, idempotency=idempotency, encode=_json.encode
+        )
 
 
 def _loose_event_id(codec: str, item: msgspec.Raw | bytes) -> str | None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-import uuid
 from collections.abc import Iterable
 from typing import Any
 
@@ -13,14 +12,17 @@ from ._sqlite import select_in
 from ._wire import EventBody
 
 
-def existing_events(db: sqlite3.Connection, event_ids: set[str]) -> set[str]:
-    """Which of these event ids are stored already (dedup)."""
-    return {row[0] for row in select_in(db, "SELECT event_id FROM events WHERE event_id IN ({marks})", list(event_ids))}
+def existing_events(db: sqlite3.Connection, project_id: str, event_ids: set[str]) -> set[str]:
+    """Which of these event ids the project has stored already (dedup is per project)."""
+    query = "SELECT event_id FROM events WHERE project_id = ? AND event_id IN ({marks})"
+    return {row[0] for row in select_in(db, query, list(event_ids), prefix=(project_id,))}
 
 
-def insert_events(db: sqlite3.Connection, events: Iterable[EventBody], now: float) -> None:
+def insert_events(db: sqlite3.Connection, project_id: str, events: Iterable[EventBody], now: float) -> None:
     db.executemany(
-        "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO events (event_id, type, prompt_run_id, experiment_id, timestamp, external_user_id, label, source,"
+        " metadata, thumbs_up, rating, engagement_score, received_at, project_id)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             (
                 e.event_id,
@@ -36,34 +38,23 @@ def insert_events(db: sqlite3.Connection, events: Iterable[EventBody], now: floa
                 e.rating,
                 e.engagement_score,
                 now,
+                project_id,
             )
             for e in events
         ],
     )
 
 
-OFFLINE_RUN_PREFIX = "offline:"
-OFFLINE_EXPERIMENT_ID = "offline"
-
-
-def is_offline_run(prompt_run_id: str, experiment_id: str) -> bool:
-    """A client-made fallback run (docs/protocol.md, "Offline fallback runs"): ``offline:`` and a UUID, in the
-    ``offline`` experiment. No experiment has that id, so its events are in no experiment's results."""
-    if experiment_id != OFFLINE_EXPERIMENT_ID or not prompt_run_id.startswith(OFFLINE_RUN_PREFIX):
-        return False
-    try:
-        uuid.UUID(prompt_run_id[len(OFFLINE_RUN_PREFIX) :])
-    except ValueError:
-        return False
-    return True
-
-
-def event_ids(db: sqlite3.Connection) -> list[str]:
-    return [row[0] for row in db.execute("SELECT event_id FROM events ORDER BY event_id")]
+def event_ids(db: sqlite3.Connection, project_id: str | None) -> list[str]:
+    if project_id is None:
+        return [row[0] for row in db.execute("SELECT event_id FROM events ORDER BY event_id")]
+    query = "SELECT event_id FROM events WHERE project_id = ? ORDER BY event_id"
+    return [row[0] for row in db.execute(query, (project_id,))]
 
 
 def log_batch(
     db: sqlite3.Connection,
+    project_id: str,
     key: str | None,
     events: int,
     accepted: int,
@@ -73,9 +64,9 @@ def log_batch(
     replayed: bool = False,
 ) -> None:
     db.execute(
-        "INSERT INTO batch_log (idempotency_key, events, accepted, duplicates, rejected, replayed, received_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (key, events, accepted, duplicates, rejected, int(replayed), time.time()),
+        "INSERT INTO batch_log (idempotency_key, events, accepted, duplicates, rejected, replayed, received_at,"
+        " project_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (key, events, accepted, duplicates, rejected, int(replayed), time.time(), project_id),
     )
 
 

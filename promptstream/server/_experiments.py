@@ -1,5 +1,5 @@
 """The SQL of experiments: one live experiment per prompt, its variants and their weights. Callers hold the store's
-lock (and open the transaction when writing)."""
+lock (and open the transaction when writing). An experiment of another project is not found (404)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,12 @@ import json
 import sqlite3
 from typing import Any
 
-from ._assignment import Variant
-from ._storage import StoreError
-
-DEFAULT_VARIANTS = [{"version": None, "weight": 1.0}]  # the default experiment serves the latest version
+from ._rules import EXPERIMENT_COLUMNS, experiment_not_found, experiment_view
 
 
 def insert_experiment(
     db: sqlite3.Connection,
+    project_id: str,
     experiment_id: str,
     prompt_id: str,
     name: str | None,
@@ -24,8 +22,9 @@ def insert_experiment(
     now: float,
 ) -> None:
     db.execute(
-        "INSERT INTO experiments VALUES (?, ?, ?, ?, ?, ?, NULL)",
-        (experiment_id, prompt_id, name, json.dumps(variants), int(is_default), now),
+        "INSERT INTO experiments (id, prompt_id, name, variants, is_default, created_at, ended_at, project_id)"
+        " VALUES (?, ?, ?, ?, ?, ?, NULL, ?)",
+        (experiment_id, prompt_id, name, json.dumps(variants), int(is_default), now, project_id),
     )
 
 
@@ -50,34 +49,20 @@ def live_experiment(db: sqlite3.Connection, prompt_id: str) -> dict[str, Any]:
     return {"id": row[0], "variants": row[1]}
 
 
-def variants_of(stored: str) -> list[Variant]:
-    return [Variant(v["version"], v["weight"]) for v in json.loads(stored)]
-
-
-def experiment(db: sqlite3.Connection, experiment_id: str) -> dict[str, Any]:
-    """An experiment as the API shows it; 404 if there is none."""
+def experiment(db: sqlite3.Connection, project_id: str, experiment_id: str) -> dict[str, Any]:
+    """An experiment of the project as the API shows it; 404 if the project has none with this id."""
     row = db.execute(
-        "SELECT id, prompt_id, name, variants, is_default, created_at, ended_at FROM experiments WHERE id = ?",
-        (experiment_id,),
+        f"SELECT {EXPERIMENT_COLUMNS} FROM experiments WHERE id = ? AND project_id = ?", (experiment_id, project_id)
     ).fetchone()
     if row is None:
-        raise StoreError(404, "experiment_not_found", f"no experiment with id {experiment_id!r}")
-    return {
-        "experiment_id": row[0],
-        "prompt_id": row[1],
-        "name": row[2],
-        "variants": json.loads(row[3]),
-        "is_default": bool(row[4]),
-        "created_at": row[5],
-        "ended_at": row[6],
-        "active": row[6] is None,
-    }
+        raise experiment_not_found(experiment_id)
+    return experiment_view(row)
 
 
-def experiment_ids(db: sqlite3.Connection, prompt_id: str | None) -> list[str]:
-    query = "SELECT id FROM experiments"
-    args: tuple[str, ...] = ()
+def experiment_ids(db: sqlite3.Connection, project_id: str, prompt_id: str | None) -> list[str]:
+    query = "SELECT id FROM experiments WHERE project_id = ?"
+    args: tuple[str, ...] = (project_id,)
     if prompt_id is not None:
-        query += " WHERE prompt_id = ?"
-        args = (prompt_id,)
-    return [row[0] for row in db.execute(query + " ORDER BY created_at", args)]
+        query += " AND prompt_id = ?"
+        args += (prompt_id,)
+    return [row[0] for row in db.execute(query + " ORDER BY created_at, id", args)]

@@ -19,7 +19,10 @@ from psycopg_pool import ConnectionPool
 from ._storage import Idempotency, StoreError
 from ._wire import EventBody
 
-EVENT_COLUMNS = 13  # the events table's columns, in the order insert_events fills them
+_EVENT_COLUMNS = (
+    "event_id, type, prompt_run_id, experiment_id, timestamp, external_user_id, label, source, metadata, thumbs_up,"
+    " rating, engagement_score, received_at, project_id"
+)
 
 # Version 1 is the schema of the first release (the same tables as SQLite's); each later step is appended, never
 # edited, so a database of any earlier release upgrades in order.
@@ -61,6 +64,47 @@ CREATE TABLE IF NOT EXISTS batch_log (
         """
 -- the results read (run id, variant, user) of one experiment's runs: answered from the index alone
 CREATE INDEX IF NOT EXISTS runs_for_results ON runs(experiment_id) INCLUDE (id, variant, external_user_id);
+""",
+    ),
+    (
+        3,
+        # Projects (README.md, "Projects and API keys"): what an older release stored goes to the "default" project;
+        # event dedup and Idempotency-Keys become per project (the old per-key scope "<key digest>:<endpoint>"
+        # becomes the endpoint alone). Every write names its project; the columns keep the default only as SQLite must.
+        """
+CREATE TABLE projects (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, created_at DOUBLE PRECISION NOT NULL);
+INSERT INTO projects VALUES ('default', 'default', extract(epoch FROM now()));
+-- secret_hash: SHA-256 of the whole key, the only form in which a key is kept
+CREATE TABLE api_keys (
+    id TEXT PRIMARY KEY, project_id TEXT NOT NULL REFERENCES projects(id), name TEXT NOT NULL, prefix TEXT NOT NULL,
+    secret_hash TEXT NOT NULL UNIQUE, created_at DOUBLE PRECISION NOT NULL, last_used_at DOUBLE PRECISION,
+    revoked_at DOUBLE PRECISION);
+CREATE INDEX api_keys_by_project ON api_keys(project_id, created_at);
+ALTER TABLE prompts ADD COLUMN project_id TEXT NOT NULL DEFAULT 'default' REFERENCES projects(id);
+CREATE INDEX prompts_by_project ON prompts(project_id, created_at);
+ALTER TABLE experiments ADD COLUMN project_id TEXT NOT NULL DEFAULT 'default';
+CREATE INDEX experiments_by_project ON experiments(project_id, created_at);
+ALTER TABLE runs ADD COLUMN project_id TEXT NOT NULL DEFAULT 'default';
+ALTER TABLE batch_log ADD COLUMN project_id TEXT NOT NULL DEFAULT 'default';
+ALTER TABLE events ADD COLUMN project_id TEXT NOT NULL DEFAULT 'default';
+ALTER TABLE events DROP CONSTRAINT events_pkey;
+ALTER TABLE events ADD PRIMARY KEY (project_id, event_id);
+-- the dashboard's recent events of one experiment, newest first
+CREATE INDEX events_recent ON events(experiment_id, received_at);
+CREATE TABLE idempotency_v3 (
+    project_id TEXT NOT NULL, scope TEXT NOT NULL, key TEXT NOT NULL, request_hash TEXT NOT NULL,
+    status INTEGER NOT NULL, response BYTEA, created_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (project_id, scope, key));
+INSERT INTO idempotency_v3 SELECT 'default',
+    CASE WHEN scope ~ '^[0-9a-f]{16}:' THEN substr(scope, 18) ELSE scope END,
+    key, request_hash, status, response, created_at FROM idempotency ORDER BY created_at ON CONFLICT DO NOTHING;
+DROP TABLE idempotency;
+ALTER TABLE idempotency_v3 RENAME TO idempotency;
+-- the reasons of rejected events, the newest few per project (kept bounded by _projects.keep_rejections)
+CREATE TABLE rejections (
+    seq BIGSERIAL PRIMARY KEY, project_id TEXT NOT NULL, event_id TEXT, reason TEXT NOT NULL,
+    batch_index INTEGER NOT NULL, idempotency_key TEXT, received_at DOUBLE PRECISION NOT NULL);
+CREATE INDEX rejections_by_project ON rejections(project_id, seq);
 """,
     ),
     (
@@ -161,13 +205,14 @@ def migrate(conn: psycopg.Connection[Any]) -> int:
     return SCHEMA_VERSION
 
 
-def replay(conn: psycopg.Connection[Any], idempotency: Idempotency | None) -> tuple[int, bytes] | None:
+def replay(conn: psycopg.Connection[Any], project_id: str, idempotency: Idempotency | None) -> tuple[int, bytes] | None:
     """The stored (status, body) for a retried request (status 0: still running); 422 when its key was used for
     another body."""
     if idempotency is None:
         return None
     row = conn.execute(
-        "SELECT request_hash, status, response FROM idempotency WHERE scope = %s AND key = %s", idempotency[:2]
+        "SELECT request_hash, status, response FROM idempotency WHERE project_id = %s AND scope = %s AND key = %s",
+        (project_id, *idempotency[:2]),
     ).fetchone()
     if row is None:
         return None
@@ -178,25 +223,49 @@ def replay(conn: psycopg.Connection[Any], idempotency: Idempotency | None) -> tu
     return int(row[1]), b"" if row[2] is None else bytes(row[2])
 
 
-def lock_key(conn: psycopg.Connection[Any], idempotency: Idempotency) -> None:
-    """Serialise the transactions of one (scope, key) across every connection and server instance."""
-    conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"{idempotency[0]}\x1f{idempotency[1]}",))
+def lock_key(conn: psycopg.Connection[Any], project_id: str, idempotency: Idempotency) -> None:
+    """Serialise the transactions of one (project, scope, key) across every connection and server instance."""
+    claim = f"{project_id}\x1f{idempotency[0]}\x1f{idempotency[1]}"
+    conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (claim,))
 
 
-def remember(conn: psycopg.Connection[Any], idempotency: Idempotency, response: bytes) -> None:
-    """Keep the answer to an idempotent request (over its claim, if any), in the caller's transaction."""
+def claim(conn: psycopg.Connection[Any], project_id: str, idempotency: Idempotency) -> None:
+    """Mark an idempotent run as running (status 0), for every instance to see; a stale claim is taken over."""
     conn.execute(
-        "INSERT INTO idempotency VALUES (%s, %s, %s, 200, %s, %s) ON CONFLICT (scope, key) DO UPDATE"
-        " SET status = 200, response = EXCLUDED.response",
-        (*idempotency, response, time.time()),
+        "INSERT INTO idempotency (project_id, scope, key, request_hash, status, response, created_at)"
+        " VALUES (%s, %s, %s, %s, 0, NULL, %s) ON CONFLICT (project_id, scope, key) DO UPDATE"
+        " SET created_at = EXCLUDED.created_at",
+        (project_id, *idempotency, time.time()),
     )
 
 
-def insert_events(conn: psycopg.Connection[Any], events: list[EventBody], now: float) -> set[str]:
-    """One multi-row insert; returns the ids it stored (those not stored already)."""
+def claimed_at(conn: psycopg.Connection[Any], project_id: str, idempotency: Idempotency) -> float | None:
+    query = "SELECT created_at FROM idempotency WHERE project_id = %s AND scope = %s AND key = %s"
+    row = conn.execute(query, (project_id, *idempotency[:2])).fetchone()
+    return None if row is None else float(row[0])
+
+
+def release(conn: psycopg.Connection[Any], project_id: str, idempotency: Idempotency) -> None:
+    """Give back the claim of a run that failed: a retry may run."""
+    query = "DELETE FROM idempotency WHERE project_id = %s AND scope = %s AND key = %s AND status = 0"
+    conn.execute(query, (project_id, *idempotency[:2]))
+
+
+def remember(conn: psycopg.Connection[Any], project_id: str, idempotency: Idempotency, response: bytes) -> None:
+    """Keep the answer to an idempotent request (over its claim, if any), in the caller's transaction."""
+    conn.execute(
+        "INSERT INTO idempotency (project_id, scope, key, request_hash, status, response, created_at)"
+        " VALUES (%s, %s, %s, %s, 200, %s, %s) ON CONFLICT (project_id, scope, key) DO UPDATE"
+        " SET status = 200, response = EXCLUDED.response",
+        (project_id, *idempotency, response, time.time()),
+    )
+
+
+def insert_events(conn: psycopg.Connection[Any], project_id: str, events: list[EventBody], now: float) -> set[str]:
+    """One multi-row insert; returns the ids it stored (those the project had not stored already)."""
     if not events:
         return set()
-    marks = "(" + ",".join(["%s"] * EVENT_COLUMNS) + ")"
+    marks = "(" + ",".join(["%s"] * (_EVENT_COLUMNS.count(",") + 1)) + ")"
     values: list[Any] = []
     for e in events:
         values += [
@@ -213,13 +282,18 @@ def insert_events(conn: psycopg.Connection[Any], events: list[EventBody], now: f
             e.rating,
             e.engagement_score,
             now,
+            project_id,
         ]
-    query = f"INSERT INTO events VALUES {','.join([marks] * len(events))} ON CONFLICT (event_id) DO NOTHING"
+    query = (
+        f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES {','.join([marks] * len(events))}"
+        " ON CONFLICT (project_id, event_id) DO NOTHING"
+    )
     return {row[0] for row in conn.execute((query + " RETURNING event_id").encode(), values).fetchall()}
 
 
 def log_batch(
     conn: psycopg.Connection[Any],
+    project_id: str,
     key: str | None,
     events: int,
     accepted: int,
@@ -229,7 +303,21 @@ def log_batch(
     replayed: bool = False,
 ) -> None:
     conn.execute(
-        "INSERT INTO batch_log (idempotency_key, events, accepted, duplicates, rejected, replayed, received_at)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s)",
-        (key, events, accepted, duplicates, rejected, int(replayed), time.time()),
+        "INSERT INTO batch_log (idempotency_key, events, accepted, duplicates, rejected, replayed, received_at,"
+        " project_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+        (key, events, accepted, duplicates, rejected, int(replayed), time.time(), project_id),
     )
+
+
+class PgSql:
+    """A connection with sqlite3's ``?`` marks, for the SQL written once for both backends (_projects.py)."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, parameters: Any = (), /) -> Any:
+        return self._conn.execute(sql.replace("?", "%s").encode(), tuple(parameters))
+
+    def executemany(self, sql: str, parameters: Any, /) -> Any:
+        with self._conn.cursor() as cursor:
+            cursor.executemany(sql.replace("?", "%s").encode(), [tuple(row) for row in parameters])

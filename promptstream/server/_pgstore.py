@@ -9,36 +9,46 @@ the pool for one transaction. The model call of a run holds no connection and no
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import psycopg
 
-from . import _events, _experiments
-from ._assignment import assign_bucket, pick_variant
+from . import _projects, _rules
 from ._decision import GUARDRAIL_METRICS
-from ._limits import MAX_OUTPUT_BYTES, weights_problem
-from ._pg import insert_events, lock_key, log_batch, open_pool, remember, replay
+from ._pg import (
+    PgSql,
+    claim,
+    claimed_at,
+    insert_events,
+    lock_key,
+    log_batch,
+    open_pool,
+    release,
+    remember,
+    replay,
+)
 from ._pricing import Prices
+from ._projects import ProjectMethods
 from ._results import results_from_aggregates
 from ._results_sql import POSTGRESQL, pg_fetch, read_aggregates, read_timeseries
 from ._storage import Idempotency, StoreError
-from ._templates import ModelProvider, TemplateProvider, call_model, rendered_size, run_metrics, template_inputs
-from ._timeseries import of_project, timeseries
+from ._templates import ModelProvider, TemplateProvider, call_model, run_metrics, template_inputs
+from ._timeseries import timeseries
 from ._wire import BatchResult, EventBody, Rejection, VariantSpec
 
 __all__ = ["PgStore"]
 
-_IN_FLIGHT_WAIT = 300.0  # as Store: how long a request waits for a run with its key; older claims are abandoned
 _POLL = 0.05
-_TABLES = ("events", "runs", "batch_log", "prompts", "experiments", "idempotency")
+_TABLES = ("events", "runs", "batch_log", "prompts", "experiments", "idempotency", "projects", "api_keys", "rejections")
 
 
-class PgStore:
+class PgStore(ProjectMethods):
     """The reference server's data in a PostgreSQL database (``postgresql://user@host/db``), shared safely by
     threads, worker processes and server instances.
 
@@ -46,7 +56,7 @@ class PgStore:
         ```python
         # doc: no-run: needs a PostgreSQL server
         store = PgStore("postgresql://promptstream@localhost/promptstream")
-        prompt = store.create_prompt("welcome", "Write a welcome for {{name}}")
+        prompt = store.create_prompt("default", "welcome", "Write a welcome for {{name}}")
         ```
     """
 
@@ -68,105 +78,106 @@ class PgStore:
         """Close every pooled connection."""
         self._pool.close()
 
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[PgSql]:
+        with self._pool.connection() as conn:
+            yield PgSql(conn)
+
+    _writing = _reading  # each pooled connection is one transaction, committed when it is given back
+
     # -- prompts and experiments ----------------------------------------------------------------------------------
 
-    def create_prompt(self, name: str, template: str) -> dict[str, Any]:
-        """Create a prompt with version 1 and its default experiment (which serves the latest version)."""
-        if not name.strip():
-            raise StoreError(422, "invalid_request", "name must not be empty")
+    def create_prompt(self, project_id: str, name: str, template: str) -> dict[str, Any]:
+        """Create a prompt of the project with version 1 and its default experiment (which serves the latest
+        version)."""
+        _rules.check_prompt_name(name)
         prompt_id = str(uuid.uuid4())
         now = time.time()
         with self._pool.connection() as conn:
-            conn.execute("INSERT INTO prompts VALUES (%s, %s, %s)", (prompt_id, name, now))
-            _insert_version(conn, prompt_id, 1, template, now)
+            _projects.get_project(PgSql(conn), project_id)
             conn.execute(
-                "INSERT INTO experiments VALUES (%s, %s, %s, %s, 1, %s, NULL)",
-                (str(uuid.uuid4()), prompt_id, "default", json.dumps(_experiments.DEFAULT_VARIANTS), now),
+                "INSERT INTO prompts (id, name, created_at, project_id) VALUES (%s, %s, %s, %s)",
+                (prompt_id, name, now, project_id),
             )
-            return _prompt(conn, prompt_id)
+            _insert_version(conn, prompt_id, 1, template, now)
+            _start_default_experiment(conn, project_id, prompt_id, now)
+            return _prompt(conn, project_id, prompt_id)
 
-    def add_version(self, prompt_id: str, template: str) -> dict[str, Any]:
+    def add_version(self, project_id: str, prompt_id: str, template: str) -> dict[str, Any]:
         """Add the next version of a prompt; its inputs are the template's placeholders."""
         with self._pool.connection() as conn:
-            latest = _latest_version(conn, prompt_id, lock=True)
+            latest = _latest_version(conn, project_id, prompt_id, lock=True)
             _insert_version(conn, prompt_id, latest + 1, template, time.time())
             return {"prompt_id": prompt_id, "version": latest + 1, "inputs": template_inputs(template)}
 
-    def get_prompt(self, prompt_id: str) -> dict[str, Any]:
-        """A prompt with all its versions; ``StoreError`` 404 if there is none."""
+    def get_prompt(self, project_id: str, prompt_id: str) -> dict[str, Any]:
+        """A prompt of the project with all its versions; ``StoreError`` 404 if there is none."""
         with self._pool.connection() as conn:
-            return _prompt(conn, prompt_id)
+            return _prompt(conn, project_id, prompt_id)
 
-    def list_prompts(self) -> list[dict[str, Any]]:
-        """Every prompt, oldest first."""
+    def list_prompts(self, project_id: str) -> list[dict[str, Any]]:
+        """Every prompt of the project, oldest first."""
         with self._pool.connection() as conn:
-            ids = [row[0] for row in conn.execute("SELECT id FROM prompts ORDER BY created_at, id")]
-            return [_prompt(conn, prompt_id) for prompt_id in ids]
+            query = "SELECT id FROM prompts WHERE project_id = %s ORDER BY created_at, id"
+            ids = [row[0] for row in conn.execute(query, (project_id,))]
+            return [_prompt(conn, project_id, prompt_id) for prompt_id in ids]
 
     def create_experiment(
-        self, prompt_id: str, variants: list[VariantSpec], name: str | None = None, *, experiment_id: str | None = None
+        self,
+        project_id: str,
+        prompt_id: str,
+        variants: list[VariantSpec],
+        name: str | None = None,
+        *,
+        experiment_id: str | None = None,
     ) -> dict[str, Any]:
         """Start an experiment over some of the prompt's versions, ending the prompt's previous one."""
-        if experiment_id == _events.OFFLINE_EXPERIMENT_ID:
-            raise StoreError(422, "invalid_request", "the experiment id 'offline' is reserved for fallback runs")
-        problem = weights_problem([spec.weight for spec in variants])
-        if problem is not None:
-            raise StoreError(422, "invalid_request", problem)
-        if len({spec.version for spec in variants}) != len(variants):
-            raise StoreError(422, "invalid_request", "each version may appear once among the variants")
+        stored = _rules.check_variants(variants, experiment_id)
         with self._pool.connection() as conn:
-            latest = _latest_version(conn, prompt_id, lock=True)  # one live experiment per prompt, across instances
-            for spec in variants:
-                if not 1 <= spec.version <= latest:
-                    raise StoreError(422, "invalid_request", f"prompt has no version {spec.version}")
+            # the prompt's row lock: one live experiment per prompt, across instances
+            _rules.check_versions(variants, _latest_version(conn, project_id, prompt_id, lock=True))
             now = time.time()
             conn.execute(
                 "UPDATE experiments SET ended_at = %s WHERE prompt_id = %s AND ended_at IS NULL", (now, prompt_id)
             )
             experiment_id = experiment_id or str(uuid.uuid4())
-            stored = [{"version": spec.version, "weight": spec.weight} for spec in variants]
-            conn.execute(
-                "INSERT INTO experiments VALUES (%s, %s, %s, %s, 0, %s, NULL)",
-                (experiment_id, prompt_id, name, json.dumps(stored), now),
-            )
-            return _experiment(conn, experiment_id)
+            _insert_experiment(conn, project_id, experiment_id, prompt_id, name, stored, now=now)
+            return _experiment(conn, project_id, experiment_id)
 
-    def end_experiment(self, experiment_id: str) -> dict[str, Any]:
+    def end_experiment(self, project_id: str, experiment_id: str) -> dict[str, Any]:
         """End an experiment, idempotently; ending the live one starts a new default experiment (as ``Store``)."""
         with self._pool.connection() as conn:
-            prompt_id = _experiment(conn, experiment_id)["prompt_id"]  # 404 if unknown
-            _latest_version(conn, prompt_id, lock=True)  # one live experiment per prompt, across instances
+            prompt_id = _experiment(conn, project_id, experiment_id)["prompt_id"]  # 404 if unknown
+            _latest_version(conn, project_id, prompt_id, lock=True)  # one live experiment per prompt, across instances
             now = time.time()
             ended = conn.execute(
                 "UPDATE experiments SET ended_at = %s WHERE id = %s AND ended_at IS NULL", (now, experiment_id)
             ).rowcount
             if ended:
-                conn.execute(
-                    "INSERT INTO experiments VALUES (%s, %s, %s, %s, 1, %s, NULL)",
-                    (str(uuid.uuid4()), prompt_id, "default", json.dumps(_experiments.DEFAULT_VARIANTS), now),
-                )
-            return _experiment(conn, experiment_id)
+                _start_default_experiment(conn, project_id, prompt_id, now)
+            return _experiment(conn, project_id, experiment_id)
 
-    def get_experiment(self, experiment_id: str) -> dict[str, Any]:
-        """An experiment: its prompt, variants, and whether it is still live."""
+    def get_experiment(self, project_id: str, experiment_id: str) -> dict[str, Any]:
+        """An experiment of the project: its prompt, variants, and whether it is still live."""
         with self._pool.connection() as conn:
-            return _experiment(conn, experiment_id)
+            return _experiment(conn, project_id, experiment_id)
 
-    def list_experiments(self, prompt_id: str | None = None) -> list[dict[str, Any]]:
-        """Every experiment (of one prompt, if given), oldest first."""
+    def list_experiments(self, project_id: str, prompt_id: str | None = None) -> list[dict[str, Any]]:
+        """Every experiment of the project (of one prompt, if given), oldest first."""
+        query = "SELECT id FROM experiments WHERE project_id = %s"
+        args: tuple[str, ...] = (project_id,)
+        if prompt_id is not None:
+            query += " AND prompt_id = %s"
+            args += (prompt_id,)
         with self._pool.connection() as conn:
-            if prompt_id is None:
-                rows = conn.execute("SELECT id FROM experiments ORDER BY created_at, id")
-            else:
-                rows = conn.execute(
-                    "SELECT id FROM experiments WHERE prompt_id = %s ORDER BY created_at, id", (prompt_id,)
-                )
-            return [_experiment(conn, row[0]) for row in rows.fetchall()]
+            rows = conn.execute((query + " ORDER BY created_at, id").encode(), args).fetchall()
+            return [_experiment(conn, project_id, row[0]) for row in rows]
 
     # -- runs -----------------------------------------------------------------------------------------------------
 
     def create_run(
         self,
+        project_id: str,
         prompt_id: str,
         inputs: dict[str, Any],
         external_user_id: str | None,
@@ -178,18 +189,14 @@ class PgStore:
         database (a row every instance sees); a concurrent request with the same key waits for the claimant's answer
         and replays it, so the model runs once. A claim older than the wait is taken over (its server died)."""
         if idempotency is None:
-            return self._run_once(prompt_id, inputs, external_user_id, None, encode)
-        deadline = time.monotonic() + _IN_FLIGHT_WAIT
+            return self._run_once(project_id, prompt_id, inputs, external_user_id, None, encode)
+        deadline = time.monotonic() + _rules.IN_FLIGHT_WAIT
         while True:
             with self._pool.connection() as conn:
-                lock_key(conn, idempotency)
-                answered = replay(conn, idempotency)
-                if answered is None or (answered[0] == 0 and self._stale(conn, idempotency)):
-                    conn.execute(
-                        "INSERT INTO idempotency VALUES (%s, %s, %s, 0, NULL, %s) ON CONFLICT (scope, key) DO UPDATE"
-                        " SET created_at = EXCLUDED.created_at",
-                        (*idempotency, time.time()),
-                    )
+                lock_key(conn, project_id, idempotency)
+                answered = replay(conn, project_id, idempotency)
+                if answered is None or (answered[0] == 0 and self._stale(conn, project_id, idempotency)):
+                    claim(conn, project_id, idempotency)
                     break
                 if answered[0] != 0:
                     return answered
@@ -197,21 +204,20 @@ class PgStore:
                 raise StoreError(409, "request_in_progress", "a request with this Idempotency-Key is still running")
             time.sleep(_POLL)
         try:
-            return self._run_once(prompt_id, inputs, external_user_id, idempotency, encode)
+            return self._run_once(project_id, prompt_id, inputs, external_user_id, idempotency, encode)
         except BaseException:
-            with self._pool.connection() as conn:  # give the key back: a retry may run
-                conn.execute("DELETE FROM idempotency WHERE scope = %s AND key = %s AND status = 0", idempotency[:2])
+            with self._pool.connection() as conn:
+                release(conn, project_id, idempotency)
             raise
 
     @staticmethod
-    def _stale(conn: psycopg.Connection[Any], idempotency: Idempotency) -> bool:
-        row = conn.execute(
-            "SELECT created_at FROM idempotency WHERE scope = %s AND key = %s", idempotency[:2]
-        ).fetchone()
-        return row is not None and float(row[0]) < time.time() - _IN_FLIGHT_WAIT
+    def _stale(conn: psycopg.Connection[Any], project_id: str, idempotency: Idempotency) -> bool:
+        created_at = claimed_at(conn, project_id, idempotency)
+        return created_at is not None and created_at < time.time() - _rules.IN_FLIGHT_WAIT
 
     def _run_once(
         self,
+        project_id: str,
         prompt_id: str,
         inputs: dict[str, Any],
         external_user_id: str | None,
@@ -219,7 +225,7 @@ class PgStore:
         encode: Any,
     ) -> tuple[int, bytes]:
         with self._pool.connection() as conn:
-            _require_prompt(conn, prompt_id)
+            _require_prompt(conn, project_id, prompt_id)
             row = conn.execute(
                 "SELECT id, variants FROM experiments WHERE prompt_id = %s AND ended_at IS NULL"
                 " ORDER BY created_at DESC LIMIT 1",
@@ -227,17 +233,8 @@ class PgStore:
             ).fetchone()
             assert row is not None
             experiment_id = str(row[0])
-            variants = _experiments.variants_of(row[1])
-            position = (
-                assign_bucket(experiment_id, external_user_id)
-                if external_user_id is not None
-                else self._random.random()
-            )
-            try:
-                chosen = pick_variant(variants, position)
-            except ValueError as exc:
-                raise StoreError(409, "experiment_misconfigured", f"the live experiment cannot assign: {exc}") from None
-            version = chosen.version if chosen.version is not None else _latest_version(conn, prompt_id)
+            chosen = _rules.choose_variant(experiment_id, row[1], external_user_id, self._random)
+            version = chosen.version if chosen.version is not None else _latest_version(conn, project_id, prompt_id)
             template = str(
                 conn.execute(
                     "SELECT template FROM prompt_versions WHERE prompt_id = %s AND version = %s", (prompt_id, version)
@@ -247,19 +244,9 @@ class PgStore:
             if self.prices.prompts:
                 row = conn.execute("SELECT name FROM prompts WHERE id = %s", (prompt_id,)).fetchone()
                 names = (prompt_id, str(row[0]) if row else "")
-        missing = [name for name in template_inputs(template) if name not in inputs]
-        if missing:
-            raise StoreError(422, "missing_input", f"missing template input(s): {', '.join(missing)}")
-        size = rendered_size(template, inputs)
-        if size > MAX_OUTPUT_BYTES:
-            raise StoreError(
-                422, "output_too_large", f"the rendered prompt would be {size} bytes, more than {MAX_OUTPUT_BYTES}"
-            )
+        _rules.check_inputs(template, inputs)
         completion = call_model(self.provider, template, inputs)  # no connection and no lock held
-        output = completion.output
-        size = len(output.encode("utf-8", "surrogatepass"))
-        if size > MAX_OUTPUT_BYTES:
-            raise StoreError(422, "output_too_large", f"the output is {size} bytes, more than {MAX_OUTPUT_BYTES}")
+        output = _rules.check_output(completion.output)
         run_id = str(uuid.uuid4())
         variant = f"v{version}"
         body = {
@@ -276,18 +263,30 @@ class PgStore:
         with self._pool.connection() as conn:
             conn.execute(
                 "INSERT INTO runs (id, prompt_id, experiment_id, version, variant, external_user_id, output,"
-                " created_at, latency_ms, input_tokens, output_tokens, cost_usd)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (run_id, prompt_id, experiment_id, version, variant, external_user_id, output, time.time(), *metrics),
+                " created_at, project_id, latency_ms, input_tokens, output_tokens, cost_usd)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (
+                    run_id,
+                    prompt_id,
+                    experiment_id,
+                    version,
+                    variant,
+                    external_user_id,
+                    output,
+                    time.time(),
+                    project_id,
+                    *metrics,
+                ),
             )
             if idempotency is not None:
-                remember(conn, idempotency, response)
+                remember(conn, project_id, idempotency, response)
         return 200, response
 
     # -- events ---------------------------------------------------------------------------------------------------
 
     def ingest_events(
         self,
+        project_id: str,
         total: int,
         decoded: list[tuple[int, EventBody]],
         rejected: list[Rejection],
@@ -295,56 +294,47 @@ class PgStore:
         idempotency: Idempotency | None,
         encode: Any,
     ) -> bytes:
-        """Store a batch's new events with one multi-row ``INSERT ... ON CONFLICT (event_id) DO NOTHING``: an event
-        stored meanwhile by another connection or instance counts as a duplicate, never twice. The answer is kept
-        under the batch's Idempotency-Key in the same transaction (same-key batches are serialised)."""
+        """Store a batch's new events with one multi-row ``INSERT ... ON CONFLICT (project_id, event_id) DO
+        NOTHING``: an event stored meanwhile by another connection or instance counts as a duplicate, never twice.
+        The answer is kept under the batch's Idempotency-Key in the same transaction (same-key batches are
+        serialised), with the rejections' reasons."""
         rejected = list(rejected)
         with self._pool.connection() as conn:
             if idempotency is not None:
-                lock_key(conn, idempotency)
-            answered = replay(conn, idempotency)
+                lock_key(conn, project_id, idempotency)
+            answered = replay(conn, project_id, idempotency)
             if answered is not None:
                 assert idempotency is not None
-                log_batch(conn, idempotency[1], total, 0, 0, 0, replayed=True)
+                log_batch(conn, project_id, idempotency[1], total, 0, 0, 0, replayed=True)
                 return answered[1]
             run_ids = list({event.prompt_run_id for _, event in decoded})
-            rows = conn.execute("SELECT id, experiment_id FROM runs WHERE id = ANY(%s)", (run_ids,)).fetchall()
+            rows = conn.execute(
+                "SELECT id, experiment_id FROM runs WHERE project_id = %s AND id = ANY(%s)", (project_id, run_ids)
+            ).fetchall()
             runs: dict[str, str] = {str(row[0]): str(row[1]) for row in rows}
-            candidates: list[tuple[int, EventBody]] = []
-            seen: set[str] = set()
-            duplicates = 0
-            for index, event in decoded:
-                run_experiment = runs.get(event.prompt_run_id)
-                if run_experiment is None and _events.is_offline_run(event.prompt_run_id, event.experiment_id):
-                    run_experiment = event.experiment_id  # stored as an offline event: in no experiment's results
-                if run_experiment is None:
-                    rejected.append(Rejection(index, event.event_id, "unknown prompt_run_id"))
-                elif run_experiment != event.experiment_id:
-                    rejected.append(Rejection(index, event.event_id, "experiment_id does not match the run's"))
-                elif event.event_id in seen:
-                    duplicates += 1
-                else:
-                    seen.add(event.event_id)
-                    candidates.append((index, event))
-            inserted = insert_events(conn, [event for _, event in candidates], time.time())
+            # dedup against stored events happens in the insert itself (ON CONFLICT), atomically across instances
+            candidates, duplicates = _rules.sort_events(decoded, runs, set(), rejected)
+            inserted = insert_events(conn, project_id, candidates, time.time())
             duplicates += len(candidates) - len(inserted)
-            rejected.sort(key=lambda r: r.index)
             result = BatchResult(accepted=len(inserted), duplicates=duplicates, rejected=rejected)
             response: bytes = encode(result)
             if idempotency is not None:
-                remember(conn, idempotency, response)
+                remember(conn, project_id, idempotency, response)
             key = idempotency[1] if idempotency else None
-            log_batch(conn, key, total, len(inserted), duplicates, len(rejected))
+            log_batch(conn, project_id, key, total, len(inserted), duplicates, len(rejected))
+            _projects.keep_rejections(PgSql(conn), project_id, rejected, key, time.time())
             return response
 
     # -- reading, for results, the CLI and tests ------------------------------------------------------------------
 
-    def experiment_results(self, experiment_id: str, *, guardrails: tuple[str, ...] | None = None) -> dict[str, Any]:
+    def experiment_results(
+        self, project_id: str, experiment_id: str, *, guardrails: tuple[str, ...] | None = None
+    ) -> dict[str, Any]:
         """Per-variant results, aggregated by PostgreSQL in one consistent snapshot (the same SQL as Store's)."""
         with self._pool.connection() as conn:
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            experiment = _experiment(conn, experiment_id)
-            aggregates = read_aggregates(POSTGRESQL, pg_fetch(conn), experiment_id)
+            experiment = _experiment(conn, project_id, experiment_id)
+            aggregates = read_aggregates(POSTGRESQL, pg_fetch(conn), project_id, experiment_id)
         return results_from_aggregates(experiment, aggregates, GUARDRAIL_METRICS if guardrails is None else guardrails)
 
     def experiment_timeseries(self, project_id: str, experiment_id: str) -> dict[str, Any]:
@@ -352,17 +342,23 @@ class PgStore:
         always-valid interval (docs/protocol.md, "Time series")."""
         with self._pool.connection() as conn:
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            experiment = of_project(_experiment(conn, experiment_id), project_id)
-            days = read_timeseries(POSTGRESQL, pg_fetch(conn), experiment_id)
+            experiment = _experiment(conn, project_id, experiment_id)  # 404 in another project
+            days = read_timeseries(POSTGRESQL, pg_fetch(conn), project_id, experiment_id)
         return timeseries(experiment, days)
 
-    def event_ids(self) -> list[str]:
-        """Every stored event's id, sorted (byte order, as SQLite's)."""
+    def event_ids(self, project_id: str | None = None) -> list[str]:
+        """Every stored event's id (of one project, if given), sorted (byte order, as SQLite's)."""
         with self._pool.connection() as conn:
-            return [row[0] for row in conn.execute('SELECT event_id FROM events ORDER BY event_id COLLATE "C"')]
+            if project_id is None:
+                rows = conn.execute('SELECT event_id FROM events ORDER BY event_id COLLATE "C"')
+            else:
+                query = 'SELECT event_id FROM events WHERE project_id = %s ORDER BY event_id COLLATE "C"'
+                rows = conn.execute(query, (project_id,))
+            return [row[0] for row in rows]
 
     def count(self, table: str, where: str = "", args: Iterable[Any] = ()) -> int:
-        """Rows of one of the store's tables, optionally filtered by a ``WHERE`` clause with ``?`` arguments."""
+        """Rows of one of the store's tables (all projects'), optionally filtered by a ``WHERE`` clause with ``?``
+        arguments."""
         if table not in _TABLES:
             raise ValueError(table)
         with self._pool.connection() as conn:
@@ -370,7 +366,7 @@ class PgStore:
             return int(conn.execute(query.encode(), tuple(args)).fetchone()[0])  # type: ignore[index]
 
     def batch_log(self) -> list[dict[str, Any]]:
-        """Every event batch the server answered, in order."""
+        """Every event batch the server answered (for every project), in order."""
         with self._pool.connection() as conn:
             cursor = conn.execute("SELECT * FROM batch_log ORDER BY seq")
             names = [d.name for d in cursor.description or ()]
@@ -379,64 +375,76 @@ class PgStore:
 
 def _insert_version(conn: psycopg.Connection[Any], prompt_id: str, version: int, template: str, now: float) -> None:
     conn.execute(
-        "INSERT INTO prompt_versions VALUES (%s, %s, %s, %s, %s)",
+        "INSERT INTO prompt_versions (prompt_id, version, template, inputs, created_at) VALUES (%s, %s, %s, %s, %s)",
         (prompt_id, version, template, json.dumps(template_inputs(template)), now),
     )
 
 
-def _require_prompt(conn: psycopg.Connection[Any], prompt_id: str, *, lock: bool = False) -> None:
-    query = "SELECT 1 FROM prompts WHERE id = %s" + (" FOR UPDATE" if lock else "")
-    if conn.execute(query.encode(), (prompt_id,)).fetchone() is None:
-        raise StoreError(404, "prompt_not_found", f"no prompt with id {prompt_id!r}")
+def _insert_experiment(
+    conn: psycopg.Connection[Any],
+    project_id: str,
+    experiment_id: str,
+    prompt_id: str,
+    name: str | None,
+    variants: list[dict[str, Any]],
+    *,
+    now: float,
+    is_default: bool = False,
+) -> None:
+    conn.execute(
+        "INSERT INTO experiments (id, prompt_id, name, variants, is_default, created_at, ended_at, project_id)"
+        " VALUES (%s, %s, %s, %s, %s, %s, NULL, %s)",
+        (experiment_id, prompt_id, name, json.dumps(variants), int(is_default), now, project_id),
+    )
 
 
-def _latest_version(conn: psycopg.Connection[Any], prompt_id: str, *, lock: bool = False) -> int:
-    _require_prompt(conn, prompt_id, lock=lock)
+def _start_default_experiment(conn: psycopg.Connection[Any], project_id: str, prompt_id: str, now: float) -> None:
+    _insert_experiment(
+        conn,
+        project_id,
+        str(uuid.uuid4()),
+        prompt_id,
+        _rules.DEFAULT_EXPERIMENT_NAME,
+        _rules.DEFAULT_VARIANTS,
+        now=now,
+        is_default=True,
+    )
+
+
+def _require_prompt(conn: psycopg.Connection[Any], project_id: str, prompt_id: str, *, lock: bool = False) -> None:
+    query = "SELECT 1 FROM prompts WHERE id = %s AND project_id = %s" + (" FOR UPDATE" if lock else "")
+    if conn.execute(query.encode(), (prompt_id, project_id)).fetchone() is None:
+        raise _rules.prompt_not_found(prompt_id)
+
+
+def _latest_version(conn: psycopg.Connection[Any], project_id: str, prompt_id: str, *, lock: bool = False) -> int:
+    _require_prompt(conn, project_id, prompt_id, lock=lock)
     row = conn.execute("SELECT MAX(version) FROM prompt_versions WHERE prompt_id = %s", (prompt_id,)).fetchone()
     assert row is not None
     return int(row[0])
 
 
-def _prompt(conn: psycopg.Connection[Any], prompt_id: str) -> dict[str, Any]:
-    row = conn.execute("SELECT id, name, created_at FROM prompts WHERE id = %s", (prompt_id,)).fetchone()
+def _prompt(conn: psycopg.Connection[Any], project_id: str, prompt_id: str) -> dict[str, Any]:
+    query = "SELECT id, name, created_at FROM prompts WHERE id = %s AND project_id = %s"
+    row = conn.execute(query, (prompt_id, project_id)).fetchone()
     if row is None:
-        raise StoreError(404, "prompt_not_found", f"no prompt with id {prompt_id!r}")
-    versions = [
-        {"version": v, "template": t, "inputs": json.loads(i)}
-        for v, t, i in conn.execute(
-            "SELECT version, template, inputs FROM prompt_versions WHERE prompt_id = %s ORDER BY version",
-            (prompt_id,),
-        ).fetchall()
-    ]
+        raise _rules.prompt_not_found(prompt_id)
+    versions = conn.execute(
+        "SELECT version, template, inputs FROM prompt_versions WHERE prompt_id = %s ORDER BY version", (prompt_id,)
+    ).fetchall()
     live = conn.execute(
         "SELECT id FROM experiments WHERE prompt_id = %s AND ended_at IS NULL ORDER BY created_at DESC LIMIT 1",
         (prompt_id,),
     ).fetchone()
     assert live is not None
-    return {
-        "prompt_id": row[0],
-        "name": row[1],
-        "latest_version": versions[-1]["version"],
-        "versions": versions,
-        "experiment_id": live[0],
-        "created_at": row[2],
-    }
+    return _rules.prompt_view(row, versions, live[0])
 
 
-def _experiment(conn: psycopg.Connection[Any], experiment_id: str) -> dict[str, Any]:
+def _experiment(conn: psycopg.Connection[Any], project_id: str, experiment_id: str) -> dict[str, Any]:
     row = conn.execute(
-        "SELECT id, prompt_id, name, variants, is_default, created_at, ended_at FROM experiments WHERE id = %s",
-        (experiment_id,),
+        f"SELECT {_rules.EXPERIMENT_COLUMNS} FROM experiments WHERE id = %s AND project_id = %s".encode(),
+        (experiment_id, project_id),
     ).fetchone()
     if row is None:
-        raise StoreError(404, "experiment_not_found", f"no experiment with id {experiment_id!r}")
-    return {
-        "experiment_id": row[0],
-        "prompt_id": row[1],
-        "name": row[2],
-        "variants": json.loads(row[3]),
-        "is_default": bool(row[4]),
-        "created_at": row[5],
-        "ended_at": row[6],
-        "active": row[6] is None,
-    }
+        raise _rules.experiment_not_found(experiment_id)
+    return _rules.experiment_view(row)

@@ -57,12 +57,12 @@ WITH run_events AS (
         MAX(CASE WHEN type = 'click' THEN 1 ELSE 0 END) AS clicked,
         MAX(CASE WHEN type = 'conversion' THEN 1 ELSE 0 END) AS converted,
         SUM(CASE WHEN type = 'engagement' THEN {_valid("engagement_score")} END) AS engagement
-    FROM events WHERE experiment_id = ? GROUP BY prompt_run_id),
+    FROM events WHERE project_id = ? AND experiment_id = ? GROUP BY prompt_run_id),
 ranked AS (
     SELECT prompt_run_id AS run_id, type, thumbs_up, rating,
         ROW_NUMBER() OVER (PARTITION BY prompt_run_id, type
                            ORDER BY (timestamp || '|' || event_id){{by_code_point}} DESC) AS recency
-    FROM events WHERE experiment_id = ?
+    FROM events WHERE project_id = ? AND experiment_id = ?
         AND ((type = 'feedback' AND thumbs_up IN (0, 1)) OR (type = 'rating' AND rating BETWEEN -{LIMIT} AND {LIMIT}))),
 latest AS (
     SELECT run_id,
@@ -75,7 +75,7 @@ per_run AS (
         {_valid("r.latency_ms", "0")} AS latency,
         {", ".join(f"{expression} AS {name}" for name, expression in _USAGE_COLUMNS.items())}
     FROM runs r LEFT JOIN run_events x ON x.run_id = r.id LEFT JOIN latest l ON l.run_id = r.id
-    WHERE r.experiment_id = ?),
+    WHERE r.project_id = ? AND r.experiment_id = ?),
 means AS (
     SELECT variant, AVG(rating) AS rating, AVG(engagement) AS engagement,
         {", ".join(f"AVG({name}) AS {name}" for name in USAGE_METRICS)},
@@ -123,8 +123,8 @@ SELECT r.variant, e.type, COUNT(*),
              AND NOT (e.rating BETWEEN -{LIMIT} AND {LIMIT}) THEN 1 ELSE 0 END),
     SUM(CASE WHEN e.type = 'engagement' AND e.engagement_score IS NOT NULL
              AND NOT (e.engagement_score BETWEEN -{LIMIT} AND {LIMIT}) THEN 1 ELSE 0 END)
-FROM events e JOIN runs r ON r.id = e.prompt_run_id
-WHERE e.experiment_id = ? AND r.experiment_id = ?
+FROM events e JOIN runs r ON r.id = e.prompt_run_id AND r.project_id = e.project_id
+WHERE e.project_id = ? AND e.experiment_id = ? AND r.experiment_id = ?
 GROUP BY r.variant, e.type
 """
 
@@ -132,7 +132,7 @@ _LATENCY = f"""
 SELECT variant, position, latency FROM (
     SELECT variant, CAST(latency_ms AS DOUBLE PRECISION) AS latency,
         ROW_NUMBER() OVER (PARTITION BY variant ORDER BY latency_ms) AS position
-    FROM runs WHERE experiment_id = ? AND latency_ms BETWEEN 0 AND {LIMIT}) ranked
+    FROM runs WHERE project_id = ? AND experiment_id = ? AND latency_ms BETWEEN 0 AND {LIMIT}) ranked
 WHERE position IN ({{positions}})
 """
 
@@ -151,16 +151,17 @@ def _number(value: Any) -> float:
     return 0.0 if value is None else float(value)
 
 
-def read_aggregates(dialect: Dialect, fetch: Fetch, experiment_id: str) -> Aggregates:
+def read_aggregates(dialect: Dialect, fetch: Fetch, project_id: str, experiment_id: str) -> Aggregates:
     """Every variant's aggregates of one experiment, in three queries (call it inside one snapshot).
 
     Example:
         ```python
-        aggregates = read_aggregates(SQLITE, lambda sql, args: db.execute(sql, args).fetchall(), experiment_id)
+        fetch = lambda sql, args: db.execute(sql, args).fetchall()  # noqa: E731
+        aggregates = read_aggregates(SQLITE, fetch, "default", experiment_id)
         ```
     """
     aggregates = Aggregates()
-    for row in fetch(dialect.sql(_VARIANTS), [experiment_id] * 3):
+    for row in fetch(dialect.sql(_VARIANTS), [project_id, experiment_id] * 3):
         name = str(row[0])
         counts = [int(_number(value)) for value in row[1:10]]
         variant = VariantAggregate(name)
@@ -188,7 +189,9 @@ def read_aggregates(dialect: Dialect, fetch: Fetch, experiment_id: str) -> Aggre
             )  # fmt: skip
             column += 6
         aggregates.variants[name] = variant
-    for name, kind, count, thumbs, rating, engagement in fetch(dialect.sql(_EVENTS), [experiment_id] * 2):
+    for name, kind, count, thumbs, rating, engagement in fetch(
+        dialect.sql(_EVENTS), [project_id, experiment_id, experiment_id]
+    ):
         aggregates.variants[str(name)].events[str(kind)] = int(count)
         for field, excluded in (("thumbs_up", thumbs), ("rating", rating), ("engagement_score", engagement)):
             if excluded:
@@ -198,7 +201,7 @@ def read_aggregates(dialect: Dialect, fetch: Fetch, experiment_id: str) -> Aggre
     if positions:
         values: dict[str, dict[int, float]] = {}
         query = dialect.sql(_LATENCY).replace("{positions}", ",".join(str(rank) for rank in positions))
-        for name, position, latency in fetch(query, [experiment_id]):
+        for name, position, latency in fetch(query, [project_id, experiment_id]):
             values.setdefault(str(name), {})[int(position)] = float(latency)
         for name, per in plans.items():
             aggregates.variants[name].latency = _estimates(per, values.get(name, {}))
@@ -211,12 +214,12 @@ def _estimates(plans: dict[str, QuantilePlan], values: dict[int, float]) -> dict
 
 _TIMESERIES_RUNS = """
 SELECT r.variant, {day} AS day, COUNT(*), COUNT(DISTINCT r.external_user_id)
-FROM runs r WHERE r.experiment_id = ? GROUP BY r.variant, {day}
+FROM runs r WHERE r.project_id = ? AND r.experiment_id = ? GROUP BY r.variant, {day}
 """
 _TIMESERIES_CONVERSIONS = """
 SELECT r.variant, substr(e.timestamp, 1, 10) AS day, COUNT(*)
-FROM events e JOIN runs r ON r.id = e.prompt_run_id
-WHERE e.experiment_id = ? AND r.experiment_id = ? AND e.type = 'conversion'
+FROM events e JOIN runs r ON r.id = e.prompt_run_id AND r.project_id = e.project_id
+WHERE e.project_id = ? AND e.experiment_id = ? AND r.experiment_id = ? AND e.type = 'conversion'
 GROUP BY r.variant, substr(e.timestamp, 1, 10)
 """
 # Per user (within a variant): the day of their first run, and of their first conversion (never before the first
@@ -224,12 +227,13 @@ GROUP BY r.variant, substr(e.timestamp, 1, 10)
 _TIMESERIES_USERS = """
 WITH user_runs AS (
     SELECT r.variant, r.external_user_id AS user_id, MIN({day}) AS first_run
-    FROM runs r WHERE r.experiment_id = ? AND r.external_user_id IS NOT NULL
+    FROM runs r WHERE r.project_id = ? AND r.experiment_id = ? AND r.external_user_id IS NOT NULL
     GROUP BY r.variant, r.external_user_id),
 user_conversions AS (
     SELECT r.variant, r.external_user_id AS user_id, MIN(substr(e.timestamp, 1, 10)) AS first_conversion
-    FROM events e JOIN runs r ON r.id = e.prompt_run_id
-    WHERE e.experiment_id = ? AND r.experiment_id = ? AND e.type = 'conversion' AND r.external_user_id IS NOT NULL
+    FROM events e JOIN runs r ON r.id = e.prompt_run_id AND r.project_id = e.project_id
+    WHERE e.project_id = ? AND e.experiment_id = ? AND r.experiment_id = ? AND e.type = 'conversion'
+        AND r.external_user_id IS NOT NULL
     GROUP BY r.variant, r.external_user_id)
 SELECT u.variant, u.first_run, 'new_users', COUNT(*) FROM user_runs u GROUP BY u.variant, u.first_run
 UNION ALL
@@ -240,7 +244,9 @@ GROUP BY u.variant, CASE WHEN c.first_conversion > u.first_run THEN c.first_conv
 """
 
 
-def read_timeseries(dialect: Dialect, fetch: Fetch, experiment_id: str) -> dict[tuple[str, str], dict[str, int]]:
+def read_timeseries(
+    dialect: Dialect, fetch: Fetch, project_id: str, experiment_id: str
+) -> dict[tuple[str, str], dict[str, int]]:
     """Daily counts per (UTC date, variant): runs, users, conversions, new_users and converted_users."""
     days: dict[tuple[str, str], dict[str, int]] = {}
 
@@ -250,14 +256,15 @@ def read_timeseries(dialect: Dialect, fetch: Fetch, experiment_id: str) -> dict[
         ))  # fmt: skip
         row[field] += int(count)
 
-    for variant, day, runs, users in fetch(dialect.sql(_TIMESERIES_RUNS.replace("{day}", dialect.run_day)), [
-        experiment_id
-    ]):  # fmt: skip
+    runs_query = dialect.sql(_TIMESERIES_RUNS.replace("{day}", dialect.run_day))
+    for variant, day, runs, users in fetch(runs_query, [project_id, experiment_id]):
         add(variant, day, "runs", runs)
         add(variant, day, "users", users)
-    for variant, day, count in fetch(dialect.sql(_TIMESERIES_CONVERSIONS), [experiment_id] * 2):
+    for variant, day, count in fetch(dialect.sql(_TIMESERIES_CONVERSIONS), [project_id, experiment_id, experiment_id]):
         add(variant, day, "conversions", count)
     query = dialect.sql(_TIMESERIES_USERS.replace("{day}", dialect.run_day))
-    for variant, day, field, count in fetch(query, [experiment_id] * 3):
+    for variant, day, field, count in fetch(
+        query, [project_id, experiment_id, project_id, experiment_id, experiment_id]
+    ):
         add(variant, day, str(field), count)
     return days

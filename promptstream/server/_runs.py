@@ -12,6 +12,7 @@ RunMetrics = tuple[float | None, int | None, int | None, float | None]  # latenc
 
 def insert_run(
     db: sqlite3.Connection,
+    project_id: str,
     run_id: str,
     prompt_id: str,
     experiment_id: str,
@@ -23,14 +24,27 @@ def insert_run(
 ) -> None:
     db.execute(
         "INSERT INTO runs (id, prompt_id, experiment_id, version, variant, external_user_id, output, created_at,"
-        " latency_ms, input_tokens, output_tokens, cost_usd) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (run_id, prompt_id, experiment_id, version, variant, external_user_id, output, time.time(), *metrics),
+        " project_id, latency_ms, input_tokens, output_tokens, cost_usd)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            run_id,
+            prompt_id,
+            experiment_id,
+            version,
+            variant,
+            external_user_id,
+            output,
+            time.time(),
+            project_id,
+            *metrics,
+        ),
     )
 
 
-def run_experiments(db: sqlite3.Connection, run_ids: set[str]) -> dict[str, str]:
-    """The experiment of each of these runs that exists."""
-    return dict(select_in(db, "SELECT id, experiment_id FROM runs WHERE id IN ({marks})", list(run_ids)))
+def run_experiments(db: sqlite3.Connection, project_id: str, run_ids: set[str]) -> dict[str, str]:
+    """The experiment of each of these runs that exists in the project (another project's run is unknown)."""
+    query = "SELECT id, experiment_id FROM runs WHERE project_id = ? AND id IN ({marks})"
+    return {row[0]: row[1] for row in select_in(db, query, list(run_ids), prefix=(project_id,))}
 
 
 def prompt_name(db: sqlite3.Connection, prompt_id: str) -> str:

@@ -48,11 +48,58 @@ CREATE TABLE IF NOT EXISTS batch_log (
     duplicates INTEGER NOT NULL, rejected INTEGER NOT NULL, replayed INTEGER NOT NULL, received_at REAL NOT NULL);
 """
 
+# Projects (README.md, "Projects and API keys"): every prompt, experiment, run, event and idempotency record belongs to
+# one project; what an older release stored goes to the "default" project. Event dedup and Idempotency-Keys become
+# per project, so those two tables are rebuilt with the project in their primary key (SQLite cannot alter one); the
+# old per-key idempotency scope ("<key digest>:<endpoint>") becomes the endpoint alone.
+SCHEMA_V3_PROJECTS = """
+CREATE TABLE projects (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, created_at REAL NOT NULL);
+INSERT INTO projects VALUES ('default', 'default', (julianday('now') - 2440587.5) * 86400.0);
+-- secret_hash: SHA-256 of the whole key, the only form in which a key is kept
+CREATE TABLE api_keys (
+    id TEXT PRIMARY KEY, project_id TEXT NOT NULL REFERENCES projects(id), name TEXT NOT NULL, prefix TEXT NOT NULL,
+    secret_hash TEXT NOT NULL UNIQUE, created_at REAL NOT NULL, last_used_at REAL, revoked_at REAL);
+CREATE INDEX api_keys_by_project ON api_keys(project_id, created_at);
+ALTER TABLE prompts ADD COLUMN project_id TEXT NOT NULL DEFAULT 'default';
+CREATE INDEX prompts_by_project ON prompts(project_id, created_at);
+ALTER TABLE experiments ADD COLUMN project_id TEXT NOT NULL DEFAULT 'default';
+CREATE INDEX experiments_by_project ON experiments(project_id, created_at);
+ALTER TABLE runs ADD COLUMN project_id TEXT NOT NULL DEFAULT 'default';
+ALTER TABLE batch_log ADD COLUMN project_id TEXT NOT NULL DEFAULT 'default';
+CREATE TABLE events_v3 (
+    event_id TEXT NOT NULL, type TEXT NOT NULL, prompt_run_id TEXT NOT NULL, experiment_id TEXT NOT NULL,
+    timestamp TEXT NOT NULL, external_user_id TEXT, label TEXT, source TEXT, metadata TEXT,
+    thumbs_up INTEGER, rating REAL, engagement_score REAL, received_at REAL NOT NULL,
+    project_id TEXT NOT NULL DEFAULT 'default',
+    PRIMARY KEY (project_id, event_id));
+INSERT INTO events_v3 SELECT event_id, type, prompt_run_id, experiment_id, timestamp, external_user_id, label, source,
+    metadata, thumbs_up, rating, engagement_score, received_at, 'default' FROM events;
+DROP TABLE events;
+ALTER TABLE events_v3 RENAME TO events;
+CREATE INDEX events_by_experiment ON events(experiment_id, type);
+-- the dashboard's recent events of one experiment, newest first
+CREATE INDEX events_recent ON events(experiment_id, received_at);
+CREATE TABLE idempotency_v3 (
+    project_id TEXT NOT NULL, scope TEXT NOT NULL, key TEXT NOT NULL, request_hash TEXT NOT NULL,
+    status INTEGER NOT NULL, response BLOB NOT NULL, created_at REAL NOT NULL, PRIMARY KEY (project_id, scope, key));
+INSERT OR IGNORE INTO idempotency_v3 SELECT 'default',
+    CASE WHEN substr(scope, 17, 1) = ':' AND substr(scope, 1, 16) NOT GLOB '*[^0-9a-f]*' THEN substr(scope, 18)
+    ELSE scope END, key, request_hash, status, response, created_at FROM idempotency ORDER BY created_at;
+DROP TABLE idempotency;
+ALTER TABLE idempotency_v3 RENAME TO idempotency;
+-- the reasons of rejected events, the newest few per project (kept bounded by _projects.keep_rejections)
+CREATE TABLE rejections (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, project_id TEXT NOT NULL, event_id TEXT, reason TEXT NOT NULL,
+    batch_index INTEGER NOT NULL, idempotency_key TEXT, received_at REAL NOT NULL);
+CREATE INDEX rejections_by_project ON rejections(project_id, seq);
+"""
+
 # Appended, never edited: a database of any earlier release upgrades through every later step in order.
 MIGRATIONS: list[tuple[int, str]] = [
     (1, SCHEMA_V1),
     # the results read (run id, variant, user) of one experiment's runs: answered from the index alone
     (2, "CREATE INDEX IF NOT EXISTS runs_for_results ON runs(experiment_id, variant, external_user_id, id);"),
+    (3, SCHEMA_V3_PROJECTS),
     # run metrics (latency, tokens, cost), and the index the results rank an experiment's latencies per variant from
     # (the plans are in docs/experiments.md)
     (
@@ -145,12 +192,13 @@ class Transaction:
         self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
 
 
-def replay(db: sqlite3.Connection, idempotency: Idempotency | None) -> tuple[int, bytes] | None:
+def replay(db: sqlite3.Connection, project_id: str, idempotency: Idempotency | None) -> tuple[int, bytes] | None:
     """The stored (status, body) for a retried request; 422 when its key was used for another body."""
     if idempotency is None:
         return None
     row = db.execute(
-        "SELECT request_hash, status, response FROM idempotency WHERE scope = ? AND key = ?", idempotency[:2]
+        "SELECT request_hash, status, response FROM idempotency WHERE project_id = ? AND scope = ? AND key = ?",
+        (project_id, *idempotency[:2]),
     ).fetchone()
     if row is None:
         return None
@@ -161,13 +209,18 @@ def replay(db: sqlite3.Connection, idempotency: Idempotency | None) -> tuple[int
     return int(row[1]), bytes(row[2])
 
 
-def remember(db: sqlite3.Connection, idempotency: Idempotency, response: bytes) -> None:
+def remember(db: sqlite3.Connection, project_id: str, idempotency: Idempotency, response: bytes) -> None:
     """Keep the answer to an idempotent request, in the caller's transaction."""
-    db.execute("INSERT INTO idempotency VALUES (?, ?, ?, 200, ?, ?)", (*idempotency, response, time.time()))
+    db.execute(
+        "INSERT INTO idempotency (project_id, scope, key, request_hash, status, response, created_at)"
+        " VALUES (?, ?, ?, ?, 200, ?, ?)",
+        (project_id, *idempotency, response, time.time()),
+    )
 
 
-def select_in(db: sqlite3.Connection, query: str, ids: Sequence[str]) -> Iterator[Any]:
-    """Rows of ``query`` (with one ``IN ({marks})``) for every id, in chunks SQLite accepts."""
+def select_in(db: sqlite3.Connection, query: str, ids: Sequence[str], prefix: Sequence[Any] = ()) -> Iterator[Any]:
+    """Rows of ``query`` (with one ``IN ({marks})``, after the ``prefix`` arguments) for every id, in chunks SQLite
+    accepts."""
     for start in range(0, len(ids), _SQL_CHUNK):
         chunk = ids[start : start + _SQL_CHUNK]
-        yield from db.execute(query.format(marks=",".join("?" * len(chunk))), chunk)
+        yield from db.execute(query.format(marks=",".join("?" * len(chunk))), (*prefix, *chunk))

@@ -1,6 +1,10 @@
 """The one storage interface of the reference server: what the HTTP app needs from a database. ``Store`` implements
 it on SQLite (_store.py over _sqlite.py and one module of SQL per aggregate: _prompts.py, _experiments.py, _runs.py,
-_events.py); a PostgreSQL implementation would implement the same protocol and pass the same tests.
+_events.py), ``PgStore`` on PostgreSQL (_pgstore.py over _pg.py); both pass the same tests.
+
+Every data method takes the project first: a project owns its prompts, experiments, runs and events, and another
+project's are not found (``StoreError`` 404), exactly as ones that do not exist. Projects and their API keys are in
+_projects.py, shared by both.
 
 Every method is blocking and short; the app calls them from a worker thread, never on its event loop. Refusals are
 ``StoreError`` (a status and an error type for the envelope); anything else is a server failure.
@@ -23,7 +27,7 @@ class StoreError(Exception):
     Example:
         ```python
         try:
-            store.get_prompt("no-such-prompt")
+            store.get_prompt("default", "no-such-prompt")
         except StoreError as exc:
             print(exc.status, exc.error_type)  # 404 prompt_not_found
         ```
@@ -51,32 +55,39 @@ class Storage(Protocol):
 
     def close(self) -> None: ...
 
-    def create_prompt(self, name: str, template: str) -> dict[str, Any]: ...
+    def create_prompt(self, project_id: str, name: str, template: str) -> dict[str, Any]: ...
 
-    def add_version(self, prompt_id: str, template: str) -> dict[str, Any]: ...
+    def add_version(self, project_id: str, prompt_id: str, template: str) -> dict[str, Any]: ...
 
-    def get_prompt(self, prompt_id: str) -> dict[str, Any]: ...
+    def get_prompt(self, project_id: str, prompt_id: str) -> dict[str, Any]: ...
 
-    def list_prompts(self) -> list[dict[str, Any]]: ...
+    def list_prompts(self, project_id: str) -> list[dict[str, Any]]: ...
 
     def create_experiment(
-        self, prompt_id: str, variants: list[VariantSpec], name: str | None = None, *, experiment_id: str | None = None
+        self,
+        project_id: str,
+        prompt_id: str,
+        variants: list[VariantSpec],
+        name: str | None = None,
+        *,
+        experiment_id: str | None = None,
     ) -> dict[str, Any]: ...
 
-    def end_experiment(self, experiment_id: str) -> dict[str, Any]: ...
+    def end_experiment(self, project_id: str, experiment_id: str) -> dict[str, Any]: ...
 
-    def get_experiment(self, experiment_id: str) -> dict[str, Any]: ...
+    def get_experiment(self, project_id: str, experiment_id: str) -> dict[str, Any]: ...
 
-    def list_experiments(self, prompt_id: str | None = None) -> list[dict[str, Any]]: ...
+    def list_experiments(self, project_id: str, prompt_id: str | None = None) -> list[dict[str, Any]]: ...
 
     def experiment_results(
-        self, experiment_id: str, *, guardrails: tuple[str, ...] | None = None
+        self, project_id: str, experiment_id: str, *, guardrails: tuple[str, ...] | None = None
     ) -> dict[str, Any]: ...
 
     def experiment_timeseries(self, project_id: str, experiment_id: str) -> dict[str, Any]: ...
 
     def create_run(
         self,
+        project_id: str,
         prompt_id: str,
         inputs: dict[str, Any],
         external_user_id: str | None,
@@ -87,6 +98,7 @@ class Storage(Protocol):
 
     def ingest_events(
         self,
+        project_id: str,
         total: int,
         decoded: list[tuple[int, EventBody]],
         rejected: list[Rejection],
@@ -95,7 +107,29 @@ class Storage(Protocol):
         encode: Any,
     ) -> bytes: ...
 
-    def event_ids(self) -> list[str]: ...
+    # -- projects and their keys (_projects.py) -------------------------------------------------------------------
+
+    def create_project(self, name: str) -> dict[str, Any]: ...
+
+    def get_project(self, project_id: str) -> dict[str, Any]: ...
+
+    def list_projects(self) -> list[dict[str, Any]]: ...
+
+    def create_api_key(self, project_id: str, name: str) -> tuple[dict[str, Any], str]: ...
+
+    def list_api_keys(self, project_id: str) -> list[dict[str, Any]]: ...
+
+    def revoke_api_key(self, project_id: str, key_id: str) -> dict[str, Any]: ...
+
+    def project_for_key(self, secret: str) -> str | None: ...
+
+    def recent_events(self, project_id: str, experiment_id: str, limit: int = 100) -> list[dict[str, Any]]: ...
+
+    def recent_rejections(self, project_id: str, limit: int = 100) -> list[dict[str, Any]]: ...
+
+    # -- inspection across every project, for tests and operators -------------------------------------------------
+
+    def event_ids(self, project_id: str | None = None) -> list[str]: ...
 
     def count(self, table: str, where: str = "", args: Iterable[Any] = ()) -> int: ...
 

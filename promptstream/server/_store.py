@@ -3,49 +3,49 @@
 Every public method is blocking and short: one transaction under one lock (the server calls them from a thread
 pool, never on its event loop). The one slow step, the model call of a run, happens outside the lock. The SQL lives
 in one module per aggregate (_prompts.py, _experiments.py, _runs.py, _events.py) over _sqlite.py; this module
-holds the rules that span them.
+holds the transactions that span them; the rules both backends share are in _rules.py, projects and keys in
+_projects.py. Every data method takes the project first: a project sees only its own prompts, experiments, runs and
+events, and another project's are not found (404), exactly as ones that do not exist.
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
+import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import _events, _experiments, _prompts, _runs
-from ._assignment import assign_bucket, pick_variant
+from . import _events, _experiments, _projects, _prompts, _rules, _runs
 from ._decision import GUARDRAIL_METRICS
-from ._limits import MAX_OUTPUT_BYTES, weights_problem
 from ._pricing import Prices
+from ._projects import ProjectMethods
 from ._results import results_from_aggregates
 from ._results_sql import SQLITE, read_aggregates, read_timeseries
 from ._sqlite import Transaction, connect, remember, replay
 from ._storage import Idempotency, StoreError
-from ._templates import ModelProvider, TemplateProvider, call_model, rendered_size, run_metrics, template_inputs
-from ._timeseries import of_project, timeseries
+from ._templates import ModelProvider, TemplateProvider, call_model, run_metrics, template_inputs
+from ._timeseries import timeseries
 from ._wire import BatchResult, EventBody, Rejection, VariantSpec
 
 __all__ = ["Store", "StoreError"]
 
-# How long a request waits for a concurrent request with the same Idempotency-Key (a run whose model is slow) before
-# it answers 409 rather than running the model a second time.
-_IN_FLIGHT_WAIT = 300.0
 
-
-class Store:
-    """The reference server's data: prompts, versions, experiments, runs and events in one SQLite file (WAL), safe
-    to share between threads. The HTTP app is a thin layer over it; tests and the demo also use it directly.
+class Store(ProjectMethods):
+    """The reference server's data: projects and their keys, prompts, versions, experiments, runs and events in one
+    SQLite file (WAL), safe to share between threads. The HTTP app is a thin layer over it; tests and the demo also
+    use it directly.
 
     Example:
         ```python
         store = Store("/tmp/promptstream.sqlite3")  # or Store() for an in-memory database
-        prompt = store.create_prompt("welcome", "Write a welcome for {{name}}")
-        store.add_version(prompt["prompt_id"], "Say hi to {{name}}")
-        store.create_experiment(prompt["prompt_id"], [VariantSpec(version=1), VariantSpec(version=2)])
+        prompt = store.create_prompt("default", "welcome", "Write a welcome for {{name}}")
+        store.add_version("default", prompt["prompt_id"], "Say hi to {{name}}")
+        store.create_experiment("default", prompt["prompt_id"], [VariantSpec(version=1), VariantSpec(version=2)])
         ```
     """
 
@@ -58,7 +58,7 @@ class Store:
         self._db = connect(self.path)
         self._lock = threading.Lock()
         self._random = random.Random()
-        self._in_flight: dict[tuple[str, str], threading.Event] = {}  # idempotent runs whose model is running
+        self._in_flight: dict[tuple[str, str, str], threading.Event] = {}  # idempotent runs whose model is running
 
     def close(self) -> None:
         """Close the database.
@@ -74,72 +74,94 @@ class Store:
     def _transaction(self) -> Transaction:
         return Transaction(self._db)
 
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            yield self._db
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        with self._lock, self._transaction():
+            yield self._db
+
     # -- prompts and experiments ----------------------------------------------------------------------------------
 
-    def create_prompt(self, name: str, template: str) -> dict[str, Any]:
-        """Create a prompt with version 1 and its default experiment (which serves the latest version).
+    def create_prompt(self, project_id: str, name: str, template: str) -> dict[str, Any]:
+        """Create a prompt of the project with version 1 and its default experiment (which serves the latest
+        version).
 
         Example:
             ```python
-            prompt = store.create_prompt("welcome", "Hello {{name}}")
+            prompt = store.create_prompt("default", "welcome", "Hello {{name}}")
             print(prompt["prompt_id"], prompt["experiment_id"])
             ```
         """
-        if not name.strip():
-            raise StoreError(422, "invalid_request", "name must not be empty")
+        _rules.check_prompt_name(name)
         prompt_id = str(uuid.uuid4())
         now = time.time()
         with self._lock, self._transaction():
-            _prompts.insert_prompt(self._db, prompt_id, name, now)
+            _projects.get_project(self._db, project_id)
+            _prompts.insert_prompt(self._db, project_id, prompt_id, name, now)
             _prompts.insert_version(self._db, prompt_id, 1, template, now)
-            _experiments.insert_experiment(
-                self._db,
-                str(uuid.uuid4()),
-                prompt_id,
-                "default",
-                _experiments.DEFAULT_VARIANTS,
-                is_default=True,
-                now=now,
-            )
-            return _prompts.prompt(self._db, prompt_id)
+            self._start_default_experiment(project_id, prompt_id, now)
+            return _prompts.prompt(self._db, project_id, prompt_id)
 
-    def add_version(self, prompt_id: str, template: str) -> dict[str, Any]:
+    def _start_default_experiment(self, project_id: str, prompt_id: str, now: float) -> None:
+        _experiments.insert_experiment(
+            self._db,
+            project_id,
+            str(uuid.uuid4()),
+            prompt_id,
+            _rules.DEFAULT_EXPERIMENT_NAME,
+            _rules.DEFAULT_VARIANTS,
+            is_default=True,
+            now=now,
+        )
+
+    def add_version(self, project_id: str, prompt_id: str, template: str) -> dict[str, Any]:
         """Add the next version of a prompt; its inputs are the template's placeholders.
 
         Example:
             ```python
-            store.add_version(prompt_id, "Hi {{name}}, welcome back")  # {"version": 2, ...}
+            store.add_version("default", prompt_id, "Hi {{name}}, welcome back")  # {"version": 2, ...}
             ```
         """
         with self._lock, self._transaction():
-            latest = _prompts.latest_version(self._db, prompt_id)
+            latest = _prompts.latest_version(self._db, project_id, prompt_id)
             _prompts.insert_version(self._db, prompt_id, latest + 1, template, time.time())
             return {"prompt_id": prompt_id, "version": latest + 1, "inputs": template_inputs(template)}
 
-    def get_prompt(self, prompt_id: str) -> dict[str, Any]:
-        """A prompt with all its versions; ``StoreError`` 404 if there is none.
+    def get_prompt(self, project_id: str, prompt_id: str) -> dict[str, Any]:
+        """A prompt of the project with all its versions; ``StoreError`` 404 if there is none.
 
         Example:
             ```python
-            versions = store.get_prompt(prompt_id)["versions"]
+            versions = store.get_prompt("default", prompt_id)["versions"]
             ```
         """
         with self._lock:
-            return _prompts.prompt(self._db, prompt_id)
+            return _prompts.prompt(self._db, project_id, prompt_id)
 
-    def list_prompts(self) -> list[dict[str, Any]]:
-        """Every prompt, oldest first.
+    def list_prompts(self, project_id: str) -> list[dict[str, Any]]:
+        """Every prompt of the project, oldest first.
 
         Example:
             ```python
-            names = [prompt["name"] for prompt in store.list_prompts()]
+            names = [prompt["name"] for prompt in store.list_prompts("default")]
             ```
         """
         with self._lock:
-            return [_prompts.prompt(self._db, prompt_id) for prompt_id in _prompts.prompt_ids(self._db)]
+            ids = _prompts.prompt_ids(self._db, project_id)
+            return [_prompts.prompt(self._db, project_id, prompt_id) for prompt_id in ids]
 
     def create_experiment(
-        self, prompt_id: str, variants: list[VariantSpec], name: str | None = None, *, experiment_id: str | None = None
+        self,
+        project_id: str,
+        prompt_id: str,
+        variants: list[VariantSpec],
+        name: str | None = None,
+        *,
+        experiment_id: str | None = None,
     ) -> dict[str, Any]:
         """Start an experiment over some of the prompt's versions, ending the prompt's previous one.
 
@@ -148,80 +170,65 @@ class Store:
         Example:
             ```python
             variants = [VariantSpec(version=1, weight=1.0), VariantSpec(version=2, weight=1.0)]
-            experiment = store.create_experiment(prompt_id, variants, name="shorter greeting")
+            experiment = store.create_experiment("default", prompt_id, variants, name="shorter greeting")
             ```
         """
-        if experiment_id == _events.OFFLINE_EXPERIMENT_ID:
-            raise StoreError(422, "invalid_request", "the experiment id 'offline' is reserved for fallback runs")
-        problem = weights_problem([spec.weight for spec in variants])
-        if problem is not None:
-            raise StoreError(422, "invalid_request", problem)
-        if len({spec.version for spec in variants}) != len(variants):
-            raise StoreError(422, "invalid_request", "each version may appear once among the variants")
+        stored = _rules.check_variants(variants, experiment_id)
         with self._lock, self._transaction():
-            latest = _prompts.latest_version(self._db, prompt_id)
-            for spec in variants:
-                if not 1 <= spec.version <= latest:
-                    raise StoreError(422, "invalid_request", f"prompt has no version {spec.version}")
+            _rules.check_versions(variants, _prompts.latest_version(self._db, project_id, prompt_id))
             now = time.time()
             _experiments.end_live_experiment(self._db, prompt_id, now)
             experiment_id = experiment_id or str(uuid.uuid4())
-            stored = [{"version": spec.version, "weight": spec.weight} for spec in variants]
-            _experiments.insert_experiment(self._db, experiment_id, prompt_id, name, stored, is_default=False, now=now)
-            return _experiments.experiment(self._db, experiment_id)
+            _experiments.insert_experiment(
+                self._db, project_id, experiment_id, prompt_id, name, stored, is_default=False, now=now
+            )
+            return _experiments.experiment(self._db, project_id, experiment_id)
 
-    def end_experiment(self, experiment_id: str) -> dict[str, Any]:
+    def end_experiment(self, project_id: str, experiment_id: str) -> dict[str, Any]:
         """End an experiment; idempotent (ending an ended one answers it unchanged). A prompt always has one live
         experiment, so ending the live one starts a new default experiment serving the prompt's latest version:
         new runs go there, and events for the ended experiment's runs are still accepted.
 
         Example:
             ```python
-            ended = store.end_experiment(experiment_id)  # ended["active"] is False
+            ended = store.end_experiment("default", experiment_id)  # ended["active"] is False
             ```
         """
         with self._lock, self._transaction():
-            prompt_id = _experiments.experiment(self._db, experiment_id)["prompt_id"]  # 404 if unknown
+            prompt_id = _experiments.experiment(self._db, project_id, experiment_id)["prompt_id"]  # 404 if unknown
             now = time.time()
             if _experiments.end_experiment(self._db, experiment_id, now):
-                _experiments.insert_experiment(
-                    self._db,
-                    str(uuid.uuid4()),
-                    prompt_id,
-                    "default",
-                    _experiments.DEFAULT_VARIANTS,
-                    is_default=True,
-                    now=now,
-                )
-            return _experiments.experiment(self._db, experiment_id)
+                self._start_default_experiment(project_id, prompt_id, now)
+            return _experiments.experiment(self._db, project_id, experiment_id)
 
-    def get_experiment(self, experiment_id: str) -> dict[str, Any]:
-        """An experiment: its prompt, variants, and whether it is still live.
+    def get_experiment(self, project_id: str, experiment_id: str) -> dict[str, Any]:
+        """An experiment of the project: its prompt, variants, and whether it is still live.
 
         Example:
             ```python
-            live = store.get_experiment(experiment_id)["active"]
+            live = store.get_experiment("default", experiment_id)["active"]
             ```
         """
         with self._lock:
-            return _experiments.experiment(self._db, experiment_id)
+            return _experiments.experiment(self._db, project_id, experiment_id)
 
-    def list_experiments(self, prompt_id: str | None = None) -> list[dict[str, Any]]:
-        """Every experiment (of one prompt, if given), oldest first.
+    def list_experiments(self, project_id: str, prompt_id: str | None = None) -> list[dict[str, Any]]:
+        """Every experiment of the project (of one prompt, if given), oldest first.
 
         Example:
             ```python
-            experiments = store.list_experiments(prompt_id)
+            experiments = store.list_experiments("default", prompt_id)
             ```
         """
         with self._lock:
-            ids = _experiments.experiment_ids(self._db, prompt_id)
-            return [_experiments.experiment(self._db, experiment_id) for experiment_id in ids]
+            ids = _experiments.experiment_ids(self._db, project_id, prompt_id)
+            return [_experiments.experiment(self._db, project_id, experiment_id) for experiment_id in ids]
 
     # -- runs -----------------------------------------------------------------------------------------------------
 
     def create_run(
         self,
+        project_id: str,
         prompt_id: str,
         inputs: dict[str, Any],
         external_user_id: str | None,
@@ -231,21 +238,23 @@ class Store:
     ) -> tuple[int, bytes]:
         """Run a prompt in its live experiment. With ``idempotency`` (scope, key, hash) the answer is stored in the
         same transaction as the run, so a retry replays it and never runs the model twice; a concurrent request with
-        the same key waits for the first one's answer. The model is called holding no lock. Returns the status and
-        the encoded response body.
+        the same key (in the same project) waits for the first one's answer. The model is called holding no lock.
+        Returns the status and the encoded response body.
 
         Example:
             ```python
-            status, body = store.create_run(prompt_id, {"name": "Ada"}, "ada", idempotency=None, encode=json_encode)
+            status, body = store.create_run(
+                "default", prompt_id, {"name": "Ada"}, "ada", idempotency=None, encode=json_encode
+            )
             ```
         """
         if idempotency is None:
-            return self._run_once(prompt_id, inputs, external_user_id, None, encode)
-        claim = idempotency[:2]
-        deadline = time.monotonic() + _IN_FLIGHT_WAIT
+            return self._run_once(project_id, prompt_id, inputs, external_user_id, None, encode)
+        claim = (project_id, *idempotency[:2])
+        deadline = time.monotonic() + _rules.IN_FLIGHT_WAIT
         while True:
             with self._lock:
-                answered = replay(self._db, idempotency)
+                answered = replay(self._db, project_id, idempotency)
                 if answered is not None:
                     return answered
                 running = self._in_flight.get(claim)
@@ -255,7 +264,7 @@ class Store:
             if not running.wait(max(0.0, deadline - time.monotonic())):
                 raise StoreError(409, "request_in_progress", "a request with this Idempotency-Key is still running")
         try:
-            return self._run_once(prompt_id, inputs, external_user_id, idempotency, encode)
+            return self._run_once(project_id, prompt_id, inputs, external_user_id, idempotency, encode)
         finally:
             with self._lock:
                 del self._in_flight[claim]
@@ -263,6 +272,7 @@ class Store:
 
     def _run_once(
         self,
+        project_id: str,
         prompt_id: str,
         inputs: dict[str, Any],
         external_user_id: str | None,
@@ -270,34 +280,19 @@ class Store:
         encode: Any,
     ) -> tuple[int, bytes]:
         with self._lock:
-            _prompts.require_prompt(self._db, prompt_id)
+            _prompts.require_prompt(self._db, project_id, prompt_id)
             experiment = _experiments.live_experiment(self._db, prompt_id)
-            variants = _experiments.variants_of(experiment["variants"])
-            position = (
-                assign_bucket(experiment["id"], external_user_id)
-                if external_user_id is not None
-                else self._random.random()
+            chosen = _rules.choose_variant(experiment["id"], experiment["variants"], external_user_id, self._random)
+            version = (
+                chosen.version
+                if chosen.version is not None
+                else _prompts.latest_version(self._db, project_id, prompt_id)
             )
-            try:
-                chosen = pick_variant(variants, position)
-            except ValueError as exc:  # only a database written by hand or by another tool holds such weights
-                raise StoreError(409, "experiment_misconfigured", f"the live experiment cannot assign: {exc}") from None
-            version = chosen.version if chosen.version is not None else _prompts.latest_version(self._db, prompt_id)
             template = _prompts.template_of(self._db, prompt_id, version)
             names = (prompt_id, _runs.prompt_name(self._db, prompt_id)) if self.prices.prompts else (prompt_id,)
-        missing = [name for name in template_inputs(template) if name not in inputs]
-        if missing:
-            raise StoreError(422, "missing_input", f"missing template input(s): {', '.join(missing)}")
-        size = rendered_size(template, inputs)
-        if size > MAX_OUTPUT_BYTES:
-            raise StoreError(
-                422, "output_too_large", f"the rendered prompt would be {size} bytes, more than {MAX_OUTPUT_BYTES}"
-            )
+        _rules.check_inputs(template, inputs)
         completion = call_model(self.provider, template, inputs)  # no lock held: a slow model delays only this run
-        output = completion.output
-        size = len(output.encode("utf-8", "surrogatepass"))
-        if size > MAX_OUTPUT_BYTES:
-            raise StoreError(422, "output_too_large", f"the output is {size} bytes, more than {MAX_OUTPUT_BYTES}")
+        output = _rules.check_output(completion.output)
         run_id = str(uuid.uuid4())
         variant = f"v{version}"
         body = {
@@ -313,16 +308,26 @@ class Store:
         metrics = (body["latency_ms"], body["input_tokens"], body["output_tokens"], body["cost_usd"])
         with self._lock, self._transaction():
             _runs.insert_run(
-                self._db, run_id, prompt_id, experiment["id"], version, variant, external_user_id, output, metrics
+                self._db,
+                project_id,
+                run_id,
+                prompt_id,
+                experiment["id"],
+                version,
+                variant,
+                external_user_id,
+                output,
+                metrics,
             )
             if idempotency is not None:
-                remember(self._db, idempotency, response)
+                remember(self._db, project_id, idempotency, response)
         return 200, response
 
     # -- events ---------------------------------------------------------------------------------------------------
 
     def ingest_events(
         self,
+        project_id: str,
         total: int,
         decoded: list[tuple[int, EventBody]],
         rejected: list[Rejection],
@@ -331,66 +336,56 @@ class Store:
         encode: Any,
     ) -> bytes:
         """Store the new events of a batch whose events were decoded and checked one by one by the caller (one bad
-        event never rejects its neighbours; ``rejected`` lists those it refused), count the ones already stored
-        (dedup by event_id) and record the answer under the batch's Idempotency-Key, all in one transaction.
-        Returns the encoded response body.
+        event never rejects its neighbours; ``rejected`` lists those it refused), count the ones the project stored
+        already (dedup by event_id, per project), keep the rejections' reasons, and record the answer under the
+        batch's Idempotency-Key, all in one transaction. An event of another project's run is rejected as an unknown
+        run. Returns the encoded response body.
 
         Example:
             ```python
-            body = store.ingest_events(len(events), list(enumerate(events)), [], idempotency=None, encode=json_encode)
+            body = store.ingest_events(
+                "default", len(events), list(enumerate(events)), [], idempotency=None, encode=json_encode
+            )
             ```
         """
         rejected = list(rejected)
         with self._lock:
-            answered = replay(self._db, idempotency)
+            answered = replay(self._db, project_id, idempotency)
             if answered is not None:
                 assert idempotency is not None
-                _events.log_batch(self._db, idempotency[1], total, 0, 0, 0, replayed=True)
+                _events.log_batch(self._db, project_id, idempotency[1], total, 0, 0, 0, replayed=True)
                 return answered[1]
-            runs = _runs.run_experiments(self._db, {event.prompt_run_id for _, event in decoded})
-            fresh: list[EventBody] = []
-            seen: set[str] = set()
-            already = _events.existing_events(self._db, {event.event_id for _, event in decoded})
-            duplicates = 0
-            for index, event in decoded:
-                run_experiment = runs.get(event.prompt_run_id)
-                if run_experiment is None and _events.is_offline_run(event.prompt_run_id, event.experiment_id):
-                    run_experiment = event.experiment_id  # stored as an offline event: in no experiment's results
-                if run_experiment is None:
-                    rejected.append(Rejection(index, event.event_id, "unknown prompt_run_id"))
-                elif run_experiment != event.experiment_id:
-                    rejected.append(Rejection(index, event.event_id, "experiment_id does not match the run's"))
-                elif event.event_id in already or event.event_id in seen:
-                    duplicates += 1
-                else:
-                    seen.add(event.event_id)
-                    fresh.append(event)
-            rejected.sort(key=lambda r: r.index)
+            runs = _runs.run_experiments(self._db, project_id, {event.prompt_run_id for _, event in decoded})
+            stored = _events.existing_events(self._db, project_id, {event.event_id for _, event in decoded})
+            fresh, duplicates = _rules.sort_events(decoded, runs, stored, rejected)
             result = BatchResult(accepted=len(fresh), duplicates=duplicates, rejected=rejected)
             response: bytes = encode(result)
             now = time.time()
+            key = idempotency[1] if idempotency else None
             with self._transaction():
-                _events.insert_events(self._db, fresh, now)
+                _events.insert_events(self._db, project_id, fresh, now)
                 if idempotency is not None:
-                    remember(self._db, idempotency, response)
-                key = idempotency[1] if idempotency else None
-                _events.log_batch(self._db, key, total, len(fresh), duplicates, len(rejected))
+                    remember(self._db, project_id, idempotency, response)
+                _events.log_batch(self._db, project_id, key, total, len(fresh), duplicates, len(rejected))
+                _projects.keep_rejections(self._db, project_id, rejected, key, now)
             return response
 
     # -- reading, for results, the CLI and tests ------------------------------------------------------------------
 
-    def experiment_results(self, experiment_id: str, *, guardrails: tuple[str, ...] | None = None) -> dict[str, Any]:
+    def experiment_results(
+        self, project_id: str, experiment_id: str, *, guardrails: tuple[str, ...] | None = None
+    ) -> dict[str, Any]:
         """Per-variant results with intervals, lifts against the control and p-values (docs/experiments.md).
 
         Example:
             ```python
-            results = store.experiment_results(experiment_id)
+            results = store.experiment_results("default", experiment_id)
             print(results["control"], [variant["conversion"]["per_user"]["rate"] for variant in results["variants"]])
             ```
         """
         with self._lock:
-            experiment = _experiments.experiment(self._db, experiment_id)
-            aggregates = read_aggregates(SQLITE, self._fetch, experiment_id)
+            experiment = _experiments.experiment(self._db, project_id, experiment_id)
+            aggregates = read_aggregates(SQLITE, self._fetch, project_id, experiment_id)
         return results_from_aggregates(experiment, aggregates, GUARDRAIL_METRICS if guardrails is None else guardrails)
 
     def experiment_timeseries(self, project_id: str, experiment_id: str) -> dict[str, Any]:
@@ -404,15 +399,16 @@ class Store:
             ```
         """
         with self._lock:
-            experiment = of_project(_experiments.experiment(self._db, experiment_id), project_id)
-            days = read_timeseries(SQLITE, self._fetch, experiment_id)
+            experiment = _experiments.experiment(self._db, project_id, experiment_id)  # 404 in another project
+            days = read_timeseries(SQLITE, self._fetch, project_id, experiment_id)
         return timeseries(experiment, days)
 
     def _fetch(self, sql: str, args: Sequence[Any]) -> list[Any]:
         return self._db.execute(sql, tuple(args)).fetchall()
 
-    def event_ids(self) -> list[str]:
-        """Every stored event's id, sorted: what tests compare with the ids ``track_*`` returned.
+    def event_ids(self, project_id: str | None = None) -> list[str]:
+        """Every stored event's id (of one project, if given), sorted: what tests compare with the ids ``track_*``
+        returned.
 
         Example:
             ```python
@@ -420,23 +416,25 @@ class Store:
             ```
         """
         with self._lock:
-            return _events.event_ids(self._db)
+            return _events.event_ids(self._db, project_id)
 
     def count(self, table: str, where: str = "", args: Iterable[Any] = ()) -> int:
-        """Rows of one of the store's tables, optionally filtered by a ``WHERE`` clause with ``?`` arguments.
+        """Rows of one of the store's tables (all projects'), optionally filtered by a ``WHERE`` clause with ``?``
+        arguments.
 
         Example:
             ```python
             clicks = store.count("events", "WHERE type = ?", ["click"])
             ```
         """
-        if table not in ("events", "runs", "batch_log", "prompts", "experiments", "idempotency"):
+        if table not in _TABLES:
             raise ValueError(table)
         with self._lock:
             return int(self._db.execute(f"SELECT COUNT(*) FROM {table} {where}", tuple(args)).fetchone()[0])
 
     def batch_log(self) -> list[dict[str, Any]]:
-        """Every event batch the server answered, in order (for tests of retries and idempotency).
+        """Every event batch the server answered (for every project), in order (for tests of retries and
+        idempotency).
 
         Example:
             ```python
@@ -445,3 +443,6 @@ class Store:
         """
         with self._lock:
             return _events.batch_log(self._db)
+
+
+_TABLES = ("events", "runs", "batch_log", "prompts", "experiments", "idempotency", "projects", "api_keys", "rejections")

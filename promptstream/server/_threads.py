@@ -23,7 +23,7 @@ class Lane:
     Example:
         ```python
         store_work = Lane("store", limit=64)
-        prompts = await store_work.run(store.list_prompts)
+        prompts = await store_work.run(store.list_prompts, "default")
         ```
     """
 
@@ -41,7 +41,7 @@ class Lane:
 
         Example:
             ```python
-            status, body = await runs.run(store.create_run, prompt_id, inputs, None)
+            status, body = await runs.run(store.create_run, "default", prompt_id, inputs, None)
             ```
         """
         loop = asyncio.get_running_loop()

@@ -8,18 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from ._sequential import always_valid_interval, always_valid_p_value
-from ._storage import StoreError
 
-__all__ = ["DEFAULT_PROJECT", "of_project", "timeseries"]
-
-DEFAULT_PROJECT = "default"
-
-
-def of_project(experiment: dict[str, Any], project_id: str) -> dict[str, Any]:
-    """The experiment if it belongs to the project (one project until projects exist: the default); else 404."""
-    if experiment.get("project_id", DEFAULT_PROJECT) != project_id:
-        raise StoreError(404, "experiment_not_found", f"no experiment with id {experiment['experiment_id']!r}")
-    return experiment
+__all__ = ["timeseries"]
 
 
 def _control(experiment: dict[str, Any], variants: list[str]) -> str | None:

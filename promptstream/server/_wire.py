@@ -35,7 +35,8 @@ class VariantSpec(msgspec.Struct, forbid_unknown_fields=True):
 
     Example:
         ```python
-        store.create_experiment(prompt_id, [VariantSpec(version=1, weight=3.0), VariantSpec(version=2)])  # 75/25
+        variants = [VariantSpec(version=1, weight=3.0), VariantSpec(version=2)]  # 75/25
+        store.create_experiment("default", prompt_id, variants)
         ```
     """
 

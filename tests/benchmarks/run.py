@@ -170,7 +170,7 @@ def reference_server_burst(repeats: int) -> list[dict[str, Any]]:
         with tempfile.TemporaryDirectory(prefix="bench-server-") as tmp:
             db = Path(tmp) / "server.sqlite3"
             store = Store(db)
-            prompt_id = store.create_prompt("bench", "Hello {{name}}")["prompt_id"]
+            prompt_id = store.create_prompt("default", "bench", "Hello {{name}}")["prompt_id"]
             store.close()
             port = free_port()
             serve = [sys.executable, "-m", "promptstream", "serve", "--port", str(port), "--db", str(db)]

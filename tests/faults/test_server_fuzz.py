@@ -243,8 +243,10 @@ def app_store(storage_factory: Any) -> Iterator[tuple[Store, BlockingPortal, htt
 
 
 def fuzz(store: Store, send: Callable[[dict[str, Any]], httpx.Response | None], examples: int) -> None:
-    prompt = store.create_prompt("fuzzed", "Hello {{name}}!")
-    _, body = store.create_run(prompt["prompt_id"], {"name": "x"}, "u", idempotency=None, encode=msgspec.json.encode)
+    prompt = store.create_prompt("default", "fuzzed", "Hello {{name}}!")
+    _, body = store.create_run(
+        "default", prompt["prompt_id"], {"name": "x"}, "u", idempotency=None, encode=msgspec.json.encode
+    )
     run = msgspec.json.decode(body)
     stored_by_us: list[str] = []
 
@@ -257,7 +259,7 @@ def fuzz(store: Store, send: Callable[[dict[str, Any]], httpx.Response | None], 
 
     attack()
     assert set(stored_by_us) <= set(store.event_ids())  # accepted events stay stored, whatever came after
-    assert store.get_prompt(prompt["prompt_id"])["name"] == "fuzzed"  # and the server's data is intact
+    assert store.get_prompt("default", prompt["prompt_id"])["name"] == "fuzzed"  # and the server's data is intact
 
 
 def test_fuzzing_the_server_in_process_finds_no_5xx(app_store: tuple[Store, BlockingPortal, httpx.AsyncClient]) -> None:
