@@ -170,8 +170,9 @@ class RatioResult(msgspec.Struct, frozen=True, kw_only=True):
 
     Example:
         ```python
-        cost = results.variant("v2").cost_usd.per_conversion
-        print(f"${cost.value:.4f} per conversion ({cost.conversions} conversions)")
+        tokens = results.variant("v2").tokens.per_conversion
+        if tokens.value is not None:  # None without a conversion (and cost without a price)
+            print(f"{tokens.value:,.0f} tokens per conversion ({tokens.conversions} conversions)")
         ```
     """
 
