@@ -44,9 +44,11 @@ def test_quantile_and_its_interval_match_numpy_and_scipy(values: list[float], q:
 @given(
     n=st.integers(min_value=1, max_value=20_000),
     p=st.floats(min_value=0.01, max_value=0.99),
-    q=st.sampled_from([0.025, 0.05, 0.5, 0.95, 0.975]),
+    q=st.sampled_from([0.025, 0.05, 0.95, 0.975]),
 )
 def test_binomial_quantiles_match_scipy(n: int, p: float, q: float) -> None:
+    # The levels the intervals use. Not 0.5: Binomial(n, 1/2)'s CDF is exactly 1/2 at (n - 1)/2, and which side of
+    # that tie a quantile lands on is the rounding of each library's CDF (SciPy's own differs between n = 5 and 35).
     assert binomial_ppf(q, n, p) == int(scipy_stats.binom.ppf(q, n, p))
     assert binomial_isf(q, n, p) == int(scipy_stats.binom.isf(q, n, p))
 
