@@ -5,7 +5,7 @@ threads; ``flush`` and ``aclose`` wait for it in a worker thread, so the event l
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -130,6 +130,7 @@ class AsyncPromptStreamClient(ClientBase):
         self,
         experiment_id: str,
         *,
+        guardrails: Sequence[str] | None = None,
         timeout: float | httpx.Timeout | None = None,
         max_retries: int | None = None,
         extra_headers: Mapping[str, str] | None = None,
@@ -142,7 +143,9 @@ class AsyncPromptStreamClient(ClientBase):
             ```
         """
         options = self._call_options(timeout, max_retries, extra_headers)
-        response = await self._request_with_retries("GET", self._results_path(experiment_id), None, None, options)
+        response = await self._request_with_retries(
+            "GET", self._results_path(experiment_id, guardrails), None, None, options
+        )
         return decode_response(response, _decode_results, "results")
 
     async def _send(self, call: Any, timeout: object, max_retries: object, extra_headers: object) -> Any:

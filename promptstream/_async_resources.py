@@ -22,7 +22,9 @@ from ._resources import (
     list_experiments_call,
     list_prompts_call,
     prompt_by_name,
+    timeseries_call,
 )
+from ._results_models import ExperimentTimeseries, TimeseriesRow
 
 if TYPE_CHECKING:
     from ._async_client import AsyncPromptStreamClient
@@ -213,3 +215,23 @@ class AsyncExperiments:
         call = end_experiment_call(experiment_id)
         result: Experiment = await self._client._send(call, timeout, max_retries, extra_headers)
         return result
+
+    async def timeseries(
+        self,
+        experiment_id: str,
+        *,
+        timeout: float | httpx.Timeout | None = None,
+        max_retries: int | None = None,
+        extra_headers: dict[str, str] | None = None,
+    ) -> builtins.list[TimeseriesRow]:
+        """``Experiments.timeseries``, awaited.
+
+        Example:
+            ```python
+            rows = await client.experiments.timeseries(experiment_id)
+            ```
+        """
+        answer: ExperimentTimeseries = await self._client._send(
+            timeseries_call(experiment_id), timeout, max_retries, extra_headers
+        )
+        return answer.days

@@ -28,7 +28,14 @@ from ._config import (
     resolve_api_key,
     resolve_base_url,
 )
-from ._errors import APIConnectionError, ConfigurationError, InvalidResponseError, PromptStreamError
+from ._errors import (
+    APIConnectionError,
+    ArgumentTypeError,
+    ConfigurationError,
+    InvalidArgumentError,
+    InvalidResponseError,
+    PromptStreamError,
+)
 from ._http import HttpTransport, error_from_response
 from ._ids import new_idempotency_key
 from ._models import DeliveryStats, ResponseInfo, RunRequest, attach_response
@@ -246,8 +253,16 @@ class ClientBase(TrackingMethods):
         return f"/v1/prompts/{quote(checked_id, safe='')}/runs", body, {**_JSON, "Idempotency-Key": key}
 
     @staticmethod
-    def _results_path(experiment_id: object) -> str:
-        return f"/v1/experiments/{quote(check_id('experiment_id', experiment_id), safe='')}/results"
+    def _results_path(experiment_id: object, guardrails: object = None) -> str:
+        path = f"/v1/experiments/{quote(check_id('experiment_id', experiment_id), safe='')}/results"
+        if guardrails is None:
+            return path
+        if isinstance(guardrails, str) or not isinstance(guardrails, list | tuple):
+            raise ArgumentTypeError("guardrails", "must be a list of metric names, e.g. ['thumbs_up', 'latency_p95']")
+        for name in guardrails:
+            if not isinstance(name, str) or not name or "," in name or len(name) > 64:
+                raise InvalidArgumentError("guardrails", f"{name!r} is not a metric name")
+        return f"{path}?guardrails={quote(','.join(guardrails), safe=',')}"
 
     @staticmethod
     def _json_body(body: dict[str, Any]) -> tuple[bytes, dict[str, str]]:

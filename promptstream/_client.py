@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -192,13 +192,16 @@ class PromptStreamClient(ClientBase):
         self,
         experiment_id: str,
         *,
+        guardrails: Sequence[str] | None = None,
         timeout: float | httpx.Timeout | None = None,
         max_retries: int | None = None,
         extra_headers: Mapping[str, str] | None = None,
     ) -> ExperimentResults:
         """Per-variant results of an experiment: runs, users, click-through and conversion rates (per run and per
         user) with 95% Wilson intervals, thumbs-up share, mean rating and engagement with 95% intervals, and for
-        each variant its lift over the control with a p-value. Retried like ``run_prompt``.
+        each variant its lift over the control with a p-value; latency, tokens and cost; the peeking-safe decision.
+        ``guardrails`` chooses the metrics the decision guards (default ``["thumbs_up", "rating"]``; also e.g.
+        ``"latency_p95"``, docs/experiments.md). Retried like ``run_prompt``.
 
         Example:
             ```python
@@ -209,7 +212,7 @@ class PromptStreamClient(ClientBase):
         Raises ``NotFoundError`` for an unknown experiment, and the errors ``run_prompt`` raises.
         """
         options = self._call_options(timeout, max_retries, extra_headers)
-        response = self._request_with_retries("GET", self._results_path(experiment_id), None, None, options)
+        response = self._request_with_retries("GET", self._results_path(experiment_id, guardrails), None, None, options)
         return decode_response(response, _decode_results, "results")
 
     def _send(self, call: Any, timeout: object, max_retries: object, extra_headers: object) -> Any:

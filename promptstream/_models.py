@@ -77,6 +77,16 @@ class RunResponse(msgspec.Struct, frozen=True, kw_only=True, dict=True):
     """The variant that served this run, e.g. ``"v2"``: sticky per ``external_user_id``, random without one."""
     output: str
     """The rendered output of the variant's prompt version for these inputs (at most 1 MiB of UTF-8)."""
+    latency_ms: float | None = None
+    """How long the model took, in milliseconds (as the model reported it, else as the server measured it); None
+    from a server that predates run metrics, and for a fallback run."""
+    input_tokens: int | None = None
+    """Tokens of the prompt sent to the model, as the model reported them; None when it did not."""
+    output_tokens: int | None = None
+    """Tokens of the output, as the model reported them; None when it did not."""
+    cost_usd: float | None = None
+    """What the run cost in US dollars, from the price configured for its model or prompt (``promptstream serve
+    --price``); None without a price or token counts."""
     is_fallback: bool = False
     """True for a run the client made itself because the server could not be reached (``run_prompt``'s
     ``fallback=``): ``output`` is the fallback, ``variant_assigned`` is ``"fallback"``, ``experiment_id`` is

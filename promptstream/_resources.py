@@ -19,6 +19,7 @@ import msgspec
 
 from ._errors import ArgumentTypeError, InvalidArgumentError, NotFoundError
 from ._management_models import Experiment, ExperimentList, Prompt, PromptList, PromptVersion, Variant
+from ._results_models import ExperimentTimeseries, TimeseriesRow
 from ._validation import check_id, check_label
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ __all__ = [
     "list_experiments_call",
     "list_prompts_call",
     "prompt_by_name",
+    "timeseries_call",
 ]
 
 MAX_VARIANTS = 100
@@ -47,6 +49,7 @@ _decode_prompts = msgspec.json.Decoder(PromptList).decode
 _decode_version = msgspec.json.Decoder(PromptVersion).decode
 _decode_experiment = msgspec.json.Decoder(Experiment).decode
 _decode_experiments = msgspec.json.Decoder(ExperimentList).decode
+_decode_timeseries = msgspec.json.Decoder(ExperimentTimeseries).decode
 
 
 class _Call(NamedTuple):
@@ -136,6 +139,11 @@ def get_experiment_call(experiment_id: object) -> _Call:
 def end_experiment_call(experiment_id: object) -> _Call:
     path = f"/v1/experiments/{_part(check_id('experiment_id', experiment_id))}/end"
     return _Call("POST", path, None, _decode_experiment, "experiment")
+
+
+def timeseries_call(experiment_id: object) -> _Call:
+    path = f"/v1/experiments/{_part(check_id('experiment_id', experiment_id))}/timeseries"
+    return _Call("GET", path, None, _decode_timeseries, "timeseries")
 
 
 def prompt_by_name(prompts: PromptList, name: str, error: NotFoundError) -> Prompt:
@@ -334,3 +342,26 @@ class Experiments:
         call = end_experiment_call(experiment_id)
         result: Experiment = self._client._send(call, timeout, max_retries, extra_headers)
         return result
+
+    def timeseries(
+        self,
+        experiment_id: str,
+        *,
+        timeout: float | httpx.Timeout | None = None,
+        max_retries: int | None = None,
+        extra_headers: dict[str, str] | None = None,
+    ) -> builtins.list[TimeseriesRow]:
+        """The experiment day by day (UTC) and variant: runs, users and conversions that day, and the cumulative
+        conversion rate per user with its always-valid interval and lift over the control, oldest day first.
+        Raises ``NotFoundError``.
+
+        Example:
+            ```python
+            for row in client.experiments.timeseries(experiment_id):
+                print(row.date, row.variant, row.cumulative_users, row.conversion_rate)
+            ```
+        """
+        answer: ExperimentTimeseries = self._client._send(
+            timeseries_call(experiment_id), timeout, max_retries, extra_headers
+        )
+        return answer.days

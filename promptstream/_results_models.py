@@ -12,11 +12,16 @@ __all__ = [
     "Decision",
     "ExperimentResults",
     "GuardrailViolation",
+    "LatencyResult",
     "LiftEstimate",
     "MeanResult",
     "OutcomeRates",
+    "QuantileResult",
     "RateResult",
+    "RatioResult",
     "SampleRatio",
+    "TimeseriesRow",
+    "UsageResult",
     "VariantResult",
 ]
 
@@ -111,6 +116,106 @@ class MeanResult(msgspec.Struct, frozen=True, kw_only=True):
     """The lift with its always-valid 95% interval and p-value; None for the control."""
 
 
+class QuantileResult(msgspec.Struct, frozen=True, kw_only=True):
+    """A quantile (the median or p95 of latency) with its distribution-free 95% interval (order statistics) and,
+    against the control, the difference with its fixed-horizon and always-valid intervals (docs/experiments.md,
+    "Latency, tokens and cost"). Lower latency is better: a positive lift is slower.
+
+    Example:
+        ```python
+        p95 = results.variant("v2").latency_ms.p95
+        print(f"p95 {p95.value:.0f} ms [{p95.ci_low}, {p95.ci_high}], {p95.lift:+.0f} ms vs the control")
+        ```
+    """
+
+    n: int
+    """Runs with a recorded latency."""
+    value: float | None
+    """The quantile (linear interpolation between order statistics, NumPy's default); None without runs."""
+    ci_low: float | None
+    """Lower end of the 95% interval; None when there are too few runs for it."""
+    ci_high: float | None
+    """Upper end of the 95% interval; None when there are too few runs for it (a p95 needs about 60)."""
+    lift: float | None = None
+    """``value`` minus the control's; None for the control itself."""
+    relative_lift: float | None = None
+    """``lift`` divided by the control's value."""
+    p_value: float | None = None
+    """Fixed-horizon two-sided p-value of the difference (normal approximation)."""
+    fixed_horizon: LiftEstimate | None = None
+    """The difference with its fixed-horizon 95% interval; None for the control."""
+    always_valid: LiftEstimate | None = None
+    """The difference with its always-valid 95% interval and p-value; None for the control or without spread."""
+
+
+class LatencyResult(msgspec.Struct, frozen=True, kw_only=True):
+    """A variant's model latency in milliseconds: median and p95.
+
+    Example:
+        ```python
+        latency = results.variant("v2").latency_ms
+        print(latency.median.value, latency.p95.value)
+        ```
+    """
+
+    n: int
+    """Runs with a recorded latency."""
+    median: QuantileResult
+    """The median latency (p50)."""
+    p95: QuantileResult
+    """The 95th percentile: the slow tail users notice."""
+
+
+class RatioResult(msgspec.Struct, frozen=True, kw_only=True):
+    """A total per conversion (tokens or dollars spent per converting run), with its 95% delta-method interval
+    and, against the control, the difference with its fixed-horizon and always-valid intervals.
+
+    Example:
+        ```python
+        tokens = results.variant("v2").tokens.per_conversion
+        if tokens.value is not None:  # None without a conversion (and cost without a price)
+            print(f"{tokens.value:,.0f} tokens per conversion ({tokens.conversions} conversions)")
+        ```
+    """
+
+    n: int
+    """Runs with the figure recorded."""
+    conversions: int
+    """Converted runs among them."""
+    value: float | None
+    """The figure's total over the conversions; None without a conversion."""
+    ci_low: float | None
+    """Lower end of the 95% delta-method interval; None with fewer than 2 runs or no conversion."""
+    ci_high: float | None
+    """Upper end of the 95% delta-method interval."""
+    lift: float | None = None
+    """``value`` minus the control's; None for the control itself."""
+    relative_lift: float | None = None
+    """``lift`` divided by the control's value."""
+    p_value: float | None = None
+    """Fixed-horizon two-sided p-value of the difference."""
+    fixed_horizon: LiftEstimate | None = None
+    """The difference with its fixed-horizon 95% interval; None for the control."""
+    always_valid: LiftEstimate | None = None
+    """The difference with its always-valid 95% interval and p-value; None for the control or without spread."""
+
+
+class UsageResult(msgspec.Struct, frozen=True, kw_only=True):
+    """Tokens or cost of a variant, per run (a mean) and per conversion (a ratio).
+
+    Example:
+        ```python
+        tokens = results.variant("v2").tokens
+        print(tokens.per_run.mean, tokens.per_conversion.value)
+        ```
+    """
+
+    per_run: MeanResult
+    """The mean per run with a recorded figure, its t-interval and Welch lift."""
+    per_conversion: RatioResult
+    """The total over those runs' conversions."""
+
+
 class OutcomeRates(msgspec.Struct, frozen=True, kw_only=True):
     """An outcome (click, conversion) counted once per run, and once per user.
 
@@ -154,6 +259,16 @@ class VariantResult(msgspec.Struct, frozen=True, kw_only=True):
     """The latest rating of each rated run."""
     engagement: MeanResult
     """Each engaged run's total engagement."""
+    latency_ms: LatencyResult | None = None
+    """Model latency (median, p95); None from a server that predates run metrics."""
+    input_tokens: UsageResult | None = None
+    """Prompt tokens per run and per conversion."""
+    output_tokens: UsageResult | None = None
+    """Output tokens per run and per conversion."""
+    tokens: UsageResult | None = None
+    """Input plus output tokens per run and per conversion."""
+    cost_usd: UsageResult | None = None
+    """US dollars per run and per conversion (runs with a configured price)."""
     guardrail_violations: list[str] = []
     """Guardrail metrics (e.g. ``"thumbs_up"``) on which this variant is significantly worse than the control,
     by the always-valid, Holm-adjusted test."""
@@ -343,3 +458,58 @@ class ExperimentResults(msgspec.Struct, frozen=True, kw_only=True):
         from ._results_export import results_repr
 
         return results_repr(self)
+
+
+class TimeseriesRow(msgspec.Struct, frozen=True, kw_only=True):
+    """One UTC day of one variant (``client.experiments.timeseries``; docs/protocol.md, "Time series"): that day's
+    counts, and the cumulative conversion rate per user with its always-valid interval and lift.
+
+    Example:
+        ```python
+        for row in client.experiments.timeseries(experiment_id):
+            print(row.date, row.variant, row.conversion_rate, row.ci_low, row.ci_high)
+        ```
+    """
+
+    date: str
+    """The UTC date, ``YYYY-MM-DD``."""
+    variant: str
+    """The variant's name, e.g. ``"v2"``."""
+    runs: int
+    """Runs created that day."""
+    users: int
+    """Distinct users with a run that day."""
+    new_users: int
+    """Users whose first run in this variant was that day."""
+    conversions: int
+    """Conversion events dated that day (by their timestamp)."""
+    converted_users: int
+    """Users who converted for the first time that day."""
+    cumulative_runs: int
+    """Runs up to and including that day."""
+    cumulative_users: int
+    """Users up to and including that day (the sum of ``new_users``)."""
+    cumulative_converted_users: int
+    """Users who had converted by the end of that day."""
+    conversion_rate: float | None
+    """Converted users over users, up to and including that day."""
+    ci_low: float | None
+    """Lower end of the always-valid 95% interval on ``conversion_rate``."""
+    ci_high: float | None
+    """Upper end of the always-valid 95% interval on ``conversion_rate``."""
+    lift: float | None = None
+    """``conversion_rate`` minus the control's that day; None for the control."""
+    lift_ci_low: float | None = None
+    """Lower end of the always-valid 95% interval on ``lift``."""
+    lift_ci_high: float | None = None
+    """Upper end of the always-valid 95% interval on ``lift``."""
+    p_value: float | None = None
+    """Always-valid p-value of the lift (not Holm-adjusted: the results' decision is)."""
+
+
+class ExperimentTimeseries(msgspec.Struct, frozen=True, kw_only=True):
+    """``GET /v1/experiments/{id}/timeseries`` as it travels; ``client.experiments.timeseries`` returns ``days``."""
+
+    experiment_id: str
+    control: str | None
+    days: list[TimeseriesRow]

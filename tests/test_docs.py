@@ -113,7 +113,7 @@ def test_configuration_md_lists_every_environment_variable_the_code_reads() -> N
                 continue
             if isinstance(value, ast.Constant) and str(value.value).startswith("PROMPTSTREAM_"):
                 read.add(value.value)
-    assert len(read) >= 7, read  # the client's four, the server's keys and db, the admin password (at least)
+    assert len(read) == 8, read  # the client's four; the server's keys, db and prices; the admin password
     missing = sorted(name for name in read if f"`{name}`" not in table)
     assert not missing, f"docs/configuration.md has no row for {missing}"
 

@@ -99,6 +99,11 @@ CROSS_PROJECT: dict[tuple[str, str], Callable[[Owned], tuple[str, str, Any]]] = 
         f"/v1/experiments/{a.experiment_id}/results",
         None,
     ),
+    ("GET", "/v1/experiments/{experiment_id}/timeseries"): lambda a: (
+        "GET",
+        f"/v1/experiments/{a.experiment_id}/timeseries",
+        None,
+    ),
 }
 # The routes that name no single resource: a key of another project gets its own project's view (checked below).
 LISTS_AND_CREATES = {

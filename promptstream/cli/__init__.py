@@ -55,6 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--rate-limit", type=float, default=None, help="requests per second per key (429 beyond)")
     serve.add_argument(
+        "--price",
+        action="append",
+        metavar="MODEL=IN/OUT",
+        help="US dollars per million input/output tokens of a model (the offline provider's is 'template'), or of a"
+        " prompt as prompt:NAME_OR_ID=IN/OUT; repeatable (else PROMPTSTREAM_SERVER_PRICES, comma-separated)",
+    )
+    serve.add_argument(
         "--max-body-bytes", type=int, default=5 * 1024 * 1024, help="largest request body, also once inflated (413)"
     )
     serve.add_argument(

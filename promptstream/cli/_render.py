@@ -7,9 +7,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .._results_models import ExperimentResults, LiftEstimate, MeanResult, RateResult, VariantResult
+from .._results_models import (
+    ExperimentResults,
+    LiftEstimate,
+    MeanResult,
+    QuantileResult,
+    RateResult,
+    RatioResult,
+    VariantResult,
+)
 
-__all__ = ["render_decision", "render_results", "results_notes", "results_table", "winner"]
+__all__ = ["render_decision", "render_results", "render_usage", "results_notes", "results_table", "winner"]
 
 
 def _percent(rate: RateResult) -> str:
@@ -43,6 +51,75 @@ def _interval(estimate: LiftEstimate | None) -> str:
     if estimate is None or estimate.ci_low is None or estimate.ci_high is None:
         return "—"
     return f"[{estimate.ci_low * 100:+.1f}, {estimate.ci_high * 100:+.1f}] pts"
+
+
+def _quantile(figure: QuantileResult) -> str:
+    if figure.value is None:
+        return "—"
+    low = f"{figure.ci_low:,.0f}" if figure.ci_low is not None else "?"
+    high = f"{figure.ci_high:,.0f}" if figure.ci_high is not None else "?"
+    return f"{figure.value:,.0f} [{low}, {high}]"
+
+
+def _shift(estimate: LiftEstimate | None, unit: str, digits: int = 0) -> str:
+    """A lift with its always-valid interval, in the figure's own unit."""
+    if estimate is None:
+        return "—"
+    if estimate.ci_low is None or estimate.ci_high is None:
+        return f"{estimate.lift:+,.{digits}f}{unit}"
+    return f"{estimate.lift:+,.{digits}f}{unit} [{estimate.ci_low:+,.{digits}f}, {estimate.ci_high:+,.{digits}f}]"
+
+
+def _amount(value: float | None, digits: int, prefix: str = "") -> str:
+    return "—" if value is None else f"{prefix}{value:,.{digits}f}"
+
+
+def _ratio(figure: RatioResult, digits: int, prefix: str = "") -> str:
+    return _amount(figure.value, digits, prefix)
+
+
+def render_usage(results: ExperimentResults) -> str | None:
+    """Latency, tokens and cost per variant (None from a server that predates run metrics)."""
+    if all(v.latency_ms is None for v in results.variants):
+        return None
+    header = (
+        "variant",
+        "latency p50 ms [95% CI]",
+        "p95 ms [95% CI]",
+        "p50 lift (always-valid)",
+        "tokens / run",
+        "tokens / conversion",
+        "cost / run",
+        "cost / conversion",
+        "cost / conv. lift (always-valid)",
+    )
+    rows: list[Sequence[str]] = [header]
+    for v in results.variants:
+        latency, tokens, cost = v.latency_ms, v.tokens, v.cost_usd
+        rows.append(
+            (
+                v.variant + (" (control)" if v.variant == results.control else ""),
+                _quantile(latency.median) if latency else "—",
+                _quantile(latency.p95) if latency else "—",
+                _shift(latency.median.always_valid, " ms") if latency else "—",
+                _amount(tokens.per_run.mean, 1) if tokens else "—",
+                _ratio(tokens.per_conversion, 1) if tokens else "—",
+                _amount(cost.per_run.mean, 6, "$") if cost else "—",
+                _ratio(cost.per_conversion, 4, "$") if cost else "—",
+                _shift(cost.per_conversion.always_valid, "", 4) if cost else "—",
+            )
+        )
+    return _table(rows)
+
+
+def _table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [
+        "  ".join(cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row))
+        for row in rows
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
 
 
 def winner(results: ExperimentResults) -> VariantResult | None:
@@ -118,6 +195,9 @@ def render_results(results: ExperimentResults) -> str:
         for row in rows
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    usage = render_usage(results)
+    if usage is not None:
+        lines += ["", usage]
     lines.append("")
     lines.extend(results_notes(results))
     return "\n".join(lines)

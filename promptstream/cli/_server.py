@@ -33,6 +33,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ValueError as exc:  # a usage error: the message names the key by position, never by value
         print(f"promptstream serve: error: {exc}", file=sys.stderr)
         return 2
+    try:
+        prices = (
+            server.Prices.parse(args.price)
+            if args.price
+            else server.Prices.from_text(os.environ.get(server.ENV_PRICES))
+        )
+    except ValueError as exc:
+        print(f"promptstream serve: error: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def announce(url: str) -> None:  # called once the port is bound: the URL has the real port, even for --port 0
@@ -52,6 +61,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             workers=args.workers,
             pool_size=args.pool_size,
             on_listening=announce,
+            prices=prices,
         )
     except ConnectionError as exc:  # the database, not the port
         raise CommandError(str(exc)) from None

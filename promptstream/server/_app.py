@@ -7,6 +7,7 @@ import hmac
 import math
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import Any, NamedTuple
 
 import msgspec
@@ -18,6 +19,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from ._accounts import Accounts
+from ._decision import guardrails_from
 from ._http import (
     ApiError,
     RequestIdMiddleware,
@@ -299,7 +301,18 @@ class ServerApp:
     async def experiment_results(self, request: Request) -> Response:
         caller = await self._authorize(request)
         experiment_id = request.path_params["experiment_id"]
-        return json_response(await self._work.run(self.store.experiment_results, caller.project_id, experiment_id))
+        try:
+            guardrails = guardrails_from(request.query_params.get("guardrails"))
+        except ValueError as exc:
+            raise StoreError(422, "invalid_request", str(exc)) from None
+        call = partial(self.store.experiment_results, caller.project_id, experiment_id, guardrails=guardrails)
+        return json_response(await self._work.run(call))
+
+    async def experiment_timeseries(self, request: Request) -> Response:
+        caller = await self._authorize(request)
+        experiment_id = request.path_params["experiment_id"]
+        answer = await self._work.run(self.store.experiment_timeseries, caller.project_id, experiment_id)
+        return json_response(answer)
 
     async def ingest_batch(self, request: Request) -> Response:
         caller = await self._authorize(request)
@@ -397,6 +410,7 @@ def create_app(
         ("/v1/experiments/{experiment_id}", server.get_experiment, ["GET"]),
         ("/v1/experiments/{experiment_id}/end", server.end_experiment, ["POST"]),
         ("/v1/experiments/{experiment_id}/results", server.experiment_results, ["GET"]),
+        ("/v1/experiments/{experiment_id}/timeseries", server.experiment_timeseries, ["GET"]),
         ("/v1/events/batch", server.ingest_batch, ["POST"]),
     ]
     app = Starlette(

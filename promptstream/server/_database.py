@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ._pricing import Prices
 from ._storage import Storage
 from ._templates import ModelProvider
 
@@ -86,7 +87,11 @@ def parse_database(value: str) -> Database:
 
 
 def open_storage(
-    database: Database | str, provider: ModelProvider | None = None, *, pool_size: int = DEFAULT_POOL_SIZE
+    database: Database | str,
+    provider: ModelProvider | None = None,
+    *,
+    pool_size: int = DEFAULT_POOL_SIZE,
+    prices: Prices | None = None,
 ) -> Storage:
     """The storage a ``--db`` value names, with its schema migrated to this release's version; on PostgreSQL, with
     a pool of at most ``pool_size`` connections.
@@ -102,7 +107,7 @@ def open_storage(
     if database.kind == "postgresql":
         from ._pgstore import PgStore  # psycopg is in the `postgres` extra; SQLite users never import it
 
-        return PgStore(database.target, provider=provider, max_connections=pool_size)
+        return PgStore(database.target, provider=provider, max_connections=pool_size, prices=prices)
     from ._store import Store
 
-    return Store(database.target, provider=provider)
+    return Store(database.target, provider=provider, prices=prices)

@@ -10,7 +10,16 @@ from typing import Any
 
 from ._sequential import ALPHA, holm
 
-__all__ = ["EQUIVALENCE_MARGIN", "GUARDRAIL_METRICS", "METRICS", "MIN_COMPARISON_SAMPLE", "PRIMARY_METRIC", "decide"]
+__all__ = [
+    "EQUIVALENCE_MARGIN",
+    "GUARDRAIL_METRICS",
+    "LOWER_IS_BETTER",
+    "METRICS",
+    "MIN_COMPARISON_SAMPLE",
+    "PRIMARY_METRIC",
+    "decide",
+    "guardrails_from",
+]
 
 METRICS: dict[str, tuple[str, ...]] = {
     "conversion_per_user": ("conversion", "per_user"),
@@ -20,7 +29,10 @@ METRICS: dict[str, tuple[str, ...]] = {
     "thumbs_up": ("thumbs_up",),
     "rating": ("rating",),
     "engagement": ("engagement",),
+    "latency_median": ("latency_ms", "median"),
+    "latency_p95": ("latency_ms", "p95"),
 }
+LOWER_IS_BETTER = frozenset({"latency_median", "latency_p95"})  # a positive lift on these is worse
 PRIMARY_METRIC = "conversion_per_user"
 GUARDRAIL_METRICS = ("thumbs_up", "rating")  # higher is better for both; engagement's direction depends on the app
 EQUIVALENCE_MARGIN = 0.10  # "no difference": the whole interval on the lift within ±10% of the control's value
@@ -45,6 +57,23 @@ def _adjust(challengers: list[dict[str, Any]], names: list[str]) -> None:
     adjusted = holm([_metric(v, name)["always_valid"]["p_value"] for v, name in pairs])
     for (variant, name), p_value in zip(pairs, adjusted, strict=True):
         _metric(variant, name)["always_valid"]["adjusted_p_value"] = p_value
+
+
+def _worse(name: str, lift: float) -> bool:
+    return lift > 0 if name in LOWER_IS_BETTER else lift < 0
+
+
+def guardrails_from(text: str | None) -> tuple[str, ...]:
+    """The guardrail metrics a results request names (``?guardrails=thumbs_up,latency_p95``; empty for none); the
+    defaults without one. ValueError naming an unknown metric."""
+    if text is None:
+        return GUARDRAIL_METRICS
+    names = tuple(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
+    known = sorted(set(METRICS) - {PRIMARY_METRIC})
+    for name in names:
+        if name not in known:
+            raise ValueError(f"unknown guardrail metric {name!r}; choose from {', '.join(known)}")
+    return names
 
 
 def _significant(figure: dict[str, Any], alpha: float) -> bool:
@@ -74,7 +103,7 @@ def decide(
             figure = _metric(variant, name)
             control_size = _size(_metric(next(v for v in variants if v["variant"] == control_name), name))
             large_enough = min(_size(figure), control_size) >= MIN_COMPARISON_SAMPLE
-            if large_enough and _significant(figure, alpha) and figure["always_valid"]["lift"] < 0:
+            if large_enough and _significant(figure, alpha) and _worse(name, figure["always_valid"]["lift"]):
                 variant["guardrail_violations"].append(name)
                 violations.append(
                     {

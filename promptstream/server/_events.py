@@ -25,15 +25,6 @@ def insert_events(db: sqlite3.Connection, project_id: str, events: Iterable[Even
     )
 
 
-def events_of(db: sqlite3.Connection, experiment_id: str) -> list[Any]:
-    """(run_id, type, thumbs_up, rating, engagement_score, timestamp, event_id) of every event of an experiment."""
-    return db.execute(
-        "SELECT prompt_run_id, type, thumbs_up, rating, engagement_score, timestamp, event_id FROM events"
-        " WHERE experiment_id = ?",
-        (experiment_id,),
-    ).fetchall()
-
-
 def event_ids(db: sqlite3.Connection, project_id: str | None) -> list[str]:
     if project_id is None:
         return [row[0] for row in db.execute("SELECT event_id FROM events ORDER BY event_id")]

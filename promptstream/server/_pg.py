@@ -113,6 +113,16 @@ CREATE INDEX rejections_by_project ON rejections(project_id, seq);
 """,
     ),
     (
+        4,
+        """
+-- run metrics (latency, tokens, cost), and the index the results rank an experiment's latencies per variant from
+-- (the plans are in docs/experiments.md)
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS latency_ms DOUBLE PRECISION, ADD COLUMN IF NOT EXISTS input_tokens BIGINT,
+    ADD COLUMN IF NOT EXISTS output_tokens BIGINT, ADD COLUMN IF NOT EXISTS cost_usd DOUBLE PRECISION;
+CREATE INDEX IF NOT EXISTS runs_by_latency ON runs(experiment_id, variant, latency_ms);
+""",
+    ),
+    (
         6,
         """
 -- assignments (POST /v1/assignments): the runs recorded without output, for the app to call its own model

@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 
 from . import _pgassignments, _projects, _rules
+from ._decision import GUARDRAIL_METRICS
 from ._pg import (
     PgSql,
     claim,
@@ -33,11 +34,14 @@ from ._pg import (
     replay,
     take_token,
 )
+from ._pricing import Prices
 from ._projects import ProjectMethods
 from ._ratelimit import bucket_size
-from ._results import compute_results
+from ._results import results_from_aggregates
+from ._results_sql import POSTGRESQL, pg_fetch, read_aggregates, read_timeseries
 from ._storage import Idempotency, StoreError
-from ._templates import ModelProvider, TemplateProvider, template_inputs
+from ._templates import ModelProvider, TemplateProvider, call_model, run_metrics, template_inputs
+from ._timeseries import timeseries
 from ._wire import BatchResult, EventBody, Rejection, VariantSpec
 
 __all__ = ["PgStore"]
@@ -58,9 +62,17 @@ class PgStore(ProjectMethods):
         ```
     """
 
-    def __init__(self, url: str, provider: ModelProvider | None = None, *, max_connections: int = 16) -> None:
+    def __init__(
+        self,
+        url: str,
+        provider: ModelProvider | None = None,
+        *,
+        prices: Prices | None = None,
+        max_connections: int = 16,
+    ) -> None:
         self.url = url
         self.provider: ModelProvider = provider or TemplateProvider()
+        self.prices: Prices = prices or Prices()
         self._pool = open_pool(url, max_size=max_connections)
         self._random = random.Random()
 
@@ -230,24 +242,42 @@ class PgStore(ProjectMethods):
                     "SELECT template FROM prompt_versions WHERE prompt_id = %s AND version = %s", (prompt_id, version)
                 ).fetchone()[0]  # type: ignore[index]
             )
+            names: tuple[str, ...] = (prompt_id,)
+            if self.prices.prompts:
+                row = conn.execute("SELECT name FROM prompts WHERE id = %s", (prompt_id,)).fetchone()
+                names = (prompt_id, str(row[0]) if row else "")
         _rules.check_inputs(template, inputs)
-        output = _rules.check_output(self.provider.complete(template, inputs))  # no connection and no lock held
-        answer = _rules.run_answer(str(uuid.uuid4()), experiment_id, prompt_id, version, output)
-        response: bytes = encode(answer)
+        completion = call_model(self.provider, template, inputs)  # no connection and no lock held
+        output = _rules.check_output(completion.output)
+        run_id = str(uuid.uuid4())
+        variant = f"v{version}"
+        body = {
+            "run_id": run_id,
+            "experiment_id": experiment_id,
+            "variant_assigned": variant,
+            "output": output,
+            "prompt_id": prompt_id,
+            "version": version,
+            **run_metrics(completion, self.prices, names),
+        }
+        response: bytes = encode(body)
+        metrics = (body["latency_ms"], body["input_tokens"], body["output_tokens"], body["cost_usd"])
         with self._pool.connection() as conn:
             conn.execute(
                 "INSERT INTO runs (id, prompt_id, experiment_id, version, variant, external_user_id, output,"
-                " created_at, project_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                " created_at, project_id, latency_ms, input_tokens, output_tokens, cost_usd)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 (
-                    answer["run_id"],
+                    run_id,
                     prompt_id,
                     experiment_id,
                     version,
-                    answer["variant_assigned"],
+                    variant,
                     external_user_id,
                     output,
                     time.time(),
                     project_id,
+                    *metrics,
                 ),
             )
             if idempotency is not None:
@@ -328,21 +358,24 @@ class PgStore(ProjectMethods):
 
     # -- reading, for results, the CLI and tests ------------------------------------------------------------------
 
-    def experiment_results(self, project_id: str, experiment_id: str) -> dict[str, Any]:
-        """Per-variant results, from one consistent snapshot of the experiment's runs and events. The per-user and
-        latest-feedback rules of _results.py need the rows (the same queries as Store's)."""
+    def experiment_results(
+        self, project_id: str, experiment_id: str, *, guardrails: tuple[str, ...] | None = None
+    ) -> dict[str, Any]:
+        """Per-variant results, aggregated by PostgreSQL in one consistent snapshot (the same SQL as Store's)."""
         with self._pool.connection() as conn:
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             experiment = _experiment(conn, project_id, experiment_id)
-            runs = conn.execute(
-                "SELECT id, variant, external_user_id FROM runs WHERE experiment_id = %s", (experiment_id,)
-            ).fetchall()
-            events = conn.execute(
-                "SELECT prompt_run_id, type, thumbs_up, rating, engagement_score, timestamp, event_id FROM events"
-                " WHERE experiment_id = %s",
-                (experiment_id,),
-            ).fetchall()
-        return compute_results(experiment, runs, events)
+            aggregates = read_aggregates(POSTGRESQL, pg_fetch(conn), project_id, experiment_id)
+        return results_from_aggregates(experiment, aggregates, GUARDRAIL_METRICS if guardrails is None else guardrails)
+
+    def experiment_timeseries(self, project_id: str, experiment_id: str) -> dict[str, Any]:
+        """Per UTC day and variant: runs, users, conversions and the cumulative conversion rate per user with its
+        always-valid interval (docs/protocol.md, "Time series")."""
+        with self._pool.connection() as conn:
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            experiment = _experiment(conn, project_id, experiment_id)  # 404 in another project
+            days = read_timeseries(POSTGRESQL, pg_fetch(conn), project_id, experiment_id)
+        return timeseries(experiment, days)
 
     def event_ids(self, project_id: str | None = None) -> list[str]:
         """Every stored event's id (of one project, if given), sorted (byte order, as SQLite's)."""

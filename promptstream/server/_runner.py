@@ -22,6 +22,7 @@ from ._accounts import Accounts, open_accounts
 from ._app import DEFAULT_MAX_BODY_BYTES, create_app
 from ._database import DEFAULT_POOL_SIZE, Database, open_storage, parse_database
 from ._limits import api_key_problem
+from ._pricing import Prices
 from ._storage import Storage
 from ._workers import can_fork, run_workers
 from .dashboard import ensure_admin, sign_in_banner
@@ -213,8 +214,10 @@ def serve(
     workers: int = 1,
     pool_size: int = DEFAULT_POOL_SIZE,
     on_listening: Callable[[str], None] | None = None,
+    prices: Prices | None = None,
 ) -> int:
     """Run the server in the foreground until interrupted (``promptstream serve``); returns the exit status.
+    ``prices`` give runs a cost (``--price``).
 
     The port is bound first (port 0 picks a free one) and the database opened (and migrated) once; ``on_listening``
     then gets the real URL, before any request is served, so a banner never announces a server that could not
@@ -236,7 +239,7 @@ def serve(
     _check_keys(api_keys, "given")  # before anything is bound or opened, and before any worker starts
     sock = bind_socket(host, port)
     try:
-        store = open_storage(database, pool_size=pool_size)
+        store = open_storage(database, pool_size=pool_size, prices=prices)
         accounts = open_accounts(store)
         try:
             admin = ensure_admin(accounts)  # before listening: a bad PROMPTSTREAM_ADMIN_PASSWORD stops the start
@@ -249,7 +252,7 @@ def serve(
         raise
 
     def serve_one(listening: socket.socket, store: Storage | None = None, accounts: Accounts | None = None) -> None:
-        store = store or open_storage(database, pool_size=pool_size)
+        store = store or open_storage(database, pool_size=pool_size, prices=prices)
         accounts = accounts or open_accounts(store)
         try:
             app = create_app(store, api_keys, rate_limit=rate_limit, max_body_bytes=max_body_bytes, accounts=accounts)

@@ -8,12 +8,16 @@ from typing import Any
 
 from ._sqlite import select_in
 
+# a run's answer carries these where the model reported them (None otherwise, as for an assignment)
+METRIC_FIELDS = ("latency_ms", "input_tokens", "output_tokens", "cost_usd")
+
 
 def insert_run(db: sqlite3.Connection, project_id: str, answer: dict[str, Any], external_user_id: str | None) -> None:
-    """Store a run as its answer (``_rules.run_answer``) describes it."""
+    """Store a run as its answer (``_rules.run_answer``, with the metrics the model reported) describes it."""
     db.execute(
         "INSERT INTO runs (id, prompt_id, experiment_id, version, variant, external_user_id, output, created_at,"
-        " project_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " project_id, latency_ms, input_tokens, output_tokens, cost_usd)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             answer["run_id"],
             answer["prompt_id"],
@@ -24,6 +28,7 @@ def insert_run(db: sqlite3.Connection, project_id: str, answer: dict[str, Any], 
             answer["output"],
             time.time(),
             project_id,
+            *(answer.get(name) for name in METRIC_FIELDS),
         ),
     )
 
@@ -34,8 +39,7 @@ def run_experiments(db: sqlite3.Connection, project_id: str, run_ids: set[str]) 
     return {row[0]: row[1] for row in select_in(db, query, list(run_ids), prefix=(project_id,))}
 
 
-def runs_of(db: sqlite3.Connection, experiment_id: str) -> list[Any]:
-    """(run_id, variant, external_user_id) of every run of an experiment."""
-    return db.execute(
-        "SELECT id, variant, external_user_id FROM runs WHERE experiment_id = ?", (experiment_id,)
-    ).fetchall()
+def prompt_name(db: sqlite3.Connection, prompt_id: str) -> str:
+    """The prompt's name (a price may be configured for it)."""
+    row = db.execute("SELECT name FROM prompts WHERE id = ?", (prompt_id,)).fetchone()
+    return str(row[0]) if row is not None else ""

@@ -101,6 +101,18 @@ MIGRATIONS: list[tuple[int, str]] = [
     # the results read (run id, variant, user) of one experiment's runs: answered from the index alone
     (2, "CREATE INDEX IF NOT EXISTS runs_for_results ON runs(experiment_id, variant, external_user_id, id);"),
     (3, SCHEMA_V3_PROJECTS),
+    # run metrics (latency, tokens, cost), and the index the results rank an experiment's latencies per variant from
+    # (the plans are in docs/experiments.md)
+    (
+        4,
+        """
+ALTER TABLE runs ADD COLUMN latency_ms REAL;
+ALTER TABLE runs ADD COLUMN input_tokens INTEGER;
+ALTER TABLE runs ADD COLUMN output_tokens INTEGER;
+ALTER TABLE runs ADD COLUMN cost_usd REAL;
+CREATE INDEX IF NOT EXISTS runs_by_latency ON runs(experiment_id, variant, latency_ms);
+""",
+    ),
     # assignments (POST /v1/assignments): the runs recorded without output, for the app to call its own model
     (
         6,

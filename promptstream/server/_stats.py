@@ -10,10 +10,14 @@ regularized upper incomplete gamma function (series or continued fraction), quan
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 __all__ = [
     "Z_95",
+    "RatioSummary",
+    "Summary",
     "chi_squared_sf",
     "mean_and_variance",
     "normal_sf",
@@ -22,6 +26,7 @@ __all__ = [
     "sample_ratio_p_value",
     "student_t_quantile",
     "student_t_sf",
+    "summary_interval",
     "two_proportion_z_test",
     "welch_difference_interval",
     "welch_interval",
@@ -168,34 +173,64 @@ def mean_and_variance(values: Sequence[float]) -> tuple[float, float]:
     return mean, variance
 
 
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """What a mean's statistics need from a sample: its size, mean and sum of squared deviations from the mean (so
+    a database can compute it with two passes, and no sum of squares loses the variance to cancellation)."""
+
+    n: int
+    mean: float
+    squared_deviations: float
+
+    @property
+    def variance(self) -> float:
+        """The unbiased sample variance (0 for a single value). Deviations within the rounding error of the mean
+        are 0: three stored 0.1s average to 0.1 + 2e-17 in a database's plain sum, which is no spread at all."""
+        noise = self.n * (4.0 * sys.float_info.epsilon * abs(self.mean)) ** 2
+        if self.n < 2 or self.squared_deviations <= noise:
+            return 0.0
+        return self.squared_deviations / (self.n - 1)
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Summary:
+        if not values:
+            return cls(0, 0.0, 0.0)
+        mean = math.fsum(values) / len(values)
+        return cls(len(values), mean, math.fsum((v - mean) ** 2 for v in values))
+
+
 def welch_interval(values: Sequence[float]) -> tuple[float, float] | None:
     """The 95% t-interval for a mean (df = n - 1); None with fewer than two values."""
-    if len(values) < 2:
+    return summary_interval(Summary.of(values))
+
+
+def summary_interval(summary: Summary) -> tuple[float, float] | None:
+    """The 95% t-interval for a mean from its summary; None with fewer than two values."""
+    if summary.n < 2:
         return None
-    mean, variance = mean_and_variance(values)
-    half = student_t_quantile(0.975, len(values) - 1) * math.sqrt(variance / len(values))
-    return mean - half, mean + half
+    half = student_t_quantile(0.975, summary.n - 1) * math.sqrt(summary.variance / summary.n)
+    return summary.mean - half, summary.mean + half
 
 
-def _welch(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, float] | None:
+def _welch(a: Sequence[float] | Summary, b: Sequence[float] | Summary) -> tuple[float, float, float] | None:
     """mean(b) - mean(a), its standard error and the Welch-Satterthwaite degrees of freedom; None with fewer than two
     values a side or no variance at all."""
-    if len(a) < 2 or len(b) < 2:
+    a = a if isinstance(a, Summary) else Summary.of(a)
+    b = b if isinstance(b, Summary) else Summary.of(b)
+    if a.n < 2 or b.n < 2:
         return None
-    mean_a, variance_a = mean_and_variance(a)
-    mean_b, variance_b = mean_and_variance(b)
-    error_a, error_b = variance_a / len(a), variance_b / len(b)
+    error_a, error_b = a.variance / a.n, b.variance / b.n
     total = error_a + error_b
     if total == 0.0:
         return None
     # Written in each side's share of the error: the squares of two tiny errors (1e-177) would underflow to 0 and
     # divide by zero; shares lie in [0, 1] and sum to 1, so the denominator never vanishes.
     share_a, share_b = error_a / total, error_b / total
-    df = 1.0 / (share_a**2 / (len(a) - 1) + share_b**2 / (len(b) - 1))
-    return mean_b - mean_a, math.sqrt(total), df
+    df = 1.0 / (share_a**2 / (a.n - 1) + share_b**2 / (b.n - 1))
+    return b.mean - a.mean, math.sqrt(total), df
 
 
-def welch_t_test(a: Sequence[float], b: Sequence[float]) -> float | None:
+def welch_t_test(a: Sequence[float] | Summary, b: Sequence[float] | Summary) -> float | None:
     """Two-sided p-value of Welch's t-test (unequal variances); None when it is undefined."""
     welch = _welch(a, b)
     if welch is None:
@@ -236,7 +271,7 @@ def proportion_difference_interval(
     return rate_b - rate_a - half, rate_b - rate_a + half
 
 
-def welch_difference_interval(a: Sequence[float], b: Sequence[float]) -> tuple[float, float] | None:
+def welch_difference_interval(a: Sequence[float] | Summary, b: Sequence[float] | Summary) -> tuple[float, float] | None:
     """The 95% Welch interval for mean(b) - mean(a); None with fewer than two values a side or no variance."""
     welch = _welch(a, b)
     if welch is None:
@@ -244,3 +279,35 @@ def welch_difference_interval(a: Sequence[float], b: Sequence[float]) -> tuple[f
     difference, error, df = welch
     half = student_t_quantile(0.975, df) * error
     return difference - half, difference + half
+
+
+@dataclass(frozen=True, slots=True)
+class RatioSummary:
+    """A ratio of two per-run means (cost per conversion: the mean cost over the mean conversion indicator) with
+    what its delta-method variance needs: the size, both means, both sums of squared deviations and the sum of
+    cross deviations. Deng, Knoblich and Lu, "Applying the delta method in metric analytics" (KDD 2018)."""
+
+    n: int
+    numerator: float
+    denominator: float
+    numerator_deviations: float
+    denominator_deviations: float
+    cross_deviations: float
+
+    @property
+    def ratio(self) -> float | None:
+        return self.numerator / self.denominator if self.n and self.denominator > 0.0 else None
+
+    @property
+    def variance(self) -> float | None:
+        """Var(mean_y / mean_x) ~ (s_y^2 - 2 R s_xy + R^2 s_x^2) / (n mean_x^2); None without a ratio or with fewer
+        than two runs."""
+        ratio = self.ratio
+        if ratio is None or self.n < 2:
+            return None
+        scale = self.n - 1
+        variance_y, variance_x = self.numerator_deviations / scale, self.denominator_deviations / scale
+        covariance = self.cross_deviations / scale
+        spread = variance_y - 2.0 * ratio * covariance + ratio * ratio * variance_x
+        result = max(0.0, spread) / (self.n * self.denominator * self.denominator)
+        return result if math.isfinite(result) else None

@@ -16,16 +16,20 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from . import _assignments, _events, _experiments, _projects, _prompts, _rules, _runs
+from ._decision import GUARDRAIL_METRICS
+from ._pricing import Prices
 from ._projects import ProjectMethods
-from ._results import compute_results
+from ._results import results_from_aggregates
+from ._results_sql import SQLITE, read_aggregates, read_timeseries
 from ._sqlite import Transaction, connect, remember, replay
 from ._storage import Idempotency, StoreError
-from ._templates import ModelProvider, TemplateProvider, template_inputs
+from ._templates import ModelProvider, TemplateProvider, call_model, run_metrics, template_inputs
+from ._timeseries import timeseries
 from ._wire import BatchResult, EventBody, Rejection, VariantSpec
 
 __all__ = ["Store", "StoreError"]
@@ -45,9 +49,12 @@ class Store(ProjectMethods):
         ```
     """
 
-    def __init__(self, path: str | Path = ":memory:", provider: ModelProvider | None = None) -> None:
+    def __init__(
+        self, path: str | Path = ":memory:", provider: ModelProvider | None = None, *, prices: Prices | None = None
+    ) -> None:
         self.path: str = str(path)
         self.provider: ModelProvider = provider or TemplateProvider()
+        self.prices: Prices = prices or Prices()
         self._db = connect(self.path)
         self._lock = threading.Lock()
         self._random = random.Random()
@@ -282,10 +289,14 @@ class Store(ProjectMethods):
                 else _prompts.latest_version(self._db, project_id, prompt_id)
             )
             template = _prompts.template_of(self._db, prompt_id, version)
+            names = (prompt_id, _runs.prompt_name(self._db, prompt_id)) if self.prices.prompts else (prompt_id,)
         _rules.check_inputs(template, inputs)
-        # no lock held: a slow model delays only this run
-        output = _rules.check_output(self.provider.complete(template, inputs))
-        answer = _rules.run_answer(str(uuid.uuid4()), experiment["id"], prompt_id, version, output)
+        completion = call_model(self.provider, template, inputs)  # no lock held: a slow model delays only this run
+        output = _rules.check_output(completion.output)
+        answer = {
+            **_rules.run_answer(str(uuid.uuid4()), experiment["id"], prompt_id, version, output),
+            **run_metrics(completion, self.prices, names),
+        }
         response: bytes = encode(answer)
         with self._lock, self._transaction():
             _runs.insert_run(self._db, project_id, answer, external_user_id)
@@ -369,7 +380,9 @@ class Store(ProjectMethods):
 
     # -- reading, for results, the CLI and tests ------------------------------------------------------------------
 
-    def experiment_results(self, project_id: str, experiment_id: str) -> dict[str, Any]:
+    def experiment_results(
+        self, project_id: str, experiment_id: str, *, guardrails: tuple[str, ...] | None = None
+    ) -> dict[str, Any]:
         """Per-variant results with intervals, lifts against the control and p-values (docs/experiments.md).
 
         Example:
@@ -380,9 +393,26 @@ class Store(ProjectMethods):
         """
         with self._lock:
             experiment = _experiments.experiment(self._db, project_id, experiment_id)
-            runs = _runs.runs_of(self._db, experiment_id)
-            events = _events.events_of(self._db, experiment_id)
-        return compute_results(experiment, runs, events)
+            aggregates = read_aggregates(SQLITE, self._fetch, project_id, experiment_id)
+        return results_from_aggregates(experiment, aggregates, GUARDRAIL_METRICS if guardrails is None else guardrails)
+
+    def experiment_timeseries(self, project_id: str, experiment_id: str) -> dict[str, Any]:
+        """Per UTC day and variant: runs, users, conversions and the cumulative conversion rate per user with its
+        always-valid interval (docs/protocol.md, "Time series").
+
+        Example:
+            ```python
+            for row in store.experiment_timeseries("default", experiment_id)["days"]:
+                print(row["date"], row["variant"], row["conversion_rate"])
+            ```
+        """
+        with self._lock:
+            experiment = _experiments.experiment(self._db, project_id, experiment_id)  # 404 in another project
+            days = read_timeseries(SQLITE, self._fetch, project_id, experiment_id)
+        return timeseries(experiment, days)
+
+    def _fetch(self, sql: str, args: Sequence[Any]) -> list[Any]:
+        return self._db.execute(sql, tuple(args)).fetchall()
 
     def event_ids(self, project_id: str | None = None) -> list[str]:
         """Every stored event's id (of one project, if given), sorted: what tests compare with the ids ``track_*``

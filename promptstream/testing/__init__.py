@@ -24,7 +24,7 @@ With pytest, the ``promptstream_client`` fixture (this package's pytest plugin, 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -315,6 +315,7 @@ class RecordingClient(PromptStreamClient):
         self,
         experiment_id: str,
         *,
+        guardrails: Sequence[str] | None = None,
         timeout: float | httpx.Timeout | None = None,
         max_retries: int | None = None,
         extra_headers: Mapping[str, str] | None = None,
