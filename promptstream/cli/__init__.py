@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--api-key",
         action="append",
-        help="accepted API key (repeatable; else PROMPTSTREAM_SERVER_API_KEYS, else a generated dev key)",
+        help="accepted API key of the default project (repeatable; else PROMPTSTREAM_SERVER_API_KEYS, else a generated"
+        " dev key); project keys: promptstream keys create",
     )
     serve.add_argument("--rate-limit", type=float, default=None, help="requests per second per key (429 beyond)")
     serve.add_argument(
