@@ -46,6 +46,7 @@ from ._models import (
 from ._planning import SampleSizePlan, plan_sample_size
 from ._privacy import hash_user_id
 from ._resources import Experiments, Prompts
+from ._results_export import timeseries_to_dict, timeseries_to_pandas, timeseries_to_polars
 from ._results_models import (
     DataQuality,
     Decision,
@@ -120,4 +121,7 @@ __all__ = [
     "__version__",
     "hash_user_id",
     "plan_sample_size",
+    "timeseries_to_dict",
+    "timeseries_to_pandas",
+    "timeseries_to_polars",
 ]

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import promptstream
 from promptstream import ExperimentResults, MissingDependencyError, PromptStreamClient
 from promptstream._results_export import (
     COLUMNS,
@@ -396,3 +397,27 @@ def test_timeseries_of_structs_keep_their_declared_types_even_when_a_column_is_a
     assert sorted(frame["runs"].to_list()) == sorted(day.runs for day in days)
     columns = timeseries_to_dict(days)
     assert columns["date"] == sorted(day.date for day in days)
+
+
+def test_timeseries_frames_from_the_real_endpoint_hold_what_it_answered(experiments: Experiments) -> None:
+    pytest.importorskip("pandas")
+    pytest.importorskip("polars")
+    results, _ = experiments.make(3, 40, seed=11)
+    experiment_id = results.experiment_id
+    raw = httpx.get(
+        f"{experiments.server.url}/v1/experiments/{experiment_id}/timeseries",
+        headers={"Authorization": f"Bearer {API_KEY}"},
+    ).json()["days"]
+    points = experiments.client.experiments.timeseries(experiment_id)
+    assert raw and len(points) == len(raw)
+    expected = sorted(raw, key=lambda day: (day["date"], day["variant"]))
+    columns = promptstream.timeseries_to_dict(points)
+    assert [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)] == [
+        {name: day.get(name) for name in columns} for day in expected
+    ]
+    assert set(columns) == {name for day in raw for name in day}
+    frame = promptstream.timeseries_to_pandas(points)
+    assert list(frame.columns) == list(columns) and len(frame) == len(raw)
+    assert frame["cumulative_users"].tolist() == columns["cumulative_users"]
+    polars_frame = promptstream.timeseries_to_polars(points)
+    assert polars_frame.columns == list(columns) and polars_frame.to_dict(as_series=False) == columns
