@@ -20,7 +20,9 @@ def existing_events(db: sqlite3.Connection, event_ids: set[str]) -> set[str]:
 
 def insert_events(db: sqlite3.Connection, events: Iterable[EventBody], now: float) -> None:
     db.executemany(
-        "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO events (event_id, type, prompt_run_id, experiment_id, timestamp, external_user_id, label, source,"
+        " metadata, thumbs_up, rating, engagement_score, received_at, trace_id, span_id)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             (
                 e.event_id,
@@ -36,6 +38,8 @@ def insert_events(db: sqlite3.Connection, events: Iterable[EventBody], now: floa
                 e.rating,
                 e.engagement_score,
                 now,
+                e.trace_id,
+                e.span_id,
             )
             for e in events
         ],

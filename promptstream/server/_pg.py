@@ -19,7 +19,11 @@ from psycopg_pool import ConnectionPool
 from ._storage import Idempotency, StoreError
 from ._wire import EventBody
 
-EVENT_COLUMNS = 13  # the events table's columns, in the order insert_events fills them
+# the events table's columns insert_events fills, in its order (named: later steps add columns)
+EVENT_COLUMNS = (
+    "event_id, type, prompt_run_id, experiment_id, timestamp, external_user_id, label, source, metadata, thumbs_up,"
+    " rating, engagement_score, received_at, trace_id, span_id"
+)
 
 # Version 1 is the schema of the first release (the same tables as SQLite's); each later step is appended, never
 # edited, so a database of any earlier release upgrades in order.
@@ -61,6 +65,15 @@ CREATE TABLE IF NOT EXISTS batch_log (
         """
 -- the results read (run id, variant, user) of one experiment's runs: answered from the index alone
 CREATE INDEX IF NOT EXISTS runs_for_results ON runs(experiment_id) INCLUDE (id, variant, external_user_id);
+""",
+    ),
+    (
+        5,
+        """
+-- trace context (docs/protocol.md): the span an event was tracked in, to join it to the request behind it
+ALTER TABLE events ADD COLUMN IF NOT EXISTS trace_id TEXT;
+ALTER TABLE events ADD COLUMN IF NOT EXISTS span_id TEXT;
+CREATE INDEX IF NOT EXISTS events_by_trace ON events(trace_id) WHERE trace_id IS NOT NULL;
 """,
     ),
 ]
@@ -186,7 +199,7 @@ def insert_events(conn: psycopg.Connection[Any], events: list[EventBody], now: f
     """One multi-row insert; returns the ids it stored (those not stored already)."""
     if not events:
         return set()
-    marks = "(" + ",".join(["%s"] * EVENT_COLUMNS) + ")"
+    marks = "(" + ",".join(["%s"] * len(EVENT_COLUMNS.split(","))) + ")"
     values: list[Any] = []
     for e in events:
         values += [
@@ -203,8 +216,11 @@ def insert_events(conn: psycopg.Connection[Any], events: list[EventBody], now: f
             e.rating,
             e.engagement_score,
             now,
+            e.trace_id,
+            e.span_id,
         ]
-    query = f"INSERT INTO events VALUES {','.join([marks] * len(events))} ON CONFLICT (event_id) DO NOTHING"
+    rows = ",".join([marks] * len(events))
+    query = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES {rows} ON CONFLICT (event_id) DO NOTHING"
     return {row[0] for row in conn.execute((query + " RETURNING event_id").encode(), values).fetchall()}
 
 

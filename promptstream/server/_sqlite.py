@@ -53,6 +53,15 @@ MIGRATIONS: list[tuple[int, str]] = [
     (1, SCHEMA_V1),
     # the results read (run id, variant, user) of one experiment's runs: answered from the index alone
     (2, "CREATE INDEX IF NOT EXISTS runs_for_results ON runs(experiment_id, variant, external_user_id, id);"),
+    # trace context (docs/protocol.md): the span an event was tracked in, to join it to the request behind it
+    (
+        5,
+        """
+ALTER TABLE events ADD COLUMN trace_id TEXT;
+ALTER TABLE events ADD COLUMN span_id TEXT;
+CREATE INDEX IF NOT EXISTS events_by_trace ON events(trace_id) WHERE trace_id IS NOT NULL;
+""",
+    ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
