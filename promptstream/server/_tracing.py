@@ -58,23 +58,30 @@ class TracingMiddleware:
             attributes={"http.request.method": method, "url.path": scope.get("path", ""), "url.scheme": "http"},
         )
         status = 0
+        ended = False
 
         async def send_with_status(message: Message) -> None:
-            nonlocal status
+            nonlocal status, ended
             if message["type"] == "http.response.start":
                 status = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body", False) and not ended:
+                # ended before the last byte leaves: a client that has its answer finds the server's span exported
+                ended = True
+                _finish(span, scope, status, Status, StatusCode)
             await send(message)
 
         token = context.attach(trace.set_span_in_context(span, parent))
         try:
             await self.app(scope, receive, send_with_status)
         except BaseException as exc:
-            span.record_exception(exc)
-            span.set_attribute("error.type", type(exc).__qualname__)
+            if not ended:
+                span.record_exception(exc)
+                span.set_attribute("error.type", type(exc).__qualname__)
             raise
         finally:
             context.detach(token)
-            _finish(span, scope, status, Status, StatusCode)
+            if not ended:
+                _finish(span, scope, status, Status, StatusCode)
 
     def __repr__(self) -> str:
         return f"TracingMiddleware({self.app!r})"
