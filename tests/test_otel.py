@@ -21,7 +21,6 @@ from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import SpanKind, StatusCode
@@ -37,27 +36,12 @@ from promptstream import (
 from promptstream.otel import METRIC_NAMES, OpenTelemetry
 
 from .helpers import API_KEY, fast, wait_until
-
-# The reference server runs in this process and traces through the global provider (as a deployed one would through
-# whatever the operator configured): the tests install one SDK provider, once, with an in-memory exporter.
-_EXPORTER = InMemorySpanExporter()
-
-
-def _global_provider() -> TracerProvider:
-    current = trace.get_tracer_provider()
-    if isinstance(current, TracerProvider):
-        return current
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
-    trace.set_tracer_provider(provider)
-    return provider
+from .otel_helpers import fresh_spans, one
 
 
 @pytest.fixture
 def spans() -> InMemorySpanExporter:
-    _global_provider()
-    _EXPORTER.clear()
-    return _EXPORTER
+    return fresh_spans()
 
 
 @pytest.fixture
@@ -79,16 +63,6 @@ def otel_client(server: Any, spool_dir: Path, metric_reader: InMemoryMetricReade
 
 def hex_id(value: int, digits: int) -> str:
     return format(value, f"0{digits}x")
-
-
-def one(spans: InMemorySpanExporter, kind: SpanKind, **attributes: Any) -> ReadableSpan:
-    found = [
-        s
-        for s in spans.get_finished_spans()
-        if s.kind == kind and all((s.attributes or {}).get(k) == v for k, v in attributes.items())
-    ]
-    assert len(found) == 1, [(s.name, s.kind, s.attributes) for s in spans.get_finished_spans()]
-    return found[0]
 
 
 def stored_trace_context(server: Any) -> dict[str, tuple[str | None, str | None]]:

@@ -12,13 +12,19 @@ import pytest
 
 pytest.importorskip("opentelemetry.exporter.otlp.proto.http")
 
-from opentelemetry.trace import SpanKind  # noqa: E402
+from opentelemetry.trace import SpanKind
 
-from .helpers import REPO_ROOT, client_env, run_child  # noqa: E402
-from .otlp_receiver import OtlpReceiver, attributes  # noqa: E402
-from .test_otel import one, spans  # noqa: E402,F401  (the fixture: the server's spans, in this process)
+from .helpers import REPO_ROOT, client_env, run_child
+from .otel_helpers import fresh_spans, one
+from .otlp_receiver import OtlpReceiver, attributes
 
 EXAMPLES = REPO_ROOT / "docs" / "examples"
+
+
+@pytest.fixture
+def spans() -> Any:
+    """The spans of the reference server, which runs in this process."""
+    return fresh_spans()
 
 
 def test_the_recipe_exports_a_joined_trace_and_the_agent_metrics_over_otlp(
