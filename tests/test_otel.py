@@ -412,3 +412,18 @@ def test_a_stuck_agent_shows_in_its_metrics(server: Any, spool_dir: Path, metric
         assert points["promptstream.events.sent"][0][0] == 0
     finally:
         client.close(timeout=0.5)
+
+
+def test_the_recording_client_records_the_trace_context_of_its_events() -> None:
+    from promptstream.testing import RecordingClient
+
+    client = RecordingClient(instrumentation=OpenTelemetry())
+    run = client.run_prompt("greeting", {"name": "Ada"})
+    with TracerProvider().get_tracer("app").start_as_current_span("request") as span:
+        client.track_click(run.run_id, run.experiment_id, label="copy")
+    client.track_click(run.run_id, run.experiment_id, label="later")
+    context = span.get_span_context()
+    assert [(e.trace_id, e.span_id) for e in client.recorded_events] == [
+        (hex_id(context.trace_id, 32), hex_id(context.span_id, 16)),
+        (None, None),
+    ]
