@@ -95,13 +95,19 @@ class AsyncPromptStreamClient(ClientBase):
         options = self._call_options(timeout, max_retries, extra_headers)
         path, body, headers = self._run_request(prompt_id, inputs, external_user_id, idempotency_key)
         offline = check_fallback(fallback)
-        try:
-            response = await self._request_with_retries("POST", path, body, headers, options)
-        except APIConnectionError:
-            if offline is None:
-                raise
-            return fallback_run(offline, inputs)
-        return decode_response(response, _decode_run, "run")
+        with self._run_observer(prompt_id) as observer:
+            if observer.headers:  # trace context (traceparent): the same on every retry
+                headers = {**headers, **observer.headers}
+            try:
+                response = await self._request_with_retries("POST", path, body, headers, options)
+            except APIConnectionError:
+                if offline is None:
+                    raise
+                run = fallback_run(offline, inputs)
+            else:
+                run = decode_response(response, _decode_run, "run")
+            observer.succeeded(run)
+            return run
 
     async def assign(
         self,

@@ -38,6 +38,7 @@ from ._errors import (
 )
 from ._http import HttpTransport, error_from_response
 from ._ids import new_idempotency_key
+from ._instrumentation import NO_RUN_OBSERVER, Instrumentation, RunObserver
 from ._models import DeliveryStats, ResponseInfo, RunRequest, attach_response
 from ._privacy import BeforeSend, user_id_hasher, warn_if_key_goes_in_clear
 from ._retry import RetrySchedule, parse_retry_after
@@ -128,6 +129,7 @@ class ClientBase(TrackingMethods):
         http_client: httpx.Client | httpx.AsyncClient | None = None,
         sender_http_client: httpx.Client | None = None,
         event_sink: EventSink | None = None,
+        instrumentation: Instrumentation | None = None,
     ) -> None:
         # Every option is checked here, once, with a ConfigurationError naming it and its range
         # (docs/configuration.md): nothing later (a request, the agent's threads) meets a value it cannot use.
@@ -194,6 +196,10 @@ class ClientBase(TrackingMethods):
                 before_send=before_send,
             )
             self._enqueue = self._agent.enqueue
+        self._instrumentation = _checked_instrumentation(instrumentation)
+        self._span_ids = None if instrumentation is None else instrumentation.current_span_ids
+        if instrumentation is not None:
+            instrumentation.bind(self)  # last: the integration meets a client that is fully built
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={redact_url(self.base_url)!r}, disabled={self.disabled})"
@@ -251,6 +257,12 @@ class ClientBase(TrackingMethods):
         )
         key = new_idempotency_key() if idempotency_key is None else check_idempotency_key(idempotency_key)
         return f"/v1/prompts/{quote(checked_id, safe='')}/runs", body, {**_JSON, "Idempotency-Key": key}
+
+    def _run_observer(self, prompt_id: str) -> RunObserver:
+        """What observes one run_prompt call: the instrumentation's (a span), else nothing."""
+        if self._instrumentation is None:
+            return NO_RUN_OBSERVER
+        return self._instrumentation.run_started(prompt_id, server_address=self.base_url)
 
     @staticmethod
     def _results_path(experiment_id: object, guardrails: object = None) -> str:
@@ -320,6 +332,23 @@ class AsyncPool:
         if self._own is not None:
             await self._own.aclose()
             self._own = None
+
+
+def _checked_instrumentation(instrumentation: object) -> Instrumentation | None:
+    if instrumentation is None:
+        return None
+    missing = [
+        name
+        for name in ("bind", "current_span_ids", "run_started")
+        if not callable(getattr(instrumentation, name, None))
+    ]
+    if missing:
+        raise ConfigurationError(
+            "instrumentation must provide bind(), current_span_ids() and run_started() (an Instrumentation such as"
+            f" promptstream.otel.OpenTelemetry()); {type(instrumentation).__name__} lacks {', '.join(missing)}"
+        )
+    checked: Instrumentation = instrumentation  # type: ignore[assignment]
+    return checked
 
 
 def _checked_default_headers(headers: object) -> dict[str, str]:

@@ -68,6 +68,10 @@ class PromptStreamClient(ClientBase):
         event_sink: Where ``track_*`` put their events instead of the tracking agent (an ``EventSink``: ``enqueue``
             gets each event as JSON bytes; ``flush``, ``close`` and ``stats`` back the client's). For test doubles
             such as ``promptstream.testing.RecordingClient``; no agent, spool or thread is started then.
+        instrumentation: A tracing integration (an ``Instrumentation``), e.g. ``promptstream.otel.OpenTelemetry()``
+            (the ``otel`` extra): a client span per ``run_prompt`` with its trace context sent to the server,
+            ``track_*`` events stamped with the active span's ids, and the agent's health as metrics
+            (docs/recipes.md, "OpenTelemetry"). None (the default) costs ``track_*`` one attribute test.
 
     Raises:
         ConfigurationError: No API key, a key that is not printable ASCII, or an option of the wrong type or out
@@ -148,13 +152,19 @@ class PromptStreamClient(ClientBase):
         options = self._call_options(timeout, max_retries, extra_headers)
         path, body, headers = self._run_request(prompt_id, inputs, external_user_id, idempotency_key)
         offline = check_fallback(fallback)
-        try:
-            response = self._request_with_retries("POST", path, body, headers, options)
-        except APIConnectionError:
-            if offline is None:
-                raise
-            return fallback_run(offline, inputs)
-        return decode_response(response, _decode_run, "run")
+        with self._run_observer(prompt_id) as observer:
+            if observer.headers:  # trace context (traceparent): the same on every retry
+                headers = {**headers, **observer.headers}
+            try:
+                response = self._request_with_retries("POST", path, body, headers, options)
+            except APIConnectionError:
+                if offline is None:
+                    raise
+                run = fallback_run(offline, inputs)
+            else:
+                run = decode_response(response, _decode_run, "run")
+            observer.succeeded(run)
+            return run
 
     def assign(
         self,

@@ -153,6 +153,11 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     thumbs_up: bool | None = None
     rating: float | None = None
     engagement_score: float | None = None
+    trace_id: str | None = None
+    """The W3C trace id (32 lowercase hex digits) of the span the event was tracked in, when the client is
+    instrumented (``promptstream.otel``): it joins the event to the request that produced it."""
+    span_id: str | None = None
+    """The id (16 lowercase hex digits) of that span; sent only together with ``trace_id``."""
 
 
 # Event as decoded from its own bytes: msgspec decodes into Raw only where Raw is not inside a union, so this twin has
@@ -257,6 +262,12 @@ class DeliveryStats(msgspec.Struct, frozen=True, kw_only=True):
     oldest_pending_age: float | None = None
     """Seconds since the oldest event still pending in the spool was spooled; None when nothing is pending. A
     growing value means delivery is not keeping up (or is failing: see ``last_error``)."""
+    spool_bytes: int = 0
+    """Bytes of event payload in the spool now: pending events and dead letters (they count against
+    ``max_spool_bytes`` together)."""
+    delivery_latency: float | None = None
+    """Seconds the last acknowledged batch took, from sending its request to the server's answer; None before the
+    first delivery."""
     spool_path: str | None = None
     """The spool file, or None when the agent runs memory-only."""
     spool_quarantined: int = 0

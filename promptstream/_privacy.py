@@ -27,7 +27,7 @@ import msgspec
 
 from ._errors import ConfigurationError
 from ._models import Event, decode_event
-from ._validation import encode_metadata
+from ._validation import check_trace_context, encode_metadata
 
 __all__ = [
     "BeforeSend",
@@ -64,6 +64,7 @@ def apply_before_send(hook: BeforeSend, payloads: list[bytes]) -> HookOutcome:
             if not isinstance(result.metadata, msgspec.Raw):
                 # what the hook made of the metadata is checked like a track_* argument (limits, JSON-only values)
                 result = msgspec.structs.replace(result, metadata=encode_metadata(result.metadata))
+            check_trace_context(result.trace_id, result.span_id)  # a hook may set or change them too
             outcome.kept.append(_encode_event(result))
         except Exception as exc:  # the hook is user code: it must never stop the agent or reach the host
             outcome.errors.append(f"before_send failed: {type(exc).__name__}: {exc}")

@@ -16,6 +16,7 @@ from ._validation import (
     check_label,
     check_number,
     check_optional_label,
+    check_trace_context,
     encode_metadata,
 )
 
@@ -29,6 +30,7 @@ class TrackingMethods:
 
     _enqueue: Callable[[bytes], None]
     _hash_user_id: Callable[[str], str] | None
+    _span_ids: Callable[[], tuple[str, str] | None] | None = None  # the instrumentation's, if any
 
     def track_click(
         self,
@@ -154,6 +156,8 @@ class TrackingMethods:
             source=None if source is None else check_label("source", source),
             metadata=None if metadata is None else encode_metadata(metadata),
         )
+        if self._span_ids is not None:
+            event = _with_trace_context(event, self._span_ids)
         self._enqueue(_encode(event))
         return event_id
 
@@ -184,6 +188,8 @@ class TrackingMethods:
             rating=rating,
             engagement_score=engagement_score,
         )
+        if self._span_ids is not None:
+            event = _with_trace_context(event, self._span_ids)
         self._enqueue(_encode(event))
         return event_id
 
@@ -193,3 +199,16 @@ class TrackingMethods:
             return None
         checked = check_id("external_user_id", external_user_id)
         return checked if self._hash_user_id is None else self._hash_user_id(checked)
+
+
+def _with_trace_context(event: Event, span_ids: Callable[[], tuple[str, str] | None]) -> Event:
+    """``event`` carrying the active span's trace and span ids, if there is one. An integration that fails or hands
+    back ids the protocol would refuse costs the event its trace context, never the event (or the caller a raise)."""
+    try:
+        ids = span_ids()
+        if ids is None:
+            return event
+        trace_id, span_id = check_trace_context(*ids)
+    except Exception:
+        return event
+    return msgspec.structs.replace(event, trace_id=trace_id, span_id=span_id)

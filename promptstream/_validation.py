@@ -31,6 +31,7 @@ __all__ = [
     "check_optional_id",
     "check_optional_label",
     "check_timeout",
+    "check_trace_context",
     "encode_metadata",
     "header_problem",
 ]
@@ -193,6 +194,36 @@ def check_inputs(value: object) -> dict[str, Any]:
     except (TypeError, UnicodeEncodeError, ValueError, OverflowError, RecursionError) as exc:
         raise InvalidArgumentError("inputs", f"cannot be encoded as JSON: {exc}") from None
     return value
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def _hex_id_problem(value: object, digits: int) -> str | None:
+    if type(value) is not str:
+        return f"must be a str of {digits} lowercase hex digits, got {type(value).__name__}"
+    if len(value) != digits or not _HEX.issuperset(value):
+        return f"must be {digits} lowercase hex digits, got {value!r:.40}"
+    if value.count("0") == digits:
+        return "must not be all zeros (W3C Trace Context: an invalid id)"
+    return None
+
+
+def check_trace_context(trace_id: object, span_id: object) -> tuple[str, str] | tuple[None, None]:
+    """An event's trace context (docs/protocol.md): both None, or a W3C trace id (32 lowercase hex digits) and span
+    id (16), neither all zeros."""
+    if trace_id is None and span_id is None:
+        return None, None
+    for name, value, digits in (("trace_id", trace_id, 32), ("span_id", span_id, 16)):
+        if value is None:
+            raise InvalidArgumentError(
+                name, "must be given together with " + ("span_id" if digits == 32 else "trace_id")
+            )
+        problem = _hex_id_problem(value, digits)
+        if problem is not None:
+            error = ArgumentTypeError if type(value) is not str else InvalidArgumentError
+            raise error(name, problem)
+    return trace_id, span_id  # type: ignore[return-value]
 
 
 def check_idempotency_key(value: object) -> str:

@@ -98,6 +98,39 @@ def test_the_sdk_never_imports_the_server(path: Path) -> None:
     assert not offending, f"{path.relative_to(REPO_ROOT)} imports {offending}"
 
 
+def is_otel_integration(path: Path) -> bool:
+    return path.relative_to(REPO_ROOT).parts[:2] == ("promptstream", "otel")
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in sdk_core_modules() if not is_otel_integration(p)], ids=lambda p: str(p.relative_to(REPO_ROOT))
+)
+def test_only_the_otel_extra_imports_opentelemetry(path: Path) -> None:
+    """The core reaches OpenTelemetry only through the instrumentation= seam (promptstream/_instrumentation.py)."""
+    offending = {m for m in imported_modules(path) if m == "opentelemetry" or m.startswith("opentelemetry.")}
+    assert not offending, f"{path.relative_to(REPO_ROOT)} imports {offending}"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [*server_modules(), *(PACKAGE / "otel").rglob("*.py")],
+    ids=lambda p: str(p.relative_to(REPO_ROOT)),
+)
+def test_opentelemetry_is_used_through_its_api_only(path: Path) -> None:
+    """The application (or the operator) owns the OpenTelemetry SDK and its exporters: we never import them."""
+    offending = {m for m in imported_modules(path) if m.startswith(("opentelemetry.sdk", "opentelemetry.exporter"))}
+    assert not offending, f"{path.relative_to(REPO_ROOT)} imports {offending}"
+
+
+def test_importing_the_sdk_never_loads_opentelemetry() -> None:
+    result = run_child(
+        "import sys, promptstream, promptstream.testing\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'opentelemetry'))",
+        {"PYTHONPATH": str(REPO_ROOT)},
+    )
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
 @pytest.mark.parametrize("path", server_modules(), ids=lambda p: str(p.relative_to(REPO_ROOT)))
 def test_the_server_never_imports_sdk_internals(path: Path) -> None:
     offending = {m for m in imported_modules(path) if is_sdk_internal(m)}

@@ -33,7 +33,9 @@ def test_a_database_of_the_previous_release_upgrades_and_keeps_its_data(tmp_path
         tables = {row[0] for row in before.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         assert "schema_version" not in tables  # really the old layout
         old_runs = before.execute("SELECT * FROM runs ORDER BY id").fetchall()
-        old_events = before.execute("SELECT * FROM events ORDER BY event_id").fetchall()
+        cursor = before.execute("SELECT * FROM events ORDER BY event_id")
+        old_events = cursor.fetchall()
+        old_event_columns = ", ".join(d[0] for d in cursor.description)  # later steps may add columns
     store = Store(path)
     try:
         assert store.get_prompt("default", PROMPT_ID)["latest_version"] == 2
@@ -68,7 +70,7 @@ def test_a_database_of_the_previous_release_upgrades_and_keeps_its_data(tmp_path
         indexes = {row[0] for row in after.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
         assert "runs_for_results" in indexes
         # every old row is the default project's, and nothing else changed
-        assert after.execute("SELECT * FROM events ORDER BY event_id").fetchall() == [
+        assert after.execute(f"SELECT {old_event_columns}, project_id FROM events ORDER BY event_id").fetchall() == [
             (*row, "default") for row in old_events
         ]
         for table in ("prompts", "experiments", "runs", "idempotency", "batch_log"):

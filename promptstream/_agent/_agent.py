@@ -379,6 +379,8 @@ class TrackingAgent:
             retries=counters.retries,
             queue_full_waits=queue.waits,
             oldest_pending_age=oldest_age,
+            spool_bytes=counts.pending_bytes + counts.dead_letter_bytes if counts is not None else 0,
+            delivery_latency=counters.delivery_latency,
             spool_path=spool.path if spool is not None else None,
             spool_quarantined=counters.quarantined,
             paused=self._delivery.paused,

@@ -144,8 +144,10 @@ class Delivery:
                 reporter.note(f"spool unavailable: {exc}")
                 return False
             attempted.add(batch.batch_id)
+            started = time.monotonic()
             outcome = self._sender.send(batch)
             if isinstance(outcome, Delivered):
+                counters.delivery_latency = time.monotonic() - started
                 reporter.delivery_succeeded()
                 if not self._acknowledge(spool, batch, outcome):
                     # given back: it goes out again with the same key, and the server answers "duplicate"

@@ -21,7 +21,8 @@ class Counters:
 
     - the spooler (``Spooler``, under its spooling lock): ``spooled``, ``spool_dropped``, ``filtered``,
       ``hook_errors``;
-    - delivery (``Delivery``, under its delivery lock): ``sent``, ``duplicates``, ``rejected``, ``retries``;
+    - delivery (``Delivery``, under its delivery lock): ``sent``, ``duplicates``, ``rejected``, ``retries``,
+      ``delivery_latency``;
     - the spool holder (``SpoolHolder``, under its open lock): ``quarantined``.
 
     The in-memory queue counts what producers offered, dropped and waited for itself (``EventQueue``). Readers
@@ -29,6 +30,7 @@ class Counters:
     """
 
     __slots__ = (
+        "delivery_latency",
         "duplicates",
         "filtered",
         "hook_errors",
@@ -50,6 +52,7 @@ class Counters:
         self.rejected = 0
         self.retries = 0
         self.quarantined = 0
+        self.delivery_latency: float | None = None  # seconds, of the last acknowledged batch's request
 
 
 class Reporter:

@@ -42,6 +42,7 @@ from ._ratelimit import rate_limiter_for
 from ._split import split_events
 from ._storage import Storage, StoreError
 from ._threads import Lane
+from ._tracing import traced
 from ._wire import (
     AddVersion,
     AssignBody,
@@ -423,4 +424,4 @@ def create_app(
             Exception: unexpected_error,
         },
     )
-    return RequestIdMiddleware(app)
+    return RequestIdMiddleware(traced(app))  # inside: the span sees the request id, and the 500s it makes

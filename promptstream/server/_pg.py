@@ -123,6 +123,15 @@ CREATE INDEX IF NOT EXISTS runs_by_latency ON runs(experiment_id, variant, laten
 """,
     ),
     (
+        5,
+        """
+-- trace context (docs/protocol.md): the span an event was tracked in, to join it to the request behind it
+ALTER TABLE events ADD COLUMN IF NOT EXISTS trace_id TEXT;
+ALTER TABLE events ADD COLUMN IF NOT EXISTS span_id TEXT;
+CREATE INDEX IF NOT EXISTS events_by_trace ON events(trace_id) WHERE trace_id IS NOT NULL;
+""",
+    ),
+    (
         6,
         """
 -- assignments (POST /v1/assignments): the runs recorded without output, for the app to call its own model

@@ -178,7 +178,7 @@ def run_answer(run_id: str, experiment_id: str, prompt_id: str, version: int, ou
 # The events table's columns, in the order ``event_row`` gives their values.
 EVENT_COLUMNS = (
     "event_id, type, prompt_run_id, experiment_id, timestamp, external_user_id, label, source, metadata, thumbs_up,"
-    " rating, engagement_score, received_at, project_id"
+    " rating, engagement_score, received_at, project_id, trace_id, span_id"
 )
 
 
@@ -198,6 +198,8 @@ def event_row(project_id: str, event: EventBody, now: float) -> tuple[Any, ...]:
         event.engagement_score,
         now,
         project_id,
+        event.trace_id,
+        event.span_id,
     )
 
 

@@ -113,6 +113,15 @@ ALTER TABLE runs ADD COLUMN cost_usd REAL;
 CREATE INDEX IF NOT EXISTS runs_by_latency ON runs(experiment_id, variant, latency_ms);
 """,
     ),
+    # trace context (docs/protocol.md): the span an event was tracked in, to join it to the request behind it
+    (
+        5,
+        """
+ALTER TABLE events ADD COLUMN trace_id TEXT;
+ALTER TABLE events ADD COLUMN span_id TEXT;
+CREATE INDEX IF NOT EXISTS events_by_trace ON events(trace_id) WHERE trace_id IS NOT NULL;
+""",
+    ),
     # assignments (POST /v1/assignments): the runs recorded without output, for the app to call its own model
     (
         6,

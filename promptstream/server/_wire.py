@@ -16,6 +16,9 @@ Text = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TEXT_LENGTH)]
 EventId = Annotated[
     str, msgspec.Meta(pattern=r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
 ]
+# W3C Trace Context ids, lowercase hex (docs/protocol.md); all zeros is invalid there, refused in event_problem
+TraceId = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{32}\Z")]
+SpanId = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{16}\Z")]
 # NaN fails both bounds, so these also mean "finite"
 Score = Annotated[float, msgspec.Meta(ge=-MAX_SCORE, le=MAX_SCORE)]
 Weight = Annotated[float, msgspec.Meta(gt=0, le=MAX_WEIGHT)]
@@ -78,6 +81,8 @@ class EventBody(msgspec.Struct, forbid_unknown_fields=True):
     thumbs_up: bool | None = None
     rating: Score | None = None
     engagement_score: Score | None = None
+    trace_id: TraceId | None = None
+    span_id: SpanId | None = None
 
 
 class Rejection(msgspec.Struct):
@@ -106,6 +111,10 @@ def event_problem(event: EventBody) -> str | None:
     required = _REQUIRED_FIELD[event.type]
     if getattr(event, required) is None:
         return f"a {event.type} event needs {required}"
+    if (event.trace_id is None) != (event.span_id is None):
+        return "trace_id and span_id go together: an event carries both or neither"
+    if event.trace_id is not None and (event.trace_id.count("0") == 32 or str(event.span_id).count("0") == 16):
+        return "trace_id and span_id must not be all zeros (W3C Trace Context: an invalid id)"
     problem = timestamp_problem(event.timestamp)
     if problem is None and event.metadata is not None:
         problem = metadata_problem(event.metadata)

@@ -33,6 +33,7 @@ from .._assign import Assignment
 from .._client import PromptStreamClient
 from .._errors import PromptStreamError
 from .._fallback import check_fallback
+from .._instrumentation import Instrumentation
 from .._models import DeliveryStats, Event, RunResponse, decode_event
 from .._privacy import BeforeSend, apply_before_send
 from .._results_models import ExperimentResults
@@ -139,6 +140,8 @@ class RecordingClient(PromptStreamClient):
         variant: The variant of the canned runs.
         before_send: The same hook as in production, applied the same way.
         hash_user_ids: The same salt as in production, so recorded user ids are the hashed ones.
+        instrumentation: The same integration as in production (e.g. ``promptstream.otel.OpenTelemetry()``), so
+            recorded events carry the trace context of the span they were tracked in.
 
     Example:
         ```python
@@ -158,6 +161,7 @@ class RecordingClient(PromptStreamClient):
         variant: str = "v1",
         before_send: BeforeSend | None = None,
         hash_user_ids: str | bytes | None = None,
+        instrumentation: Instrumentation | None = None,
     ) -> None:
         self.sink: RecordingSink = RecordingSink(before_send)
         """Where this client's events go: its ``event_sink``."""
@@ -167,6 +171,7 @@ class RecordingClient(PromptStreamClient):
             before_send=before_send,
             hash_user_ids=hash_user_ids,
             event_sink=self.sink,
+            instrumentation=instrumentation,
         )
         self._responses = dict(responses or {})
         self._experiment_id = experiment_id
