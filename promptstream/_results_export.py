@@ -356,18 +356,21 @@ def timeseries_to_polars(points: Sequence[Any]) -> Any:
 
 def results_html(results: ExperimentResults) -> str:
     """The CLI's results table (``promptstream experiments results``) as an HTML table, with its notes."""
-    from .cli._render import results_notes, results_table
+    from .cli._render import results_notes, results_table, usage_table
 
-    header, *body = results_table(results)
-    cells = "".join(f"<th>{html.escape(cell)}</th>" for cell in header)
     parts = [
         f'<div class="promptstream-results"><p><strong>Experiment {html.escape(results.experiment_id)}</strong>'
         f" (prompt {html.escape(results.prompt_id)})</p>",
-        f"<table><thead><tr>{cells}</tr></thead><tbody>",
     ]
-    for row in body:
-        parts.append("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>")
-    parts.append("</tbody></table>")
+    for table in (results_table(results), usage_table(results)):
+        if table is None:
+            continue
+        header, *body = table
+        cells = "".join(f"<th>{html.escape(cell)}</th>" for cell in header)
+        parts.append(f"<table><thead><tr>{cells}</tr></thead><tbody>")
+        for row in body:
+            parts.append("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>")
+        parts.append("</tbody></table>")
     parts.extend(f"<p>{html.escape(note)}</p>" for note in results_notes(results))
     parts.append("</div>")
     return "".join(parts)

@@ -42,6 +42,13 @@ METRIC_PATHS = {
     "thumbs_up": ("thumbs_up",),
     "rating": ("rating",),
     "engagement": ("engagement",),
+    "latency_median": ("latency_ms", "median"),
+    "latency_p95": ("latency_ms", "p95"),
+    **{
+        f"{usage}_{per}": (usage, per)
+        for usage in ("input_tokens", "output_tokens", "tokens", "cost_usd")
+        for per in ("per_run", "per_conversion")
+    },
 }
 
 
@@ -62,19 +69,19 @@ def _expected(raw: dict[str, Any], variant_name: str, metric: str, column: str) 
         "variant": variant_name,
         "is_control": variant_name == raw["control"],
         "metric": metric,
-        "kind": "rate" if "successes" in figure else "mean",
+        "kind": "rate" if "successes" in figure else "mean" if "mean" in figure else "value",
         "runs": variant["runs"],
         "users": variant["users"],
         "n": figure.get("trials", figure.get("n")),
         "successes": figure.get("successes"),
-        "estimate": figure.get("rate", figure.get("mean")),
+        "estimate": figure.get("rate", figure.get("mean", figure.get("value"))),
         "ci_low": figure.get("ci_low"),
         "ci_high": figure.get("ci_high"),
         "lift": figure.get("lift"),
         "relative_lift": figure.get("relative_lift"),
         "fixed_horizon_ci_low": fixed.get("ci_low"),
         "fixed_horizon_ci_high": fixed.get("ci_high"),
-        "fixed_horizon_p_value": figure.get("p_value"),
+        "fixed_horizon_p_value": figure.get("p_value", fixed.get("p_value")),
         "always_valid_ci_low": always.get("ci_low"),
         "always_valid_ci_high": always.get("ci_high"),
         "always_valid_p_value": always.get("p_value"),
@@ -223,14 +230,15 @@ def test_notebook_html_is_the_cli_table_escaped(experiments: Experiments) -> Non
     results, _ = experiments.make(2, 30, seed=3)
     page = results._repr_html_()
     text = render_results(results)
-    for line in text.splitlines()[2:]:
-        if not line.strip() or line.startswith(("Decision", "(", "warning")):
-            continue
+    for line in text.splitlines():
+        if not line.strip() or line.startswith(("variant", "-", "Decision", "(", "warning")):
+            continue  # the tables' headers are <th> (below), the notes paragraphs
         for cell in line.split("  "):
             if cell.strip():
                 assert f"<td>{cell.strip()}</td>" in page.replace("&#x27;", "'")
-    header = text.splitlines()[0]
-    assert all(f"<th>{name.strip()}</th>" in page for name in header.split("  ") if name.strip())
+    headers = [line for line in text.splitlines() if line.startswith("variant")]
+    assert len(headers) == 2  # the rates, and latency, tokens and cost
+    assert all(f"<th>{name.strip()}</th>" in page for line in headers for name in line.split("  ") if name.strip())
     assert "Decision:" in page and "<script" not in page
     short = repr(results)
     assert "\n" not in short and len(short) < 300

@@ -17,7 +17,15 @@ from .._results_models import (
     VariantResult,
 )
 
-__all__ = ["render_decision", "render_results", "render_usage", "results_notes", "results_table", "winner"]
+__all__ = [
+    "render_decision",
+    "render_results",
+    "render_usage",
+    "results_notes",
+    "results_table",
+    "usage_table",
+    "winner",
+]
 
 
 def _percent(rate: RateResult) -> str:
@@ -80,6 +88,12 @@ def _ratio(figure: RatioResult, digits: int, prefix: str = "") -> str:
 
 def render_usage(results: ExperimentResults) -> str | None:
     """Latency, tokens and cost per variant (None from a server that predates run metrics)."""
+    rows = usage_table(results)
+    return None if rows is None else _table(rows)
+
+
+def usage_table(results: ExperimentResults) -> list[Sequence[str]] | None:
+    """The cells of the latency, tokens and cost table, header first (None from a server before run metrics)."""
     if all(v.latency_ms is None for v in results.variants):
         return None
     header = (
@@ -109,7 +123,7 @@ def render_usage(results: ExperimentResults) -> str | None:
                 _shift(cost.per_conversion.always_valid, "", 4) if cost else "—",
             )
         )
-    return _table(rows)
+    return rows
 
 
 def _table(rows: Sequence[Sequence[str]]) -> str:
