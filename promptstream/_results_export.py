@@ -302,7 +302,12 @@ def _declared_kinds(points: Sequence[Any]) -> dict[str, str]:
 
 
 def _timeseries_kinds(points: Sequence[Any], rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], dict[str, str]]:
+    # an experiment with no day yet still has the columns (a frame of no rows, not of no columns)
     names = list(dict.fromkeys(name for row in rows for name in row))
+    if not names:
+        from ._results_models import TimeseriesRow
+
+        names = [field.name for field in msgspec.structs.fields(TimeseriesRow)]
     declared = _declared_kinds(points)
     return names, {name: declared.get(name) or _kind([row.get(name) for row in rows]) for name in names}
 

@@ -42,8 +42,27 @@ class ServerProcess(subprocess.Popen[str]):
     """A server child process whose first lines of output (read to learn its port) ``communicate()`` still returns."""
 
     early_output = ""
+    _drainer: threading.Thread | None = None
+
+    def drain(self) -> None:
+        """Keep reading the output into ``early_output`` on a thread: a server that logs every request (thousands
+        in a load test) would otherwise fill the pipe and block on its next log line."""
+        assert self.stdout is not None
+        fd = self.stdout.fileno()
+
+        def read() -> None:
+            while chunk := os.read(fd, 65536):
+                self.early_output += chunk.decode("utf-8", "replace")
+
+        self._drainer = threading.Thread(target=read, name="test-server-output", daemon=True)
+        self._drainer.start()
 
     def communicate(self, input: str | None = None, timeout: float | None = None) -> tuple[str, str]:
+        if self._drainer is not None:  # the thread owns the pipe: wait for the exit and the end of the output
+            self.wait(timeout)
+            self._drainer.join(timeout)
+            early, self.early_output = self.early_output, ""
+            return early, ""
         out, err = super().communicate(input, timeout)
         early, self.early_output = self.early_output, ""
         return early + (out or ""), err
@@ -80,7 +99,7 @@ def _read_port(process: ServerProcess, timeout: float) -> int | None:
 
 
 def start_server_process(
-    command: list[str], env: dict[str, str], *, ready_path: str, cwd: Path | None = None
+    command: list[str], env: dict[str, str], *, ready_path: str, cwd: Path | None = None, drain: bool = False
 ) -> tuple[subprocess.Popen[str], str]:
     """Start a real HTTP server process on a free port (``{port}`` in ``command``); returns it and its URL once
     ``ready_path`` answers at all (any status below 500). Output goes to the process's stdout pipe.
@@ -108,6 +127,8 @@ def start_server_process(
         process.kill()
         output, _ = process.communicate(timeout=10)
         raise AssertionError(f"server did not come up: {command}\n{output}")
+    if drain:
+        process.drain()
     return process, url
 
 

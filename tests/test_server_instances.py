@@ -38,7 +38,7 @@ def start_serve(pg_url: str, tmp_path: Path, *args: str) -> tuple[subprocess.Pop
         "PYTHONPATH": str(REPO_ROOT),
         "PROMPTSTREAM_SERVER_API_KEYS": API_KEY,
     }
-    return start_server_process(command, env, ready_path="/v1/prompts")
+    return start_server_process(command, env, ready_path="/v1/prompts", drain=True)  # it logs every request
 
 
 @pytest.fixture

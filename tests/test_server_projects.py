@@ -118,7 +118,9 @@ def app_routes() -> set[tuple[str, str]]:
     from promptstream.server import Store
 
     app: Any = create_app(Store(), [API_KEY])
-    routes = app.app.routes  # RequestIdMiddleware around the Starlette app
+    while not hasattr(app, "routes"):  # the middlewares (request ids, tracing) around the Starlette app
+        app = app.app
+    routes = app.routes
     # the API's routes; the dashboard (a Mount under /dashboard, and / redirecting there) keeps each project's data
     # to its session's project: tests/test_dashboard_http.py, test_a_project_sees_only_its_own_data
     api = [route for route in routes if getattr(route, "path", "").startswith("/v1/")]

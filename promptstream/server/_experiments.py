@@ -5,9 +5,16 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import uuid
 from typing import Any
 
-from ._rules import EXPERIMENT_COLUMNS, experiment_not_found, experiment_view
+from ._rules import (
+    DEFAULT_EXPERIMENT_NAME,
+    DEFAULT_VARIANTS,
+    EXPERIMENT_COLUMNS,
+    experiment_not_found,
+    experiment_view,
+)
 
 
 def insert_experiment(
@@ -25,6 +32,20 @@ def insert_experiment(
         "INSERT INTO experiments (id, prompt_id, name, variants, is_default, created_at, ended_at, project_id)"
         " VALUES (?, ?, ?, ?, ?, ?, NULL, ?)",
         (experiment_id, prompt_id, name, json.dumps(variants), int(is_default), now, project_id),
+    )
+
+
+def start_default_experiment(db: sqlite3.Connection, project_id: str, prompt_id: str, now: float) -> None:
+    """The prompt's default experiment: its latest version, for everyone (_rules.DEFAULT_VARIANTS)."""
+    insert_experiment(
+        db,
+        project_id,
+        str(uuid.uuid4()),
+        prompt_id,
+        DEFAULT_EXPERIMENT_NAME,
+        DEFAULT_VARIANTS,
+        is_default=True,
+        now=now,
     )
 
 

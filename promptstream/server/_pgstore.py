@@ -10,7 +10,6 @@ the pool for one transaction. The model call of a run holds no connection and no
 from __future__ import annotations
 
 import contextlib
-import json
 import random
 import time
 import uuid
@@ -19,7 +18,7 @@ from typing import Any
 
 import psycopg
 
-from . import _pgassignments, _projects, _rules
+from . import _pgaggregates, _pgassignments, _projects, _rules
 from ._decision import GUARDRAIL_METRICS
 from ._pg import (
     PgSql,
@@ -101,28 +100,28 @@ class PgStore(ProjectMethods):
                 "INSERT INTO prompts (id, name, created_at, project_id) VALUES (%s, %s, %s, %s)",
                 (prompt_id, name, now, project_id),
             )
-            _insert_version(conn, prompt_id, 1, template, now)
-            _start_default_experiment(conn, project_id, prompt_id, now)
-            return _prompt(conn, project_id, prompt_id)
+            _pgaggregates.insert_version(conn, prompt_id, 1, template, now)
+            _pgaggregates.start_default_experiment(conn, project_id, prompt_id, now)
+            return _pgaggregates.prompt(conn, project_id, prompt_id)
 
     def add_version(self, project_id: str, prompt_id: str, template: str) -> dict[str, Any]:
         """Add the next version of a prompt; its inputs are the template's placeholders."""
         with self._pool.connection() as conn:
-            latest = _latest_version(conn, project_id, prompt_id, lock=True)
-            _insert_version(conn, prompt_id, latest + 1, template, time.time())
+            latest = _pgaggregates.latest_version(conn, project_id, prompt_id, lock=True)
+            _pgaggregates.insert_version(conn, prompt_id, latest + 1, template, time.time())
             return {"prompt_id": prompt_id, "version": latest + 1, "inputs": template_inputs(template)}
 
     def get_prompt(self, project_id: str, prompt_id: str) -> dict[str, Any]:
         """A prompt of the project with all its versions; ``StoreError`` 404 if there is none."""
         with self._pool.connection() as conn:
-            return _prompt(conn, project_id, prompt_id)
+            return _pgaggregates.prompt(conn, project_id, prompt_id)
 
     def list_prompts(self, project_id: str) -> list[dict[str, Any]]:
         """Every prompt of the project, oldest first."""
         with self._pool.connection() as conn:
             query = "SELECT id FROM prompts WHERE project_id = %s ORDER BY created_at, id"
             ids = [row[0] for row in conn.execute(query, (project_id,))]
-            return [_prompt(conn, project_id, prompt_id) for prompt_id in ids]
+            return [_pgaggregates.prompt(conn, project_id, prompt_id) for prompt_id in ids]
 
     def create_experiment(
         self,
@@ -137,32 +136,34 @@ class PgStore(ProjectMethods):
         stored = _rules.check_variants(variants, experiment_id)
         with self._pool.connection() as conn:
             # the prompt's row lock: one live experiment per prompt, across instances
-            _rules.check_versions(variants, _latest_version(conn, project_id, prompt_id, lock=True))
+            _rules.check_versions(variants, _pgaggregates.latest_version(conn, project_id, prompt_id, lock=True))
             now = time.time()
             conn.execute(
                 "UPDATE experiments SET ended_at = %s WHERE prompt_id = %s AND ended_at IS NULL", (now, prompt_id)
             )
             experiment_id = experiment_id or str(uuid.uuid4())
-            _insert_experiment(conn, project_id, experiment_id, prompt_id, name, stored, now=now)
-            return _experiment(conn, project_id, experiment_id)
+            _pgaggregates.insert_experiment(conn, project_id, experiment_id, prompt_id, name, stored, now=now)
+            return _pgaggregates.experiment(conn, project_id, experiment_id)
 
     def end_experiment(self, project_id: str, experiment_id: str) -> dict[str, Any]:
         """End an experiment, idempotently; ending the live one starts a new default experiment (as ``Store``)."""
         with self._pool.connection() as conn:
-            prompt_id = _experiment(conn, project_id, experiment_id)["prompt_id"]  # 404 if unknown
-            _latest_version(conn, project_id, prompt_id, lock=True)  # one live experiment per prompt, across instances
+            prompt_id = _pgaggregates.experiment(conn, project_id, experiment_id)["prompt_id"]  # 404 if unknown
+            _pgaggregates.latest_version(
+                conn, project_id, prompt_id, lock=True
+            )  # one live experiment per prompt, across instances
             now = time.time()
             ended = conn.execute(
                 "UPDATE experiments SET ended_at = %s WHERE id = %s AND ended_at IS NULL", (now, experiment_id)
             ).rowcount
             if ended:
-                _start_default_experiment(conn, project_id, prompt_id, now)
-            return _experiment(conn, project_id, experiment_id)
+                _pgaggregates.start_default_experiment(conn, project_id, prompt_id, now)
+            return _pgaggregates.experiment(conn, project_id, experiment_id)
 
     def get_experiment(self, project_id: str, experiment_id: str) -> dict[str, Any]:
         """An experiment of the project: its prompt, variants, and whether it is still live."""
         with self._pool.connection() as conn:
-            return _experiment(conn, project_id, experiment_id)
+            return _pgaggregates.experiment(conn, project_id, experiment_id)
 
     def list_experiments(self, project_id: str, prompt_id: str | None = None) -> list[dict[str, Any]]:
         """Every experiment of the project (of one prompt, if given), oldest first."""
@@ -173,7 +174,7 @@ class PgStore(ProjectMethods):
             args += (prompt_id,)
         with self._pool.connection() as conn:
             rows = conn.execute((query + " ORDER BY created_at, id").encode(), args).fetchall()
-            return [_experiment(conn, project_id, row[0]) for row in rows]
+            return [_pgaggregates.experiment(conn, project_id, row[0]) for row in rows]
 
     # -- runs -----------------------------------------------------------------------------------------------------
 
@@ -227,7 +228,7 @@ class PgStore(ProjectMethods):
         encode: Any,
     ) -> tuple[int, bytes]:
         with self._pool.connection() as conn:
-            _require_prompt(conn, project_id, prompt_id)
+            _pgaggregates.require_prompt(conn, project_id, prompt_id)
             row = conn.execute(
                 "SELECT id, variants FROM experiments WHERE prompt_id = %s AND ended_at IS NULL"
                 " ORDER BY created_at DESC LIMIT 1",
@@ -236,7 +237,11 @@ class PgStore(ProjectMethods):
             assert row is not None
             experiment_id = str(row[0])
             chosen = _rules.choose_variant(experiment_id, row[1], external_user_id, self._random)
-            version = chosen.version if chosen.version is not None else _latest_version(conn, project_id, prompt_id)
+            version = (
+                chosen.version
+                if chosen.version is not None
+                else _pgaggregates.latest_version(conn, project_id, prompt_id)
+            )
             template = str(
                 conn.execute(
                     "SELECT template FROM prompt_versions WHERE prompt_id = %s AND version = %s", (prompt_id, version)
@@ -364,7 +369,7 @@ class PgStore(ProjectMethods):
         """Per-variant results, aggregated by PostgreSQL in one consistent snapshot (the same SQL as Store's)."""
         with self._pool.connection() as conn:
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            experiment = _experiment(conn, project_id, experiment_id)
+            experiment = _pgaggregates.experiment(conn, project_id, experiment_id)
             aggregates = read_aggregates(POSTGRESQL, pg_fetch(conn), project_id, experiment_id)
         return results_from_aggregates(experiment, aggregates, GUARDRAIL_METRICS if guardrails is None else guardrails)
 
@@ -373,7 +378,7 @@ class PgStore(ProjectMethods):
         always-valid interval (docs/protocol.md, "Time series")."""
         with self._pool.connection() as conn:
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            experiment = _experiment(conn, project_id, experiment_id)  # 404 in another project
+            experiment = _pgaggregates.experiment(conn, project_id, experiment_id)  # 404 in another project
             days = read_timeseries(POSTGRESQL, pg_fetch(conn), project_id, experiment_id)
         return timeseries(experiment, days)
 
@@ -402,80 +407,3 @@ class PgStore(ProjectMethods):
             cursor = conn.execute("SELECT * FROM batch_log ORDER BY seq")
             names = [d.name for d in cursor.description or ()]
             return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-
-
-def _insert_version(conn: psycopg.Connection[Any], prompt_id: str, version: int, template: str, now: float) -> None:
-    conn.execute(
-        "INSERT INTO prompt_versions (prompt_id, version, template, inputs, created_at) VALUES (%s, %s, %s, %s, %s)",
-        (prompt_id, version, template, json.dumps(template_inputs(template)), now),
-    )
-
-
-def _insert_experiment(
-    conn: psycopg.Connection[Any],
-    project_id: str,
-    experiment_id: str,
-    prompt_id: str,
-    name: str | None,
-    variants: list[dict[str, Any]],
-    *,
-    now: float,
-    is_default: bool = False,
-) -> None:
-    conn.execute(
-        "INSERT INTO experiments (id, prompt_id, name, variants, is_default, created_at, ended_at, project_id)"
-        " VALUES (%s, %s, %s, %s, %s, %s, NULL, %s)",
-        (experiment_id, prompt_id, name, json.dumps(variants), int(is_default), now, project_id),
-    )
-
-
-def _start_default_experiment(conn: psycopg.Connection[Any], project_id: str, prompt_id: str, now: float) -> None:
-    _insert_experiment(
-        conn,
-        project_id,
-        str(uuid.uuid4()),
-        prompt_id,
-        _rules.DEFAULT_EXPERIMENT_NAME,
-        _rules.DEFAULT_VARIANTS,
-        now=now,
-        is_default=True,
-    )
-
-
-def _require_prompt(conn: psycopg.Connection[Any], project_id: str, prompt_id: str, *, lock: bool = False) -> None:
-    query = "SELECT 1 FROM prompts WHERE id = %s AND project_id = %s" + (" FOR UPDATE" if lock else "")
-    if conn.execute(query.encode(), (prompt_id, project_id)).fetchone() is None:
-        raise _rules.prompt_not_found(prompt_id)
-
-
-def _latest_version(conn: psycopg.Connection[Any], project_id: str, prompt_id: str, *, lock: bool = False) -> int:
-    _require_prompt(conn, project_id, prompt_id, lock=lock)
-    row = conn.execute("SELECT MAX(version) FROM prompt_versions WHERE prompt_id = %s", (prompt_id,)).fetchone()
-    assert row is not None
-    return int(row[0])
-
-
-def _prompt(conn: psycopg.Connection[Any], project_id: str, prompt_id: str) -> dict[str, Any]:
-    query = "SELECT id, name, created_at FROM prompts WHERE id = %s AND project_id = %s"
-    row = conn.execute(query, (prompt_id, project_id)).fetchone()
-    if row is None:
-        raise _rules.prompt_not_found(prompt_id)
-    versions = conn.execute(
-        "SELECT version, template, inputs FROM prompt_versions WHERE prompt_id = %s ORDER BY version", (prompt_id,)
-    ).fetchall()
-    live = conn.execute(
-        "SELECT id FROM experiments WHERE prompt_id = %s AND ended_at IS NULL ORDER BY created_at DESC LIMIT 1",
-        (prompt_id,),
-    ).fetchone()
-    assert live is not None
-    return _rules.prompt_view(row, versions, live[0])
-
-
-def _experiment(conn: psycopg.Connection[Any], project_id: str, experiment_id: str) -> dict[str, Any]:
-    row = conn.execute(
-        f"SELECT {_rules.EXPERIMENT_COLUMNS} FROM experiments WHERE id = %s AND project_id = %s".encode(),
-        (experiment_id, project_id),
-    ).fetchone()
-    if row is None:
-        raise _rules.experiment_not_found(experiment_id)
-    return _rules.experiment_view(row)

@@ -103,20 +103,8 @@ class Store(ProjectMethods):
             _projects.get_project(self._db, project_id)
             _prompts.insert_prompt(self._db, project_id, prompt_id, name, now)
             _prompts.insert_version(self._db, prompt_id, 1, template, now)
-            self._start_default_experiment(project_id, prompt_id, now)
+            _experiments.start_default_experiment(self._db, project_id, prompt_id, now)
             return _prompts.prompt(self._db, project_id, prompt_id)
-
-    def _start_default_experiment(self, project_id: str, prompt_id: str, now: float) -> None:
-        _experiments.insert_experiment(
-            self._db,
-            project_id,
-            str(uuid.uuid4()),
-            prompt_id,
-            _rules.DEFAULT_EXPERIMENT_NAME,
-            _rules.DEFAULT_VARIANTS,
-            is_default=True,
-            now=now,
-        )
 
     def add_version(self, project_id: str, prompt_id: str, template: str) -> dict[str, Any]:
         """Add the next version of a prompt; its inputs are the template's placeholders.
@@ -198,7 +186,7 @@ class Store(ProjectMethods):
             prompt_id = _experiments.experiment(self._db, project_id, experiment_id)["prompt_id"]  # 404 if unknown
             now = time.time()
             if _experiments.end_experiment(self._db, experiment_id, now):
-                self._start_default_experiment(project_id, prompt_id, now)
+                _experiments.start_default_experiment(self._db, project_id, prompt_id, now)
             return _experiments.experiment(self._db, project_id, experiment_id)
 
     def get_experiment(self, project_id: str, experiment_id: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._storage import Storage, StoreError
+from .._templates import call_model
 from .._wire import VariantSpec
 
 DEFAULT_PROJECT = "default"
@@ -58,7 +59,7 @@ class ProjectData:
         versions = {v["version"]: v for v in self.prompt(prompt_id)["versions"]}
         if version not in versions:
             raise StoreError(404, "version_not_found", f"the prompt has no version {version}")
-        return str(self.store.provider.complete(versions[version]["template"], inputs))
+        return call_model(self.store.provider, versions[version]["template"], inputs).output
 
     # -- experiments ----------------------------------------------------------------------------------------------
 
