@@ -29,8 +29,8 @@ from __future__ import annotations
 
 try:
     import opentelemetry.trace  # noqa: F401
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError("promptstream.otel needs OpenTelemetry's API: pip install 'promptstream[otel]'") from exc
+except ImportError:  # pragma: no cover - depends on the environment
+    raise ImportError("promptstream.otel needs OpenTelemetry's API: pip install 'promptstream[otel]'") from None
 
 from ._instrumentation import OpenTelemetry
 from ._metrics import METRIC_NAMES

@@ -74,9 +74,9 @@ class Dashboard:
         self.store = store
         self._accounts = accounts
         self._accounts_lock = threading.Lock()
-        self.throttle = LoginThrottle()
-        self.work = Lane("dashboard", 16)
-        self.templates = Environment(
+        self.throttle: LoginThrottle = LoginThrottle()
+        self.work: Lane = Lane("dashboard", 16)
+        self.templates: Environment = Environment(
             loader=FileSystemLoader(HERE / "templates"),
             autoescape=select_autoescape(default=True, default_for_string=True),
             trim_blocks=True,
