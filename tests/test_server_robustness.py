@@ -209,3 +209,118 @@ def test_a_store_refuses_unusable_api_keys_without_echoing_them(tmp_path: Path) 
             ServerThread(store, [API_KEY, key])
         assert key not in str(info.value) or not key.strip()
     store.close()
+
+
+class GatedIngestion:
+    """A storage whose event ingestion blocks until the test opens the gate (bounded: 30 s); everything else is the
+    real storage's. Counts the batches inside it at once."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self.gate = threading.Event()
+        self.inside = 0
+        self.peak = 0
+        self.arrived = 0
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def ingest_events(self, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            self.arrived += 1
+            self.inside += 1
+            self.peak = max(self.peak, self.inside)
+        try:
+            self.gate.wait(30)
+            return self._store.ingest_events(*args, **kwargs)
+        finally:
+            with self._lock:
+                self.inside -= 1
+
+
+def test_a_flood_of_event_batches_leaves_threads_for_runs_and_reads(storage_factory: Any) -> None:
+    """Batches queue for a few ingestion threads of their own (as coroutines, holding no thread and no pooled
+    connection), so a flood of them never takes what a run or a read needs."""
+    from promptstream.server._app import INGEST_THREADS
+
+    store = storage_factory()
+    gated = GatedIngestion(store)
+    server = ServerThread(gated, [API_KEY]).start()  # type: ignore[arg-type]
+    try:
+        prompt = store.create_prompt("default", "p", "Hi {{name}}")
+        runs_path = f"{server.url}/v1/prompts/{prompt['prompt_id']}/runs"
+        first = httpx.post(runs_path, json={"inputs": {"name": "x"}}, headers=AUTH).json()
+        flood = 48  # more than every thread the server's storage work had before batches got their own lane
+        with ThreadPoolExecutor(flood) as pool:
+            batches = [
+                pool.submit(
+                    httpx.post,
+                    f"{server.url}/v1/events/batch",
+                    json={"sent_at": "x", "events": [event(first)]},
+                    headers=AUTH,
+                    timeout=60,
+                )
+                for _ in range(flood)
+            ]
+            try:
+                assert wait_until(lambda: gated.inside == INGEST_THREADS, timeout=30), gated.inside
+                run = httpx.post(runs_path, json={"inputs": {"name": "y"}}, headers=AUTH, timeout=60)
+                listed = httpx.get(f"{server.url}/v1/prompts", headers=AUTH, timeout=60)
+                waiting = not gated.gate.is_set() and not any(future.done() for future in batches)
+            finally:
+                gated.gate.set()
+            answers = [future.result() for future in batches]
+    finally:
+        gated.gate.set()
+        server.stop()
+    assert waiting  # the run and the read were answered while every batch was still held
+    assert run.status_code == 200 and listed.status_code == 200
+    assert gated.peak <= INGEST_THREADS
+    assert all(answer.status_code == 200 for answer in answers) and gated.arrived == flood
+    assert store.count("events") == flood  # every held batch stored once the gate opened
+
+
+def test_a_request_that_finds_no_free_database_connection_is_a_503_to_retry(pg_url: str) -> None:
+    """PostgreSQL: when every pooled connection stays busy past the pool's wait, the request is answered 503 with
+    Retry-After (the SDK retries it), not a 500, and the busy request still completes."""
+    import psycopg
+
+    from promptstream.server._pgstore import PgStore
+
+    store = PgStore(pg_url, max_connections=1, pool_wait=0.5)
+    server = ServerThread(store, [API_KEY]).start()
+    blocker = psycopg.connect(pg_url)
+    try:
+        prompt = store.create_prompt("default", "p", "Hi {{name}}")
+        runs_path = f"{server.url}/v1/prompts/{prompt['prompt_id']}/runs"
+        experiment_id = httpx.post(runs_path, json={"inputs": {"name": "x"}}, headers=AUTH).json()["experiment_id"]
+        # another client holds the prompt's row: ending its experiment waits on that lock, holding the pool's one
+        # connection
+        blocker.execute("SELECT 1 FROM prompts WHERE id = %s FOR UPDATE", (prompt["prompt_id"],))
+        with ThreadPoolExecutor(1) as pool:
+            ending = pool.submit(
+                httpx.post, f"{server.url}/v1/experiments/{experiment_id}/end", headers=AUTH, timeout=60
+            )
+            assert wait_until(lambda: _waiting_on_a_lock(pg_url), timeout=30)
+            busy = httpx.get(f"{server.url}/v1/prompts", headers=AUTH, timeout=60)
+            blocker.rollback()
+            ended = ending.result()
+        after = httpx.get(f"{server.url}/v1/prompts", headers=AUTH, timeout=60)
+    finally:
+        blocker.close()
+        server.stop()
+        store.close()
+    assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
+    assert busy.json()["error"]["type"] == "database_busy"
+    assert ended.status_code == 200 and after.status_code == 200
+
+
+def _waiting_on_a_lock(pg_url: str) -> bool:
+    import psycopg
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        ).fetchone()
+    return row is not None and int(row[0]) > 0

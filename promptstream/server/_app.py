@@ -59,6 +59,11 @@ from .dashboard import dashboard_routes
 DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
 RUN_THREADS = 64  # runs in flight at once (each may wait on a model)
 WORK_THREADS = 32  # every other request's blocking work (SQLite, decoding) at once
+# Event batches decoded, checked and stored at once. That work holds the GIL or the database's write lock, so more
+# batches in flight add no throughput to one process; they would only queue ahead of a run for both (a run waited
+# behind a flood of batches, docs/scaling.md). Batches beyond these wait as coroutines, holding no thread and no
+# pooled connection.
+INGEST_THREADS = 4
 _json = msgspec.json.Encoder()
 _MSGPACK = "application/msgpack"
 
@@ -98,6 +103,7 @@ class ServerApp:
         self.max_body_bytes = max_body_bytes
         self._work = Lane("work", WORK_THREADS)
         self._runs = Lane("run", RUN_THREADS)
+        self._batches = Lane("ingest", INGEST_THREADS)
         self._event_decoders: dict[str, msgspec.json.Decoder[EventBody] | msgspec.msgpack.Decoder[EventBody]] = {
             "json": msgspec.json.Decoder(EventBody),
             "msgpack": msgspec.msgpack.Decoder(EventBody),
@@ -319,7 +325,7 @@ class ServerApp:
         caller = await self._authorize(request)
         codec = self._codec(request)
         raw = await self._read(request)
-        answer = await self._work.run(self._ingest, request, caller, codec, raw)
+        answer = await self._batches.run(self._ingest, request, caller, codec, raw)
         return Response(answer, media_type="application/json")
 
     def _ingest(self, request: Request, caller: Caller, codec: str, raw: bytes) -> bytes:

@@ -98,7 +98,8 @@ async def api_error(request: Request, exc: Exception) -> Response:
 
 async def store_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StoreError)
-    return error_response(exc.status, exc.error_type, exc.message)
+    busy = {"Retry-After": "1"} if exc.status == 503 else None  # the database is busy: the client retries
+    return error_response(exc.status, exc.error_type, exc.message, busy)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

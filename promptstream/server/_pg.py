@@ -13,10 +13,10 @@ from typing import Any
 
 import psycopg
 from psycopg.adapt import Dumper, Loader
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ._rules import EVENT_COLUMNS, event_row, stored_answer
-from ._storage import Idempotency
+from ._storage import Idempotency, StoreError
 from ._wire import EventBody
 
 # A batch is COPYed into this per-connection staging table, then moved into events by one INSERT ... SELECT ... ON
@@ -222,10 +222,24 @@ def prepare_connection(conn: psycopg.Connection[Any]) -> None:
     conn.commit()
 
 
-def open_pool(url: str, *, max_size: int = 16) -> ConnectionPool:
-    """A pool of connections to ``url``, its schema migrated. Raises ConnectionError (one line, no password) when
-    the database cannot be reached or migrated: one direct connection first, so an unreachable server fails at once
-    rather than after the pool's retries."""
+POOL_WAIT = 10.0  # seconds a request waits for a free connection before it is answered 503
+
+
+class Pool(ConnectionPool):
+    """psycopg_pool's pool, whose wait for a free connection ends in a ``StoreError`` 503 (``database_busy``,
+    answered with Retry-After, which the SDK retries) instead of an unexpected error and a 500."""
+
+    def getconn(self, timeout: float | None = None) -> psycopg.Connection[Any]:
+        try:
+            return super().getconn(timeout)
+        except PoolTimeout:
+            raise StoreError(503, "database_busy", "every database connection is busy; retry shortly") from None
+
+
+def open_pool(url: str, *, max_size: int = 16, wait: float = POOL_WAIT) -> Pool:
+    """A pool of connections to ``url``, its schema migrated; a request waits at most ``wait`` seconds for a free
+    connection. Raises ConnectionError (one line, no password) when the database cannot be reached or migrated: one
+    direct connection first, so an unreachable server fails at once rather than after the pool's retries."""
     try:
         with psycopg.connect(url) as conn:
             configure(conn)
@@ -233,13 +247,13 @@ def open_pool(url: str, *, max_size: int = 16) -> ConnectionPool:
     except (psycopg.Error, RuntimeError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConnectionError(f"cannot use the PostgreSQL database: {reason}") from None
-    pool = ConnectionPool(
+    pool = Pool(
         url,
         min_size=1,
         max_size=max_size,
         open=False,
         name="promptstream-pg",
-        timeout=30.0,
+        timeout=wait,
         configure=prepare_connection,
     )
     pool.open(wait=True, timeout=30.0)

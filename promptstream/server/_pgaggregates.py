@@ -5,12 +5,61 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 
 from . import _rules
+from ._storage import StoreError
 from ._templates import template_inputs
+
+
+class LiveExperiment(NamedTuple):
+    """What a run or an assignment needs to know of a prompt, read in one round trip."""
+
+    experiment_id: str
+    variants: str  # as stored: JSON
+    latest: int  # the prompt's latest version, which a variant without a version serves
+    latest_template: str
+    prompt_name: str
+
+    def template(self, conn: psycopg.Connection[Any], prompt_id: str, version: int) -> str:
+        """The template of ``version``: the latest one is at hand, another costs one more round trip."""
+        if version == self.latest:
+            return self.latest_template
+        row = conn.execute(
+            "SELECT template FROM prompt_versions WHERE prompt_id = %s AND version = %s", (prompt_id, version)
+        ).fetchone()
+        if row is None:
+            raise StoreError(409, "experiment_misconfigured", f"the live experiment serves a missing version {version}")
+        return str(row[0])
+
+
+# One statement instead of five (prompt, live experiment, latest version, its template, the name): on PostgreSQL
+# each is a round trip, and they were most of a run's latency under load (docs/scaling.md).
+_LIVE_EXPERIMENT = """
+SELECT e.id, e.variants, v.version, v.template, p.name
+FROM prompts p
+JOIN LATERAL (SELECT id, variants FROM experiments WHERE prompt_id = p.id AND ended_at IS NULL
+              ORDER BY created_at DESC LIMIT 1 {lock}) e ON TRUE
+JOIN LATERAL (SELECT version, template FROM prompt_versions WHERE prompt_id = p.id
+              ORDER BY version DESC LIMIT 1) v ON TRUE
+WHERE p.id = %s AND p.project_id = %s
+"""
+
+
+def live_experiment(
+    conn: psycopg.Connection[Any], project_id: str, prompt_id: str, *, share_lock: bool = False
+) -> LiveExperiment:
+    """The prompt's live experiment and its latest version; ``share_lock`` locks the experiment's row (``FOR
+    SHARE``) until the transaction ends, so it is not ended meanwhile. A prompt of another project is a 404, as a
+    missing one."""
+    sql = _LIVE_EXPERIMENT.format(lock="FOR SHARE" if share_lock else "")
+    row = conn.execute(sql.encode(), (prompt_id, project_id)).fetchone()
+    if row is None:
+        require_prompt(conn, project_id, prompt_id)
+        raise StoreError(409, "experiment_misconfigured", "the prompt has no live experiment")
+    return LiveExperiment(str(row[0]), str(row[1]), int(row[2]), str(row[3]), str(row[4]))
 
 
 def insert_version(conn: psycopg.Connection[Any], prompt_id: str, version: int, template: str, now: float) -> None:

@@ -21,6 +21,7 @@ import psycopg
 from . import _pgaggregates, _pgassignments, _projects, _rules
 from ._decision import GUARDRAIL_METRICS
 from ._pg import (
+    POOL_WAIT,
     PgSql,
     claim,
     claimed_at,
@@ -51,7 +52,8 @@ _TABLES = ("events", "runs", "batch_log", "prompts", "experiments", "idempotency
 
 class PgStore(ProjectMethods):
     """The reference server's data in a PostgreSQL database (``postgresql://user@host/db``), shared safely by
-    threads, worker processes and server instances.
+    threads, worker processes and server instances. At most ``max_connections`` pooled connections; a request that
+    finds none free within ``pool_wait`` seconds is answered 503 with Retry-After.
 
     Example:
         ```python
@@ -68,11 +70,12 @@ class PgStore(ProjectMethods):
         *,
         prices: Prices | None = None,
         max_connections: int = 16,
+        pool_wait: float = POOL_WAIT,
     ) -> None:
         self.url = url
         self.provider: ModelProvider = provider or TemplateProvider()
         self.prices: Prices = prices or Prices()
-        self._pool = open_pool(url, max_size=max_connections)
+        self._pool = open_pool(url, max_size=max_connections, wait=pool_wait)
         self._random = random.Random()
 
     def close(self) -> None:
@@ -228,29 +231,12 @@ class PgStore(ProjectMethods):
         encode: Any,
     ) -> tuple[int, bytes]:
         with self._pool.connection() as conn:
-            _pgaggregates.require_prompt(conn, project_id, prompt_id)
-            row = conn.execute(
-                "SELECT id, variants FROM experiments WHERE prompt_id = %s AND ended_at IS NULL"
-                " ORDER BY created_at DESC LIMIT 1",
-                (prompt_id,),
-            ).fetchone()
-            assert row is not None
-            experiment_id = str(row[0])
-            chosen = _rules.choose_variant(experiment_id, row[1], external_user_id, self._random)
-            version = (
-                chosen.version
-                if chosen.version is not None
-                else _pgaggregates.latest_version(conn, project_id, prompt_id)
-            )
-            template = str(
-                conn.execute(
-                    "SELECT template FROM prompt_versions WHERE prompt_id = %s AND version = %s", (prompt_id, version)
-                ).fetchone()[0]  # type: ignore[index]
-            )
-            names: tuple[str, ...] = (prompt_id,)
-            if self.prices.prompts:
-                row = conn.execute("SELECT name FROM prompts WHERE id = %s", (prompt_id,)).fetchone()
-                names = (prompt_id, str(row[0]) if row else "")
+            live = _pgaggregates.live_experiment(conn, project_id, prompt_id)
+            experiment_id = live.experiment_id
+            chosen = _rules.choose_variant(experiment_id, live.variants, external_user_id, self._random)
+            version = chosen.version if chosen.version is not None else live.latest
+            template = live.template(conn, prompt_id, version)
+        names: tuple[str, ...] = (prompt_id, live.prompt_name) if self.prices.prompts else (prompt_id,)
         _rules.check_inputs(template, inputs)
         completion = call_model(self.provider, template, inputs)  # no connection and no lock held
         output = _rules.check_output(completion.output)
