@@ -8,7 +8,9 @@ transaction under an advisory lock, so two servers starting at once on an empty 
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -234,6 +236,19 @@ class Pool(ConnectionPool):
             return super().getconn(timeout)
         except PoolTimeout:
             raise StoreError(503, "database_busy", "every database connection is busy; retry shortly") from None
+
+    @contextlib.contextmanager
+    def statement(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection in autocommit, for a statement that needs no transaction around it: psycopg opens a
+        transaction with a BEGIN of its own and ends it with a COMMIT, each a round trip, which was a quarter of a
+        run's time on PostgreSQL under load (docs/scaling.md). Several statements here see separate snapshots."""
+        with self.connection() as conn:
+            conn.autocommit = True
+            try:
+                yield conn
+            finally:
+                if not conn.broken:  # a broken connection is discarded by the pool, its mode with it
+                    conn.autocommit = False
 
 
 def open_pool(url: str, *, max_size: int = 16, wait: float = POOL_WAIT) -> Pool:

@@ -230,7 +230,7 @@ class PgStore(ProjectMethods):
         idempotency: Idempotency | None,
         encode: Any,
     ) -> tuple[int, bytes]:
-        with self._pool.connection() as conn:
+        with self._pool.statement() as conn:  # versions never change once added: no snapshot needed across reads
             live = _pgaggregates.live_experiment(conn, project_id, prompt_id)
             experiment_id = live.experiment_id
             chosen = _rules.choose_variant(experiment_id, live.variants, external_user_id, self._random)
@@ -253,7 +253,9 @@ class PgStore(ProjectMethods):
         }
         response: bytes = encode(body)
         metrics = (body["latency_ms"], body["input_tokens"], body["output_tokens"], body["cost_usd"])
-        with self._pool.connection() as conn:
+        # with an Idempotency-Key the run and its stored answer commit together; alone, the insert needs no transaction
+        writing = self._pool.connection() if idempotency is not None else self._pool.statement()
+        with writing as conn:
             conn.execute(
                 "INSERT INTO runs (id, prompt_id, experiment_id, version, variant, external_user_id, output,"
                 " created_at, project_id, latency_ms, input_tokens, output_tokens, cost_usd)"
