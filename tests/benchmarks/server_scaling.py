@@ -49,10 +49,10 @@ CONFIGS = [
 
 
 @contextmanager
-def serve(db: str, workers: int, instances: int) -> Iterator[list[str]]:
+def serve(db: str, workers: int, instances: int, pythonpath: str = str(REPO)) -> Iterator[list[str]]:
     processes: list[subprocess.Popen[str]] = []
     urls: list[str] = []
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PROMPTSTREAM_SERVER_API_KEYS": KEY}
+    env = {**os.environ, "PYTHONPATH": pythonpath, "PROMPTSTREAM_SERVER_API_KEYS": KEY}
     try:
         for _ in range(instances):
             command = [sys.executable, "-m", "promptstream", "serve", "--port", "0", "--db", db]
@@ -121,7 +121,7 @@ def measure(
     name, backend, workers, instances = config
     db = cluster.create_database() if backend == "postgresql" else str(workdir / f"bench-{time.monotonic_ns()}.db")
     try:
-        with serve(db, workers, instances) as urls:
+        with serve(db, workers, instances, args.pythonpath) as urls:
             prompt = httpx.post(f"{urls[0]}/v1/prompts", json={"name": "b", "template": "Hi {{name}}"}, headers=HEADERS)
             prompt_id = prompt.json()["prompt_id"]
             made = httpx.post(f"{urls[0]}/v1/prompts/{prompt_id}/runs", json={"inputs": {"name": "x"}}, headers=HEADERS)
@@ -165,14 +165,30 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=5.0, help="seconds of load per mode and repeat")
     parser.add_argument("--batch", type=int, default=100, help="events per batch (the SDK's default batch)")
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--configs", help="only the configurations whose name contains one of these (|-separated)")
+    parser.add_argument("--against", help="an earlier commit: each configuration is measured on its server too")
     args = parser.parse_args()
+    configs = [c for c in CONFIGS if not args.configs or any(part in c[0] for part in args.configs.split("|"))]
     cluster = start_cluster()
     rows: list[dict[str, Any]] = []
     try:
         with tempfile.TemporaryDirectory(prefix="promptstream-bench-") as workdir:
+            servers = [("", str(REPO))]
+            if args.against:
+                exported = Path(workdir) / args.against
+                exported.mkdir()
+                archive = subprocess.run(
+                    ["git", "-C", str(REPO), "archive", args.against, "promptstream"], capture_output=True, check=True
+                )
+                subprocess.run(["tar", "-x", "-C", str(exported)], input=archive.stdout, check=True)
+                servers.append((f" @ {args.against}", str(exported)))
             for repeat in range(args.repeats):
-                for config in CONFIGS:
+                order = servers if repeat % 2 == 0 else servers[::-1]  # alternate which goes first
+                for index, (suffix, pythonpath) in enumerate(order * len(configs)):
+                    config = configs[index // len(order)]
+                    args.pythonpath = pythonpath
                     row = measure(config, cluster, Path(workdir), args)
+                    row["config"] += suffix
                     row["repeat"] = repeat
                     rows.append(row)
                     print(json.dumps(row), flush=True)
@@ -184,12 +200,13 @@ def main() -> None:
         "rows": rows,
     }
     (HERE / "server-last-run.json").write_text(json.dumps(report, indent=1) + "\n")
-    base = [r for r in rows if r["config"] == CONFIGS[0][0]]
+    base = [r for r in rows if r["config"] == rows[0]["config"]]
     base_events = statistics.median(r["events_per_s"] for r in base)
     base_runs = statistics.median(r["runs_per_s"] for r in base)
-    print("\n| configuration | events/s median (min-max) | x SQLite | runs/s median (min-max) | x SQLite | load avg |")
+    print(f"\n| configuration | events/s median (min-max) | x {rows[0]['config']} | runs/s median (min-max) | x it |"
+          " load avg |")  # fmt: skip
     print("|---|---|---|---|---|---|")
-    for name, *_ in CONFIGS:
+    for name in dict.fromkeys(r["config"] for r in rows):
         mine = [r for r in rows if r["config"] == name]
         events = [r["events_per_s"] for r in mine]
         runs = [r["runs_per_s"] for r in mine]
