@@ -26,12 +26,9 @@ import os
 import re
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +37,11 @@ import httpx
 HERE = Path(__file__).parent
 REPO = HERE.parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(HERE))
+from server_scaling import HEADERS, serve, write_report  # noqa: E402
+
 from tests.postgres import Cluster, start_cluster  # noqa: E402
 
-KEY = "ps_bench_key_0123456789"
-HEADERS = {"Authorization": f"Bearer {KEY}"}
-_LISTENING = re.compile(r"server on (http://127\.0\.0\.1:\d+)")
 EVENTS_PER_RUN = 10
 
 # The generated rows, one SELECT per table over the numbers [start, stop); {n} is the row number, the rest is
@@ -100,25 +97,6 @@ def render(template: str, backend: str, start: int, stop: int, params: dict[str,
 def pg_sql(sql: str) -> str:
     """psycopg reads % as a placeholder: every modulo outside a placeholder is doubled."""
     return re.sub(r"%(?!\()", "%%", sql)
-
-
-@contextmanager
-def serve(db: str) -> Iterator[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PROMPTSTREAM_SERVER_API_KEYS": KEY}
-    command = [sys.executable, "-m", "promptstream", "serve", "--port", "0", "--db", db]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        assert process.stdout is not None
-        match = _LISTENING.search(process.stdout.readline())
-        if match is None:
-            raise RuntimeError("the server did not start")
-        # the server logs every request at INFO: drain its output, or a full pipe would block it
-        drain = subprocess.Popen(["cat"], stdin=process.stdout, stdout=subprocess.DEVNULL)
-        yield match.group(1)
-        drain.kill()
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
 
 
 def set_up(url: str) -> dict[str, Any]:
@@ -226,14 +204,15 @@ def measure(
     db = cluster.create_database() if cluster is not None else str(workdir / "scale.db")
     rows = []
     try:
-        with serve(db) as url:
-            setup = set_up(url)
+        with serve(db, 1, 1) as urls:
+            setup = set_up(urls[0])
         versions = variant_versions(db, backend, setup["experiment"])
         filled = 0
         for size in sizes:
             fill_s = fill(db, backend, setup, filled, size, versions)
             filled = size
-            with serve(db) as url:
+            with serve(db, 1, 1) as urls:
+                url = urls[0]
                 row = {"backend": backend, "events": size, "runs": size // EVENTS_PER_RUN, "fill_s": fill_s}
                 row.update(read(url, setup["experiment"], repeats if size != sizes[-1] else largest_repeats))
             row["db_bytes"] = db_size(db, backend)
@@ -263,8 +242,7 @@ def main() -> None:
             finally:
                 if cluster is not None:
                     cluster.stop()
-    report = {"machine": {"cpus": os.cpu_count(), "uname": " ".join(os.uname())}, "args": vars(args), "rows": rows}
-    (HERE / "results-scale-last-run.json").write_text(json.dumps(report, indent=1) + "\n")
+    write_report("results-scale-last-run.json", args, rows)
     print("\n| backend | events | runs | results: first read | then, median (min-max) | time series, median | size |")
     print("|---|---|---|---|---|---|---|")
     for row in rows:

@@ -44,19 +44,13 @@ import httpx
 HERE = Path(__file__).parent
 REPO = HERE.parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(HERE))
+from server_scaling import HEADERS, KEY, export, write_report  # noqa: E402
+
 from tests.helpers import free_port  # noqa: E402
 from tests.postgres import Cluster, start_cluster  # noqa: E402
 
 BEFORE = "726ee24"
-KEY = "ps_bench_key_0123456789"
-HEADERS = {"Authorization": f"Bearer {KEY}"}
-
-
-def export(commit: str, into: Path) -> None:
-    archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", commit, "promptstream"], capture_output=True, check=True
-    )
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
 
 
 @contextmanager
@@ -210,8 +204,7 @@ def main() -> None:
     finally:
         if cluster is not None:
             cluster.stop()
-    report = {"machine": {"cpus": os.cpu_count(), "uname": " ".join(os.uname())}, "args": vars(args), "rows": rows}
-    (HERE / "run-latency-last-run.json").write_text(json.dumps(report, indent=1) + "\n")
+    write_report("run-latency-last-run.json", args, rows)
     print("\n| server | alone p50 ms | alone p99 ms | flooded p50 ms | flooded p99 ms | batches/s | load avg |")
     print("|---|---|---|---|---|---|---|")
     for label in dict.fromkeys(row["server"] for row in rows):

@@ -48,6 +48,20 @@ CONFIGS = [
 ]
 
 
+def export(commit: str, into: Path) -> None:
+    """The ``promptstream`` package as of ``commit``, into ``into`` (to put first on a server's PYTHONPATH)."""
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", commit, "promptstream"], capture_output=True, check=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+
+
+def write_report(name: str, args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
+    """The raw rows beside the scripts, with the machine and the arguments that made them."""
+    report = {"machine": {"cpus": os.cpu_count(), "uname": " ".join(os.uname())}, "args": vars(args), "rows": rows}
+    (HERE / name).write_text(json.dumps(report, indent=1) + "\n")
+
+
 @contextmanager
 def serve(db: str, workers: int, instances: int, pythonpath: str = str(REPO)) -> Iterator[list[str]]:
     processes: list[subprocess.Popen[str]] = []
@@ -177,10 +191,7 @@ def main() -> None:
             if args.against:
                 exported = Path(workdir) / args.against
                 exported.mkdir()
-                archive = subprocess.run(
-                    ["git", "-C", str(REPO), "archive", args.against, "promptstream"], capture_output=True, check=True
-                )
-                subprocess.run(["tar", "-x", "-C", str(exported)], input=archive.stdout, check=True)
+                export(args.against, exported)
                 servers.append((f" @ {args.against}", str(exported)))
             for repeat in range(args.repeats):
                 order = servers if repeat % 2 == 0 else servers[::-1]  # alternate which goes first
@@ -194,12 +205,7 @@ def main() -> None:
                     print(json.dumps(row), flush=True)
     finally:
         cluster.stop()
-    report = {
-        "machine": {"cpus": os.cpu_count(), "uname": " ".join(os.uname())},
-        "args": vars(args),
-        "rows": rows,
-    }
-    (HERE / "server-last-run.json").write_text(json.dumps(report, indent=1) + "\n")
+    write_report("server-last-run.json", args, rows)
     base = [r for r in rows if r["config"] == rows[0]["config"]]
     base_events = statistics.median(r["events_per_s"] for r in base)
     base_runs = statistics.median(r["runs_per_s"] for r in base)
