@@ -324,3 +324,44 @@ def _waiting_on_a_lock(pg_url: str) -> bool:
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
         ).fetchone()
     return row is not None and int(row[0]) > 0
+
+
+def _write_by_hand(store: Any, sql: str, *args: Any) -> None:
+    """SQL from another tool, straight into the store's database (SQLite's ``?`` marks; ``%s`` on PostgreSQL)."""
+    if hasattr(store, "url"):
+        import psycopg
+
+        with psycopg.connect(store.url) as conn:
+            conn.execute(sql.replace("?", "%s").encode(), args)
+    else:
+        import sqlite3
+
+        with sqlite3.connect(store.path) as conn:
+            conn.execute(sql, args)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "UPDATE experiments SET ended_at = 1 WHERE prompt_id = ?",
+        'UPDATE experiments SET variants = \'[{"version": 99, "weight": 1.0}]\' WHERE prompt_id = ?',
+    ],
+    ids=["no-live-experiment", "missing-version"],
+)
+def test_a_database_damaged_by_another_tool_is_a_409_for_runs_and_assigns(storage_factory: Any, damage: str) -> None:
+    """Both backends answer a prompt whose live experiment is gone, or serves a version that does not exist, with
+    409 experiment_misconfigured: never a 500, and the same on SQLite and PostgreSQL."""
+    store = storage_factory()
+    server = ServerThread(store, [API_KEY]).start()
+    try:
+        prompt = store.create_prompt("default", "p", "Hi {{name}}")
+        _write_by_hand(store, damage, prompt["prompt_id"])
+        with httpx.Client(base_url=server.url, headers=AUTH, timeout=60) as http:
+            run = http.post(f"/v1/prompts/{prompt['prompt_id']}/runs", json={"inputs": {"name": "x"}})
+            assigned = http.post("/v1/assignments", json={"prompt_id": prompt["prompt_id"], "external_user_id": "u"})
+    finally:
+        server.stop()
+    for answer in (run, assigned):
+        assert answer.status_code == 409, answer.text
+        assert answer.json()["error"]["type"] == "experiment_misconfigured"
+    assert store.count("runs") == 0

@@ -15,6 +15,7 @@ from ._rules import (
     experiment_not_found,
     experiment_view,
 )
+from ._storage import StoreError
 
 
 def insert_experiment(
@@ -67,6 +68,8 @@ def live_experiment(db: sqlite3.Connection, prompt_id: str) -> dict[str, Any]:
         " ORDER BY created_at DESC LIMIT 1",
         (prompt_id,),
     ).fetchone()
+    if row is None:  # only a database written by another tool: every prompt keeps a live experiment
+        raise StoreError(409, "experiment_misconfigured", "the prompt has no live experiment")
     return {"id": row[0], "variants": row[1]}
 
 

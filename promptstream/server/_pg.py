@@ -238,17 +238,22 @@ class Pool(ConnectionPool):
             raise StoreError(503, "database_busy", "every database connection is busy; retry shortly") from None
 
     @contextlib.contextmanager
-    def statement(self) -> Iterator[psycopg.Connection[Any]]:
+    def statement(self, timeout: float | None = None) -> Iterator[psycopg.Connection[Any]]:
         """A pooled connection in autocommit, for a statement that needs no transaction around it: psycopg opens a
         transaction with a BEGIN of its own and ends it with a COMMIT, each a round trip, which was a quarter of a
-        run's time on PostgreSQL under load (docs/scaling.md). Several statements here see separate snapshots."""
-        with self.connection() as conn:
+        run's time on PostgreSQL under load (docs/scaling.md). Several statements here see separate snapshots.
+        The pool's reset puts the connection back out of autocommit whatever happened here."""
+        with self.connection(timeout) as conn:
             conn.autocommit = True
             try:
                 yield conn
             finally:
-                if not conn.broken:  # a broken connection is discarded by the pool, its mode with it
+                with contextlib.suppress(psycopg.Error):  # not idle (an interrupted query): the pool's reset or discard
                     conn.autocommit = False
+
+
+def _leave_autocommit(conn: psycopg.Connection[Any]) -> None:
+    conn.autocommit = False  # the pool calls this on an idle connection given back, before anyone else gets it
 
 
 def open_pool(url: str, *, max_size: int = 16, wait: float = POOL_WAIT) -> Pool:
@@ -269,6 +274,7 @@ def open_pool(url: str, *, max_size: int = 16, wait: float = POOL_WAIT) -> Pool:
         open=False,
         name="promptstream-pg",
         timeout=wait,
+        reset=_leave_autocommit,
         configure=prepare_connection,
     )
     pool.open(wait=True, timeout=30.0)

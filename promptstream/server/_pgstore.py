@@ -212,7 +212,8 @@ class PgStore(ProjectMethods):
         try:
             return self._run_once(project_id, prompt_id, inputs, external_user_id, idempotency, encode)
         except BaseException:
-            with self._pool.connection() as conn:
+            # the claim must go whatever the pool's state: wait for a connection as long as a retry would wait on it
+            with self._pool.connection(_rules.IN_FLIGHT_WAIT) as conn:
                 release(conn, project_id, idempotency)
             raise
 
@@ -253,8 +254,10 @@ class PgStore(ProjectMethods):
         }
         response: bytes = encode(body)
         metrics = (body["latency_ms"], body["input_tokens"], body["output_tokens"], body["cost_usd"])
-        # with an Idempotency-Key the run and its stored answer commit together; alone, the insert needs no transaction
-        writing = self._pool.connection() if idempotency is not None else self._pool.statement()
+        # with an Idempotency-Key the run and its stored answer commit together; alone, the insert needs no
+        # transaction. The model has run: wait for a connection as long as it takes rather than answer 503 and lose it
+        wait = _rules.IN_FLIGHT_WAIT
+        writing = self._pool.connection(wait) if idempotency is not None else self._pool.statement(wait)
         with writing as conn:
             conn.execute(
                 "INSERT INTO runs (id, prompt_id, experiment_id, version, variant, external_user_id, output,"

@@ -11,6 +11,7 @@ from typing import Any
 
 from ._experiments import live_experiment
 from ._rules import prompt_not_found, prompt_view
+from ._storage import StoreError
 from ._templates import template_inputs
 
 
@@ -43,6 +44,8 @@ def template_of(db: sqlite3.Connection, prompt_id: str, version: int) -> str:
     row = db.execute(
         "SELECT template FROM prompt_versions WHERE prompt_id = ? AND version = ?", (prompt_id, version)
     ).fetchone()
+    if row is None:  # only a database written by another tool: experiments serve versions that exist
+        raise StoreError(409, "experiment_misconfigured", f"the live experiment serves a missing version {version}")
     return str(row[0])
 
 
