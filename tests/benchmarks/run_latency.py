@@ -7,8 +7,8 @@ put first on PYTHONPATH), on SQLite, and this tree on SQLite and on PostgreSQL; 
 measured on either backend. Each
 repeat runs every server once, their order rotating, each on a fresh database and a fresh process:
 
-  1. alone: runs at --rate per second for --duration seconds from one keep-alive client, each run's latency measured
-     from the moment it was due (a stalled run delays the next ones, and they count it: no coordinated omission);
+  1. alone: runs at --rate per second for --duration seconds, each sent when it is due from a pool of 64
+     connections (a slow answer never holds back the next run) and timed from then: no coordinated omission;
   2. flooded: the same, while wrk posts 100-event batches with --connections connections (server_load.lua).
 
 With --model-ms, the servers' model takes that long per call (slow_model_server.py: a sleep, as a network call to a

@@ -58,7 +58,8 @@ def export(commit: str, into: Path) -> None:
 
 def write_report(name: str, args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
     """The raw rows beside the scripts, with the machine and the arguments that made them."""
-    report = {"machine": {"cpus": os.cpu_count(), "uname": " ".join(os.uname())}, "args": vars(args), "rows": rows}
+    given = {name: value for name, value in vars(args).items() if name != "pythonpath"}  # a temporary directory
+    report = {"machine": {"cpus": os.cpu_count(), "uname": " ".join(os.uname())}, "args": given, "rows": rows}
     (HERE / name).write_text(json.dumps(report, indent=1) + "\n")
 
 
